@@ -1,0 +1,165 @@
+//! `mcp-proxy`: the stdio MCP server Claude Code launches, bridged to a
+//! shared daemon. Argument parsing, logging and exit codes live here; the
+//! session itself is `mcp_session_manager::proxy::run`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use mcp_session_manager::config::{self, Config, TransportKind};
+use mcp_session_manager::proxy::{self, Options, Outcome, Target};
+use mcp_session_manager::transport::Endpoint;
+use mcp_session_manager::{paths, signals};
+
+/// Bridge Claude Code's stdio to a shared MCP daemon, immune to SIGINT.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-proxy", version, about, after_help = AFTER_HELP)]
+struct Args {
+    /// A daemon from config.json (built in without one: memory, code-index, ast-grep)
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "url",
+        conflicts_with = "url"
+    )]
+    target: Option<String>,
+
+    /// The manager's control API port [default: managerPort in config.json, else 3199]
+    #[arg(long, value_name = "PORT")]
+    manager_port: Option<u16>,
+
+    /// Connect to this MCP endpoint instead of a configured daemon
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+
+    /// Transport for --url [default: sse if the path ends in /sse, else streamable-http]
+    #[arg(long, value_enum, requires = "url")]
+    transport: Option<TransportArg>,
+
+    /// Extra HTTP header for every request, as 'Name: value' (repeatable)
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+
+    /// Allow --url to use plain http to a host other than this machine
+    #[arg(long, requires = "url")]
+    allow_http: bool,
+
+    /// Time requests in flight get to finish when the session ends
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    shutdown_grace_ms: u64,
+}
+
+const AFTER_HELP: &str = "\
+Environment:
+  MCP_SESSION_MANAGER_HOME  directory of config.json and the lock files [default: ~/.mcp-session-manager]
+  MCP_PROXY_LOG             log filter for stderr, e.g. debug or mcp_session_manager=trace [default: info]
+
+SIGINT is ignored; SIGTERM, SIGHUP or the end of stdin end the session.";
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    StreamableHttp,
+    Sse,
+    Http,
+}
+
+fn main() -> ExitCode {
+    // First: a SIGINT meant for another session must never stop this one.
+    signals::ignore_interrupt();
+    let args = Args::parse();
+    init_logging();
+    let code = match run(args) {
+        Ok(Outcome::Finished) => 0,
+        Ok(Outcome::NoDaemon) => 1,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("mcp-proxy: {error:#}");
+            1
+        }
+    };
+    // Exit without waiting for the thread blocked in a read of stdin.
+    std::process::exit(code)
+}
+
+fn run(args: Args) -> anyhow::Result<Outcome> {
+    let target = target(&args)?;
+    let options = Options {
+        target,
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(async {
+        signals::log_ignored_interrupts();
+        proxy::run(
+            options,
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            signals::terminated(),
+        )
+        .await
+    }))
+}
+
+fn target(args: &Args) -> anyhow::Result<Target> {
+    let mut headers = proxy::headers_from_args(args.headers.iter().map(String::as_str))
+        .map_err(anyhow::Error::msg)
+        .context("bad --header")?;
+    if let Some(url) = &args.url {
+        let url = url::Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
+        config::check_remote_url(&url, args.allow_http).map_err(anyhow::Error::msg)?;
+        let transport = match args.transport {
+            Some(TransportArg::StreamableHttp) => TransportKind::StreamableHttp,
+            Some(TransportArg::Sse) => TransportKind::Sse,
+            Some(TransportArg::Http) => TransportKind::Http,
+            None => TransportKind::guess_from_url(&url),
+        };
+        return Ok(Target::Url(Endpoint {
+            url,
+            transport,
+            headers: std::mem::take(&mut headers),
+        }));
+    }
+    let Some(name) = &args.target else {
+        bail!("give --target NAME or --url URL");
+    };
+    let home = paths::home()?;
+    let config = Config::load(&home)?;
+    let Some(server) = config.servers.get(name) else {
+        let source = match &config.source {
+            Some(path) => format!("in {}", path.display()),
+            None => "built in (no config file)".to_owned(),
+        };
+        bail!(
+            "unknown target {name:?}; valid names ({source}): {}",
+            config.names().join(", ")
+        );
+    };
+    Ok(Target::Named {
+        server: server.clone(),
+        home,
+        manager_port: args.manager_port.unwrap_or(config.manager_port),
+        headers,
+    })
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("MCP_PROXY_LOG") {
+        Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|error| {
+            eprintln!("mcp-proxy: ignoring MCP_PROXY_LOG={spec:?}: {error}");
+            EnvFilter::new("info")
+        }),
+        Err(_) => EnvFilter::new("info"),
+    };
+    // stdout is the protocol channel: logs go to stderr, always.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}

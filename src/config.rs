@@ -1,0 +1,492 @@
+//! The config file: `config.json` in the home directory (see [`crate::paths`]).
+//!
+//! Raw file shape first ([`RawConfig`], what the user typed, checked by serde
+//! with the path of every bad key), then validated [`Config`] (what the rest of
+//! the crate uses). Entries look like Claude Code's own `.mcp.json` entries
+//! (`command`/`args`/`env`, or `type` + `url`) plus this project's fields
+//! (`port`, `transport`, `cwd`, `headers`). With no file, the built-in daemons
+//! of the original are used. This file format is an API boundary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The manager's control API port when nothing else is configured.
+pub const DEFAULT_MANAGER_PORT: u16 = 3199;
+
+/// How a daemon speaks MCP over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// MCP 2025-03-26+: POST `/mcp`, answers as JSON or SSE, GET stream.
+    StreamableHttp,
+    /// MCP 2024-11-05: GET `/sse`, POST to the announced endpoint.
+    Sse,
+    /// Plain JSON over POST `/mcp` (the original's custom servers).
+    Http,
+    /// A stdio server run behind `mcp-manager host`; reached as streamable HTTP.
+    Stdio,
+}
+
+impl TransportKind {
+    /// The name used in config files and lock files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::StreamableHttp => "streamable-http",
+            TransportKind::Sse => "sse",
+            TransportKind::Http => "http",
+            TransportKind::Stdio => "stdio",
+        }
+    }
+
+    /// The transport of a URL given without one: a path ending in `/sse` is
+    /// legacy SSE, anything else Streamable HTTP.
+    pub fn guess_from_url(url: &Url) -> TransportKind {
+        if url.path().trim_end_matches('/').ends_with("/sse") {
+            TransportKind::Sse
+        } else {
+            TransportKind::StreamableHttp
+        }
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every daemon the proxy and the manager know, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the built-in defaults.
+    pub source: Option<PathBuf>,
+    pub manager_port: u16,
+    pub servers: BTreeMap<String, ServerConfig>,
+}
+
+/// One daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub name: String,
+    /// How to start it (the manager's business); `None` for a server that
+    /// is started by hand or lives elsewhere.
+    pub command: Option<String>,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    /// A remote server: used as is, nothing is started.
+    pub url: Option<Url>,
+    /// The loopback port a local daemon listens on.
+    pub port: Option<u16>,
+    pub transport: TransportKind,
+    /// Extra headers sent with every request to the daemon.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ServerConfig {
+    /// The URL the proxy connects to: `url`, or the local daemon's endpoint
+    /// on `port` (`/sse` for legacy SSE, `/mcp` otherwise).
+    pub fn endpoint_url(&self) -> Option<Url> {
+        if let Some(url) = &self.url {
+            return Some(url.clone());
+        }
+        self.port.map(|port| local_endpoint(port, self.transport))
+    }
+}
+
+/// `http://127.0.0.1:PORT/mcp`, or `/sse` for legacy SSE.
+pub fn local_endpoint(port: u16, transport: TransportKind) -> Url {
+    let path = match transport {
+        TransportKind::Sse => "sse",
+        _ => "mcp",
+    };
+    // A literal address and a number: this always parses.
+    Url::parse(&format!("http://127.0.0.1:{port}/{path}"))
+        .unwrap_or_else(|_| unreachable!("a loopback URL with a port always parses"))
+}
+
+/// What is wrong with the config, always naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {} is not valid JSON: {message} (line {line}, column {column})", path.display())]
+    Syntax {
+        path: PathBuf,
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    #[error("config {}: key `{key}`: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawConfig {
+    #[serde(rename = "$schema", default)]
+    _schema: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub manager_port: Option<u16>,
+    #[serde(default)]
+    pub mcp_servers: BTreeMap<String, RawServer>,
+}
+
+/// One entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawServer {
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    /// Claude Code's field: `stdio`, `http` (= streamable HTTP), `sse`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub port: Option<u16>,
+    pub transport: Option<TransportKind>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Allow a plain-`http` URL to a host that is not this machine.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+impl Config {
+    /// Loads `config.json` from `home`, or the built-in daemons if there is none.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, the key and what is wrong.
+    pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        let path = crate::paths::config_file(home);
+        match std::fs::read(&path) {
+            Ok(bytes) => Config::parse(&path, &bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::builtin()),
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// The original's three daemons, used when there is no config file.
+    pub fn builtin() -> Config {
+        let daemon = |name: &str, port, transport| ServerConfig {
+            name: name.to_owned(),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            port: Some(port),
+            transport,
+            headers: BTreeMap::new(),
+        };
+        let servers = [
+            daemon("memory", 3100, TransportKind::StreamableHttp),
+            daemon("code-index", 3101, TransportKind::StreamableHttp),
+            daemon("ast-grep", 3102, TransportKind::Sse),
+        ];
+        Config {
+            source: None,
+            manager_port: DEFAULT_MANAGER_PORT,
+            servers: servers.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        }
+    }
+
+    /// Parses and validates the text of a config file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `path`, the key and what is wrong.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = match serde_path_to_error::deserialize(&mut deserializer) {
+            Ok(raw) => raw,
+            Err(error) => {
+                let key = error.path().to_string();
+                let inner = error.into_inner();
+                if inner.is_data() && key != "." {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key,
+                        problem: strip_position(&inner.to_string()),
+                    });
+                }
+                return Err(ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: strip_position(&inner.to_string()),
+                    line: inner.line(),
+                    column: inner.column(),
+                });
+            }
+        };
+        Config::validate(path, raw)
+    }
+
+    fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+        let invalid = |key: String, problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+        };
+        let mut servers = BTreeMap::new();
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        for (name, entry) in raw.mcp_servers {
+            let key = |field: &str| format!("mcpServers.{name}.{field}");
+            if !is_valid_name(&name) {
+                return Err(invalid(
+                    format!("mcpServers.{name}"),
+                    "a server name may only hold letters, digits, '-', '_' and '.' (it names the lock and log files); rename it".into(),
+                ));
+            }
+            let url = match &entry.url {
+                None => None,
+                Some(text) => {
+                    let url = Url::parse(text)
+                        .map_err(|e| invalid(key("url"), format!("{text:?} is not a URL ({e})")))?;
+                    check_remote_url(&url, entry.allow_http).map_err(|p| invalid(key("url"), p))?;
+                    Some(url)
+                }
+            };
+            let kind_transport = match entry.kind.as_deref() {
+                None => None,
+                Some("stdio") => Some(TransportKind::Stdio),
+                Some("http" | "streamable-http" | "streamableHttp") => {
+                    Some(TransportKind::StreamableHttp)
+                }
+                Some("sse") => Some(TransportKind::Sse),
+                Some(other) => {
+                    return Err(invalid(
+                        key("type"),
+                        format!("unknown type {other:?}; use \"stdio\", \"http\" or \"sse\""),
+                    ));
+                }
+            };
+            let transport = match (entry.transport.or(kind_transport), &url, &entry.command) {
+                (Some(t), _, _) => t,
+                (None, Some(url), _) => TransportKind::guess_from_url(url),
+                (None, None, Some(_)) => TransportKind::Stdio,
+                (None, None, None) => TransportKind::StreamableHttp,
+            };
+            if url.is_none() && entry.command.is_none() && entry.port.is_none() {
+                return Err(invalid(
+                    format!("mcpServers.{name}"),
+                    "an entry needs a \"command\" (a server to run), a \"url\" (a remote server) or a \"port\" (a local server started by hand)".into(),
+                ));
+            }
+            if url.is_some() && transport == TransportKind::Stdio {
+                return Err(invalid(
+                    key("transport"),
+                    "a \"url\" entry cannot use the stdio transport; use \"streamable-http\" or \"sse\"".into(),
+                ));
+            }
+            if url.is_none() && entry.port.is_none() {
+                return Err(invalid(
+                    key("port"),
+                    "missing: a local daemon needs the loopback port it listens on (for example \"port\": 3110)".into(),
+                ));
+            }
+            if entry.port == Some(0) {
+                return Err(invalid(
+                    key("port"),
+                    "0 is not a port; use 1 to 65535".into(),
+                ));
+            }
+            if let Some(port) = entry.port {
+                if let Some(other) = ports.insert(port, name.clone()) {
+                    return Err(invalid(
+                        key("port"),
+                        format!(
+                            "port {port} is also used by \"{other}\"; give each daemon its own port"
+                        ),
+                    ));
+                }
+            }
+            for header in entry.headers.iter() {
+                crate::transport::parse_header(&format!("{}: {}", header.0, header.1))
+                    .map_err(|p| invalid(format!("{}.{}", key("headers"), header.0), p))?;
+            }
+            servers.insert(
+                name.clone(),
+                ServerConfig {
+                    name,
+                    command: entry.command,
+                    args: entry.args,
+                    env: entry.env,
+                    cwd: entry.cwd,
+                    url,
+                    port: entry.port,
+                    transport,
+                    headers: entry.headers,
+                },
+            );
+        }
+        Ok(Config {
+            source: Some(path.to_owned()),
+            manager_port: raw.manager_port.unwrap_or(DEFAULT_MANAGER_PORT),
+            servers,
+        })
+    }
+
+    /// The configured names, for "valid names are …" messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.servers.keys().map(String::as_str).collect()
+    }
+}
+
+/// Refuses plain `http` to another machine unless explicitly allowed: the
+/// traffic (and any token in the headers) would cross the network in clear.
+///
+/// # Errors
+/// A message that names the fix.
+pub fn check_remote_url(url: &Url, allow_http: bool) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http || crate::transport::is_loopback(url) => Ok(()),
+        "http" => Err(format!(
+            "{url} is plain http to another host; use https, or allow it with --allow-http (\"allowHttp\": true in the config)"
+        )),
+        other => Err(format!(
+            "{url}: the scheme {other:?} is not supported; use http or https"
+        )),
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// serde_json appends " at line L column C"; the error shows those itself.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            Path::new("/home/u/.mcp-session-manager/config.json"),
+            text.as_bytes(),
+        )
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn builtin_daemons_are_the_originals() {
+        let config = Config::builtin();
+        let memory = &config.servers["memory"];
+        assert_eq!(
+            (memory.port, memory.transport),
+            (Some(3100), TransportKind::StreamableHttp)
+        );
+        assert_eq!(config.servers["code-index"].port, Some(3101));
+        let ast = &config.servers["ast-grep"];
+        assert_eq!((ast.port, ast.transport), (Some(3102), TransportKind::Sse));
+        assert_eq!(
+            ast.endpoint_url().expect("url").as_str(),
+            "http://127.0.0.1:3102/sse"
+        );
+        assert_eq!(config.manager_port, 3199);
+    }
+
+    #[test]
+    fn claude_code_style_entries_are_accepted() {
+        let config = parse(
+            r#"{"managerPort": 4000, "mcpServers": {
+                "memory": {"command": "npx", "args": ["-y", "x"], "env": {"A": "1"}, "port": 3100},
+                "everything": {"port": 3555, "transport": "sse"},
+                "remote": {"type": "http", "url": "https://example.com/mcp", "headers": {"Authorization": "Bearer t"}},
+                "legacy": {"url": "https://example.com/v1/sse"}
+            }}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.manager_port, 4000);
+        assert_eq!(config.servers["memory"].transport, TransportKind::Stdio);
+        assert_eq!(config.servers["everything"].transport, TransportKind::Sse);
+        assert_eq!(
+            config.servers["remote"].transport,
+            TransportKind::StreamableHttp
+        );
+        assert_eq!(config.servers["legacy"].transport, TransportKind::Sse);
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_fix() {
+        let e = error(r#"{"mcpServers": {"m": {"command": "x", "port": "3100"}}}"#);
+        assert!(
+            e.contains("config.json") && e.contains("mcpServers.m.port"),
+            "{e}"
+        );
+        let e = error(r#"{"mcpServers": {"m": {"comand": "x", "port": 1}}}"#);
+        assert!(
+            e.contains("mcpServers.m") && e.contains("comand") && e.contains("command"),
+            "{e}"
+        );
+        let e = error(r#"{"mcpServers": {"m": {"command": "x"}}}"#);
+        assert!(
+            e.contains("mcpServers.m.port") && e.contains("missing"),
+            "{e}"
+        );
+        let e = error(r#"{"mcpServers": {"a": {"port": 1}, "b": {"port": 1}}}"#);
+        assert!(
+            e.contains("mcpServers.b.port") && e.contains("\"a\""),
+            "{e}"
+        );
+        let e = error(r#"{"mcpServers": {"m": {"port": 1, "transport": "carrier-pigeon"}}}"#);
+        assert!(
+            e.contains("mcpServers.m.transport") && e.contains("streamable-http"),
+            "{e}"
+        );
+        let e = error(r#"{"mcpServers": {"m": {"url": "http://example.com/mcp"}}}"#);
+        assert!(e.contains("--allow-http"), "{e}");
+        let e = error(r#"{"mcpServers": {"../x": {"port": 1}}}"#);
+        assert!(e.contains("rename"), "{e}");
+        let e = error(r#"{"mcpServers": {"m": {}}}"#);
+        assert!(e.contains("\"command\""), "{e}");
+        let e = error("{\"mcpServers\": {\n  \"m\": {\"port\": 1,}\n}}");
+        assert!(e.contains("not valid JSON") && e.contains("line 2"), "{e}");
+        let e = error(r#"{"mcpServers": [] }"#);
+        assert!(e.contains("mcpServers"), "{e}");
+    }
+
+    #[test]
+    fn transport_is_guessed_from_the_url() {
+        let guess = |u: &str| TransportKind::guess_from_url(&Url::parse(u).expect("url"));
+        assert_eq!(guess("http://127.0.0.1:1/sse"), TransportKind::Sse);
+        assert_eq!(guess("http://127.0.0.1:1/sse/"), TransportKind::Sse);
+        assert_eq!(
+            guess("http://127.0.0.1:1/mcp"),
+            TransportKind::StreamableHttp
+        );
+        assert_eq!(
+            guess("http://127.0.0.1:1/sse-like"),
+            TransportKind::StreamableHttp
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Share MCP servers between many Claude Code sessions.
+//!
+//! Claude Code starts every MCP server as its own child over stdio and sends
+//! it SIGINT when another session starts. `mcp-proxy` is what Claude Code
+//! launches instead: it ignores SIGINT and bridges stdio JSON-RPC to one
+//! shared daemon over Streamable HTTP or legacy SSE.
+//!
+//! # Layout
+//!
+//! - [`config`]: the config file, raw shape then validated [`config::Config`];
+//!   the built-in daemons.
+//! - [`paths`]: the home directory and every file in it.
+//! - [`jsonrpc`]: messages as exact bytes plus their shape; error responses.
+//! - [`stdio`]: line framing on stdin, the one task that owns stdout.
+//! - [`transport`]: the HTTP side (Streamable HTTP, plain HTTP, legacy SSE).
+//! - [`proxy`]: the session loop; [`proxy::router`] pairs daemon answers with
+//!   client requests.
+//! - [`discovery`]: finding the daemon for `--target` (port, lock, manager).
+//! - [`lockfile`]: reading `NAME.lock`.
+//! - [`signals`]: SIGINT ignored, SIGTERM/SIGHUP as a clean end.
+#![deny(clippy::print_stdout)]
+
+pub mod config;
+pub mod discovery;
+pub mod jsonrpc;
+pub mod lockfile;
+pub mod paths;
+pub mod proxy;
+pub mod signals;
+pub mod stdio;
+pub mod transport;

@@ -1,0 +1,40 @@
+//! Every place on disk the tool uses, in one module.
+//!
+//! The home directory is `$MCP_SESSION_MANAGER_HOME`, else
+//! `~/.mcp-session-manager` (the original's). It holds `config.json`, and
+//! `NAME.lock` and `NAME.log` for every daemon.
+
+use std::path::{Path, PathBuf};
+
+/// The variable that moves the home directory (tests, several installs).
+pub const HOME_ENV: &str = "MCP_SESSION_MANAGER_HOME";
+
+/// No home directory could be found.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot find the home directory; set {HOME_ENV} to the directory to use")]
+pub struct NoHome;
+
+/// The home directory (not created here).
+///
+/// # Errors
+/// [`NoHome`] when neither the variable nor a user home directory is set.
+pub fn home() -> Result<PathBuf, NoHome> {
+    match std::env::var_os(HOME_ENV) {
+        Some(dir) if !dir.is_empty() => Ok(PathBuf::from(dir)),
+        _ => dirs::home_dir()
+            .map(|h| h.join(".mcp-session-manager"))
+            .ok_or(NoHome),
+    }
+}
+
+pub fn config_file(home: &Path) -> PathBuf {
+    home.join("config.json")
+}
+
+pub fn lock_file(home: &Path, name: &str) -> PathBuf {
+    home.join(format!("{name}.lock"))
+}
+
+pub fn log_file(home: &Path, name: &str) -> PathBuf {
+    home.join(format!("{name}.log"))
+}

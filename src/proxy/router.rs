@@ -1,0 +1,361 @@
+//! Where daemon messages go: the table of client requests in flight.
+//!
+//! Every client request is registered here before it is sent, and leaves the
+//! table when its one answer has been written: the daemon's response, or an
+//! error the proxy made because no response can come. That is how the proxy
+//! keeps "exactly one answer per request" while several streams (POST streams,
+//! the GET stream, a legacy SSE stream) deliver messages at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::{Notify, oneshot};
+
+use crate::jsonrpc::{self, Kind, RawId};
+use crate::stdio::{Output, OutputClosed};
+
+/// What [`Router::deliver`] did with a daemon message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// The response to this request id (as written to the client).
+    Response(RawId, Bytes),
+    /// A server request or notification, written to the client.
+    Other,
+    /// Not a JSON-RPC message; logged and dropped.
+    Invalid,
+}
+
+/// Client requests in flight, and the client's output.
+pub struct Router {
+    output: Output,
+    state: Mutex<State>,
+    /// Woken whenever a request leaves the table.
+    settled: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: HashMap<RawId, Pending>,
+    /// Requests the proxy answered itself (with an error): a late response
+    /// from the daemon for one of these is dropped, so the client never gets
+    /// two answers. Bounded; only the latest ids matter.
+    answered_by_proxy: VecDeque<RawId>,
+}
+
+const ANSWERED_BY_PROXY_KEPT: usize = 256;
+
+enum Pending {
+    /// A client request; its answer goes to stdout (or into its batch).
+    Client {
+        batch: Option<Arc<Batch>>,
+        /// The client sent `notifications/cancelled` for it: it no longer
+        /// counts as in flight, and the proxy never invents an answer for it.
+        cancelled: bool,
+    },
+    /// A request the proxy itself sent (a replayed `initialize`): its answer
+    /// is handed back to the proxy, never to the client.
+    Internal(oneshot::Sender<Bytes>),
+}
+
+/// The answers of one client batch, written as one array line when complete.
+pub struct Batch {
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    remaining: usize,
+    answers: Vec<Bytes>,
+}
+
+impl Batch {
+    /// A batch that waits for `requests` answers.
+    pub fn new(requests: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            state: Mutex::new(BatchState {
+                remaining: requests,
+                answers: Vec::with_capacity(requests),
+            }),
+        })
+    }
+
+    /// Adds an answer; returns the whole array once the last one is in.
+    pub fn add(&self, answer: Bytes) -> Option<Bytes> {
+        let mut state = lock(&self.state);
+        state.answers.push(answer);
+        state.remaining = state.remaining.saturating_sub(1);
+        if state.remaining > 0 {
+            return None;
+        }
+        let answers = std::mem::take(&mut state.answers);
+        let len = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
+        let mut line = BytesMut::with_capacity(len);
+        line.put_u8(b'[');
+        for (i, answer) in answers.iter().enumerate() {
+            if i > 0 {
+                line.put_u8(b',');
+            }
+            line.put_slice(answer);
+        }
+        line.put_u8(b']');
+        Some(line.freeze())
+    }
+}
+
+impl Router {
+    pub fn new(output: Output) -> Arc<Router> {
+        Arc::new(Router {
+            output,
+            state: Mutex::new(State::default()),
+            settled: Notify::new(),
+        })
+    }
+
+    /// Registers a client request before it is sent.
+    pub fn begin(&self, id: RawId, batch: Option<Arc<Batch>>) {
+        let pending = Pending::Client {
+            batch,
+            cancelled: false,
+        };
+        lock(&self.state).in_flight.insert(id, pending);
+    }
+
+    /// Registers a request of the proxy's own; the answer comes back on the
+    /// returned channel instead of going to the client.
+    pub fn begin_internal(&self, id: RawId) -> oneshot::Receiver<Bytes> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state)
+            .in_flight
+            .insert(id, Pending::Internal(tx));
+        rx
+    }
+
+    /// Forgets a request of the proxy's own that will not be answered.
+    pub fn abandon_internal(&self, id: &RawId) {
+        let mut state = lock(&self.state);
+        if matches!(state.in_flight.get(id), Some(Pending::Internal(_))) {
+            state.in_flight.remove(id);
+        }
+    }
+
+    /// The client cancelled this request: stop counting it as in flight.
+    pub fn cancel(&self, id: &RawId) {
+        if let Some(Pending::Client { cancelled, .. }) = lock(&self.state).in_flight.get_mut(id) {
+            *cancelled = true;
+        }
+        self.settled.notify_waiters();
+    }
+
+    /// Is this client request still waiting for its answer?
+    pub fn is_pending(&self, id: &RawId) -> bool {
+        lock(&self.state).in_flight.contains_key(id)
+    }
+
+    /// The client requests waiting for an answer (cancelled ones excluded).
+    pub fn waiting_client_requests(&self) -> Vec<RawId> {
+        lock(&self.state)
+            .in_flight
+            .iter()
+            .filter(|(_, p)| {
+                matches!(
+                    p,
+                    Pending::Client {
+                        cancelled: false,
+                        ..
+                    }
+                )
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Waits until no client request is waiting for an answer.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.settled.notified();
+            if self.waiting_client_requests().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Routes one message from the daemon.
+    ///
+    /// # Errors
+    /// [`OutputClosed`] when the client has gone.
+    pub async fn deliver(&self, raw: Bytes) -> Result<Delivered, OutputClosed> {
+        let message = match jsonrpc::classify(raw) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "the daemon sent something that is not JSON-RPC; dropped");
+                return Ok(Delivered::Invalid);
+            }
+        };
+        let line = jsonrpc::to_single_line(message.raw);
+        match message.kind {
+            Kind::Response { id } => {
+                self.answer(&id, line.clone(), true).await?;
+                Ok(Delivered::Response(id, line))
+            }
+            _ => {
+                self.output.send(line).await?;
+                Ok(Delivered::Other)
+            }
+        }
+    }
+
+    /// Answers a waiting client request with an error made by the proxy.
+    /// Does nothing if the request has been answered or was cancelled.
+    ///
+    /// # Errors
+    /// [`OutputClosed`] when the client has gone.
+    pub async fn fail(
+        &self,
+        id: &RawId,
+        message: &str,
+        data: Option<&serde_json::Value>,
+    ) -> Result<(), OutputClosed> {
+        let answer = jsonrpc::error_response_with_data(
+            Some(id),
+            jsonrpc::code::INTERNAL_ERROR,
+            message,
+            data,
+        );
+        self.answer(id, answer, false).await
+    }
+
+    /// Writes a message the proxy made (a parse error) straight to the client.
+    ///
+    /// # Errors
+    /// [`OutputClosed`] when the client has gone.
+    pub async fn reply(&self, line: Bytes) -> Result<(), OutputClosed> {
+        self.output.send(line).await
+    }
+
+    async fn answer(&self, id: &RawId, line: Bytes, from_daemon: bool) -> Result<(), OutputClosed> {
+        let pending = {
+            let mut state = lock(&self.state);
+            let pending = state.in_flight.remove(id);
+            match &pending {
+                None if from_daemon && state.answered_by_proxy.contains(id) => {
+                    tracing::debug!(%id, "late daemon response to a request the proxy already answered; dropped");
+                    return Ok(());
+                }
+                // An answer of the proxy's own for a request that is no longer
+                // waiting (already answered, or cancelled) is never sent.
+                None if !from_daemon => return Ok(()),
+                Some(Pending::Client {
+                    cancelled: true, ..
+                }) if !from_daemon => return Ok(()),
+                _ => {}
+            }
+            if !from_daemon {
+                if state.answered_by_proxy.len() == ANSWERED_BY_PROXY_KEPT {
+                    state.answered_by_proxy.pop_front();
+                }
+                state.answered_by_proxy.push_back(id.clone());
+            }
+            pending
+        };
+        self.settled.notify_waiters();
+        match pending {
+            Some(Pending::Internal(tx)) => {
+                let _ = tx.send(line);
+                Ok(())
+            }
+            Some(Pending::Client {
+                batch: Some(batch), ..
+            }) => match batch.add(line) {
+                Some(array) => self.output.send(array).await,
+                None => Ok(()),
+            },
+            // Unknown ids are forwarded too: nothing the daemon sends is dropped.
+            Some(Pending::Client { batch: None, .. }) | None => self.output.send(line).await,
+        }
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked
+/// (every critical section here is a few map operations).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stdio::spawn_writer;
+    use tokio_util::sync::CancellationToken;
+
+    fn id(text: &str) -> RawId {
+        jsonrpc::classify(Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{text},"method":"x"}}"#
+        )))
+        .expect("valid")
+        .id()
+        .cloned()
+        .expect("has id")
+    }
+
+    async fn collect(router: Arc<Router>, mut read: tokio::io::DuplexStream) -> Vec<String> {
+        drop(router);
+        let mut all = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut read, &mut all)
+            .await
+            .expect("read");
+        all.lines().map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn each_request_gets_exactly_one_answer() {
+        let (write, read) = tokio::io::duplex(1 << 16);
+        let (output, _task) = spawn_writer(write, CancellationToken::new());
+        let router = Router::new(output);
+        router.begin(id("1"), None);
+        router
+            .fail(&id("1"), "daemon gone", None)
+            .await
+            .expect("open");
+        // The daemon's late answer and a second proxy error are both dropped.
+        let late = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        router.deliver(late).await.expect("open");
+        router.fail(&id("1"), "again", None).await.expect("open");
+        let lines = collect(router, read).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("daemon gone"));
+    }
+
+    #[tokio::test]
+    async fn cancelled_requests_get_no_invented_answer_and_do_not_block_idle() {
+        let (write, read) = tokio::io::duplex(1 << 16);
+        let (output, _task) = spawn_writer(write, CancellationToken::new());
+        let router = Router::new(output);
+        router.begin(id("\"a\""), None);
+        router.cancel(&id("\"a\""));
+        tokio::time::timeout(std::time::Duration::from_secs(1), router.wait_idle())
+            .await
+            .expect("idle although the cancelled request never finished");
+        router.fail(&id("\"a\""), "x", None).await.expect("open");
+        assert!(collect(router, read).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn batch_answers_are_written_as_one_array() {
+        let (write, read) = tokio::io::duplex(1 << 16);
+        let (output, _task) = spawn_writer(write, CancellationToken::new());
+        let router = Router::new(output);
+        let batch = Batch::new(2);
+        router.begin(id("1"), Some(batch.clone()));
+        router.begin(id("2"), Some(batch));
+        let two = Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\n\"id\":2,\"result\":{}}");
+        router.deliver(two).await.expect("open");
+        router.fail(&id("1"), "nope", None).await.expect("open");
+        let lines = collect(router, read).await;
+        assert_eq!(lines.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).expect("json array");
+        assert_eq!(v.as_array().map(Vec::len), Some(2));
+    }
+}

@@ -1,0 +1,83 @@
+//! Process signals: what Claude Code sends and what the proxy makes of it.
+//!
+//! Claude Code sends SIGINT to the MCP servers of a session when another one
+//! starts; a shared daemon must not die of that, so the proxy ignores SIGINT
+//! from its first instruction. SIGTERM and SIGHUP (and on Windows a console
+//! close) end a session cleanly.
+
+/// Ignores SIGINT (Ctrl+C on Windows) for the whole process, at once.
+/// Call it first thing in `main`, before any runtime or thread exists.
+#[cfg(unix)]
+#[expect(unsafe_code, reason = "signal(2) has no safe wrapper in std")]
+pub fn ignore_interrupt() {
+    // SAFETY: SIG_IGN is a valid disposition for SIGINT, and no other thread
+    // exists yet that could race on the disposition.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
+/// Ignores SIGINT (Ctrl+C on Windows) for the whole process, at once.
+#[cfg(not(unix))]
+pub fn ignore_interrupt() {
+    // Windows: the console handler installed by `log_ignored_interrupts`
+    // swallows Ctrl+C; there is nothing to do before the runtime exists.
+}
+
+/// Logs each SIGINT that arrives (and keeps ignoring it). Needs a runtime.
+pub fn log_ignored_interrupts() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut interrupts) = signal(SignalKind::interrupt()) {
+            tokio::spawn(async move {
+                while interrupts.recv().await.is_some() {
+                    tracing::info!("SIGINT ignored: the shared daemon stays up");
+                }
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        if let Ok(mut interrupts) = tokio::signal::windows::ctrl_c() {
+            tokio::spawn(async move {
+                while interrupts.recv().await.is_some() {
+                    tracing::info!("Ctrl+C ignored: the shared daemon stays up");
+                }
+            });
+        }
+    }
+}
+
+/// Resolves when the process is asked to terminate: SIGTERM or SIGHUP
+/// (Unix), console close or shutdown (Windows).
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::warn!("cannot listen for SIGTERM/SIGHUP; only EOF ends the session");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::debug!("SIGTERM"),
+            _ = hup.recv() => tracing::debug!("SIGHUP"),
+        }
+    }
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_close, ctrl_shutdown};
+        let (Ok(mut close), Ok(mut shutdown)) = (ctrl_close(), ctrl_shutdown()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = close.recv() => {}
+            _ = shutdown.recv() => {}
+        }
+    }
+    #[cfg(not(any(unix, windows)))]
+    std::future::pending::<()>().await;
+}

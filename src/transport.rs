@@ -1,0 +1,460 @@
+//! What the proxy talks to: one MCP daemon over HTTP.
+//!
+//! | transport         | module              | client → daemon           | daemon → client                          |
+//! |-------------------|---------------------|---------------------------|------------------------------------------|
+//! | `streamable-http` | [`streamable_http`] | POST per message          | POST answer (JSON or SSE), GET stream    |
+//! | `http`            | [`streamable_http`] | POST per message          | POST answer (JSON); no GET stream        |
+//! | `sse` (2024-11-05)| [`legacy_sse`]      | POST to the `endpoint`    | one long-lived GET stream                |
+//!
+//! Both take whole [`Message`]s from the proxy and hand everything the daemon
+//! sends to the [`Router`]. This module holds what they share: the HTTP client,
+//! the ordering of client messages ([`Sequencer`]), the replayable
+//! `initialize`, and reading an SSE body. It knows nothing of stdio.
+
+pub mod legacy_sse;
+pub mod streamable_http;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::watch;
+
+use crate::config::TransportKind;
+use crate::jsonrpc::{self, Message, RawId};
+use crate::proxy::router::{Delivered, Router};
+use crate::stdio::OutputClosed;
+
+/// Where and how to reach the daemon.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// The MCP endpoint (`…/mcp`) or, for legacy SSE, the stream URL (`…/sse`).
+    pub url: Url,
+    pub transport: TransportKind,
+    /// Sent with every HTTP request (configured headers, `Mcp-Project-Path`).
+    pub headers: HeaderMap,
+}
+
+/// Why the transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A live connection to the daemon.
+pub enum Upstream {
+    Streamable(Arc<streamable_http::StreamableHttp>),
+    Legacy(Arc<legacy_sse::LegacySse>),
+}
+
+impl Upstream {
+    /// Sets up the transport for `endpoint`. Nothing is sent until the first
+    /// message; the legacy transport opens its stream at once.
+    ///
+    /// # Errors
+    /// [`Error::Client`] if the HTTP client cannot be built (TLS set-up).
+    pub fn connect(endpoint: Endpoint, router: Arc<Router>) -> Result<Upstream, Error> {
+        let link = Link::new(&endpoint, router)?;
+        Ok(match endpoint.transport {
+            TransportKind::Sse => {
+                Upstream::Legacy(legacy_sse::LegacySse::start(link, endpoint.url))
+            }
+            TransportKind::StreamableHttp | TransportKind::Stdio => Upstream::Streamable(
+                streamable_http::StreamableHttp::start(link, endpoint.url, true),
+            ),
+            TransportKind::Http => Upstream::Streamable(streamable_http::StreamableHttp::start(
+                link,
+                endpoint.url,
+                false,
+            )),
+        })
+    }
+
+    /// Sends one client message. Never waits on the daemon: requests run
+    /// concurrently, notifications and responses keep their order.
+    pub fn send(&self, message: Message) {
+        match self {
+            Upstream::Streamable(t) => t.send(message),
+            Upstream::Legacy(t) => t.send(message),
+        }
+    }
+
+    /// Ends the session with the daemon (`DELETE` for streamable HTTP) and
+    /// stops every background stream.
+    pub async fn close(&self) {
+        match self {
+            Upstream::Streamable(t) => t.close().await,
+            Upstream::Legacy(t) => t.close().await,
+        }
+    }
+}
+
+/// What both transports share.
+pub(crate) struct Link {
+    pub http: reqwest::Client,
+    pub headers: HeaderMap,
+    pub router: Arc<Router>,
+    pub order: Sequencer,
+    pub replay: InitializeCache,
+}
+
+impl Link {
+    fn new(endpoint: &Endpoint, router: Arc<Router>) -> Result<Link, Error> {
+        Ok(Link {
+            http: http_client(&endpoint.url).map_err(Error::Client)?,
+            headers: endpoint.headers.clone(),
+            router,
+            order: Sequencer::default(),
+            replay: InitializeCache::default(),
+        })
+    }
+}
+
+/// How long to wait for a TCP connection (the only deadline the proxy sets on
+/// its own: answers may take as long as the tool needs).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn http_client(url: &Url) -> reqwest::Result<reqwest::Client> {
+    let mut builder = client_builder()
+        // Never follow a redirect: it could carry the session to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(64);
+    if is_loopback(url) {
+        builder = builder.no_proxy();
+    }
+    builder.build()
+}
+
+/// A client builder with the TLS crypto provider in place (reqwest sets up
+/// TLS for every client, even one that only talks to loopback).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    #[cfg(feature = "tls")]
+    {
+        // Only the first call installs it; later calls find it there.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Keeps client messages in order where order matters.
+///
+/// Notifications and responses go out one at a time, in arrival order (so
+/// `notifications/initialized` reaches the daemon before the `tools/list`
+/// sent after it). A request never waits for other requests, only for the
+/// notifications and responses queued before it.
+#[derive(Default)]
+pub(crate) struct Sequencer {
+    queued: AtomicU64,
+    sent: watch::Sender<u64>,
+}
+
+impl Sequencer {
+    /// Counts one more ordered message; returns its ticket.
+    pub fn enqueue(&self) -> u64 {
+        self.queued.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The ticket a request must wait for: everything queued so far.
+    pub fn ticket(&self) -> u64 {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every ordered message up to `ticket` has been sent.
+    pub async fn wait_for(&self, ticket: u64) {
+        let mut sent = self.sent.subscribe();
+        // Fails only if the sender is dropped, which cannot happen while `self` lives.
+        let _ = sent.wait_for(|sent| *sent >= ticket).await;
+    }
+
+    /// Marks the oldest queued message as sent.
+    pub fn mark_sent(&self) {
+        self.sent.send_modify(|sent| *sent += 1);
+    }
+}
+
+/// The client's `initialize` and `initialized`, kept so that a new session
+/// can be opened on the client's behalf when the daemon lost the old one.
+#[derive(Default)]
+pub(crate) struct InitializeCache {
+    initialize: Mutex<Option<Message>>,
+    initialized: Mutex<Option<Message>>,
+    replays: AtomicU64,
+}
+
+impl InitializeCache {
+    pub fn remember(&self, message: &Message) {
+        let slot = match message.method() {
+            Some("initialize") => &self.initialize,
+            Some("notifications/initialized") => &self.initialized,
+            _ => return,
+        };
+        *slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
+    }
+
+    /// A copy of the client's `initialize` with an id of the proxy's own, so
+    /// its answer can be kept from the client; and the `initialized` to send
+    /// after it. `None` if the client has not initialized yet.
+    pub fn replay(&self) -> Option<(RawId, Bytes, Bytes)> {
+        let initialize = self
+            .initialize
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        #[derive(Deserialize)]
+        struct Params<'a> {
+            #[serde(borrow)]
+            params: Option<&'a RawValue>,
+        }
+        let params = serde_json::from_slice::<Params<'_>>(&initialize.raw)
+            .ok()
+            .and_then(|p| p.params.map(|p| p.get().to_owned()))
+            .unwrap_or_else(|| "{}".into());
+        let n = self.replays.fetch_add(1, Ordering::SeqCst) + 1;
+        let id_text = format!("\"mcp-proxy-reinitialize-{n}\"");
+        let raw = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{id_text},"method":"initialize","params":{params}}}"#
+        ));
+        let id = jsonrpc::classify(raw.clone()).ok()?.id()?.clone();
+        let initialized = self
+            .initialized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|m| m.raw.clone())
+            .unwrap_or_else(|| {
+                Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            });
+        Some((id, raw, initialized))
+    }
+}
+
+/// What reading an SSE body ended with.
+#[derive(Debug)]
+pub(crate) enum StreamEnd {
+    /// The response to the request we were waiting for went by.
+    Answered(Bytes),
+    /// The server closed the stream normally.
+    Closed,
+    /// The connection failed mid-stream.
+    Broken(String),
+    /// The client has gone; stop everything.
+    ClientGone,
+}
+
+/// What an SSE reader remembers between connections.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCursor {
+    /// The last `id:` seen, for `Last-Event-ID` on a reconnect.
+    pub last_event_id: Option<String>,
+    /// The last `retry:` seen: the server's reconnect delay.
+    pub retry: Option<Duration>,
+}
+
+/// Reads JSON-RPC messages from an SSE body and hands them to the router, as
+/// each event arrives. Stops after the response to `wanted` (if given).
+/// Events of another type than `message` are not JSON-RPC (the legacy
+/// `endpoint` event is handled by `on_other`).
+pub(crate) async fn read_sse(
+    response: reqwest::Response,
+    router: &Router,
+    wanted: Option<&RawId>,
+    cursor: &mut StreamCursor,
+    mut on_other: impl FnMut(&str, &str),
+) -> StreamEnd {
+    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => return StreamEnd::Broken(error.to_string()),
+        };
+        if let Some(id) = event.id {
+            cursor.last_event_id = Some(id);
+        }
+        if let Some(retry) = event.retry {
+            cursor.retry = Some(Duration::from_millis(retry));
+        }
+        let Some(data) = event.data.filter(|d| !d.trim().is_empty()) else {
+            continue; // a priming event, or only metadata
+        };
+        match event.event.as_deref() {
+            None | Some("message") | Some("") => {}
+            Some(other) => {
+                on_other(other, &data);
+                continue;
+            }
+        }
+        for message in split_json_body(Bytes::from(data)) {
+            match router.deliver(message).await {
+                Err(OutputClosed) => return StreamEnd::ClientGone,
+                Ok(Delivered::Response(id, raw)) if Some(&id) == wanted => {
+                    return StreamEnd::Answered(raw);
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    StreamEnd::Closed
+}
+
+/// One JSON body as messages: an object is one, an array (a batch answer,
+/// which 2025-03-26 servers may send) is split into its elements.
+pub(crate) fn split_json_body(body: Bytes) -> Vec<Bytes> {
+    let starts_array = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[');
+    if starts_array {
+        if let Ok(elements) = serde_json::from_slice::<Vec<&RawValue>>(&body) {
+            return elements
+                .into_iter()
+                .map(|e| body.slice_ref(e.get().as_bytes()))
+                .collect();
+        }
+    }
+    vec![body]
+}
+
+/// Up to 300 characters of an error body, for the JSON-RPC error the client sees.
+pub(crate) async fn short_body(response: reqwest::Response) -> String {
+    const LIMIT: usize = 300;
+    let read = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(Ok(chunk)) = chunks.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= LIMIT {
+                break;
+            }
+        }
+        body
+    })
+    .await
+    .unwrap_or_default();
+    let text = String::from_utf8_lossy(&read);
+    let text = text.trim();
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The JSON-RPC error data for an HTTP failure: `{"status": 400, "body": "…"}`.
+pub(crate) fn http_error_data(status: reqwest::StatusCode, body: &str) -> serde_json::Value {
+    serde_json::json!({ "status": status.as_u16(), "body": body })
+}
+
+/// Parses `Name: value` as given to `--header`.
+///
+/// # Errors
+/// A message naming what is wrong with the header.
+pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("header {text:?} has no ':'; write it as 'Name: value'"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of header {name} has characters HTTP does not allow"))?;
+    Ok((name, value))
+}
+
+/// The whole error chain on one line: "error sending request: connection refused".
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The first characters of a session id, for logs: the id is a credential.
+pub(crate) fn session_prefix(id: &HeaderValue) -> String {
+    let text = id.to_str().unwrap_or("?");
+    let prefix: String = text.chars().take(8).collect();
+    format!("{prefix}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for url in [
+            "http://127.0.0.1:3100/mcp",
+            "http://localhost:1/",
+            "http://[::1]:2/",
+            "http://127.8.0.1/",
+        ] {
+            assert!(is_loopback(&Url::parse(url).expect("url")), "{url}");
+        }
+        assert!(!is_loopback(
+            &Url::parse("https://example.com/mcp").expect("url")
+        ));
+    }
+
+    #[test]
+    fn header_arguments() {
+        let (name, value) = parse_header("Authorization:  Bearer x ").expect("valid");
+        assert_eq!(name.as_str(), "authorization");
+        assert_eq!(value, "Bearer x");
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn json_bodies_split_arrays() {
+        let parts = split_json_body(Bytes::from_static(br#" [{"id":1},{"id":2}]"#));
+        assert_eq!(parts.len(), 2);
+        assert_eq!(&parts[1][..], br#"{"id":2}"#);
+        assert_eq!(split_json_body(Bytes::from_static(b"{}")).len(), 1);
+    }
+
+    #[test]
+    fn replayed_initialize_uses_an_id_of_the_proxy() {
+        let cache = InitializeCache::default();
+        assert!(cache.replay().is_none());
+        let init = jsonrpc::classify(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","x":[1]}}"#,
+        ))
+        .expect("valid");
+        cache.remember(&init);
+        let (id, raw, initialized) = cache.replay().expect("cached");
+        let v: serde_json::Value = serde_json::from_slice(&raw).expect("json");
+        assert_eq!(v["params"]["x"][0], 1);
+        assert_eq!(id.as_json(), "\"mcp-proxy-reinitialize-1\"");
+        assert!(
+            std::str::from_utf8(&initialized)
+                .expect("utf8")
+                .contains("notifications/initialized")
+        );
+    }
+}

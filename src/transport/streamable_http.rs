@@ -1,0 +1,574 @@
+//! Streamable HTTP, client side (MCP 2025-03-26 and later), and plain `http`.
+//!
+//! Every client message is one POST to the endpoint. A request's answer comes
+//! back as a JSON body or as an SSE stream that may carry server requests and
+//! notifications before the response; each is written to the client as it
+//! arrives. After `notifications/initialized` the GET stream is opened for
+//! messages outside any request. A POST stream cut before its response is
+//! resumed with `Last-Event-ID`; a 404 for our session opens a new session
+//! with the client's own `initialize` and sends the message again once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{
+    Link, StreamCursor, StreamEnd, error_chain, http_error_data, read_sse, session_prefix,
+    short_body, split_json_body,
+};
+use crate::jsonrpc::{self, Kind, Message, RawId};
+use crate::proxy::router::Delivered;
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// How often a cut POST stream is resumed before its request gets an error.
+const MAX_RESUMES: u32 = 5;
+/// A notification or response POST is answered with 202 at once; this only
+/// keeps a hung daemon from blocking the ordered queue forever.
+const ONE_WAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `DELETE` at shutdown must not hold the exit up.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+/// GET stream reconnects: 1 s, then ×1.5, at most 30 s (a `retry:` overrides).
+const GET_RETRY_FIRST: Duration = Duration::from_secs(1);
+const GET_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A Streamable HTTP session with one daemon.
+pub struct StreamableHttp {
+    link: Link,
+    endpoint: Url,
+    /// `false` for the plain `http` transport: JSON answers only.
+    get_stream: bool,
+    session: watch::Sender<Session>,
+    ordered: mpsc::UnboundedSender<Message>,
+    /// One re-initialization at a time.
+    reinitializing: Mutex<()>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Session {
+    phase: Phase,
+    /// `Mcp-Session-Id`; `None` for a stateless server.
+    id: Option<HeaderValue>,
+    /// The negotiated version, sent as `MCP-Protocol-Version` after `initialize`.
+    protocol_version: Option<HeaderValue>,
+    /// Counts sessions, so a task can tell that the one it used is gone.
+    generation: u64,
+    /// The generation whose GET stream has been opened.
+    get_stream_opened: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    /// No `initialize` yet: messages go out without session headers.
+    #[default]
+    New,
+    /// `initialize` is on its way: everything else waits for its session id.
+    Initializing,
+    Ready,
+}
+
+/// Why a request got no answer from the daemon.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("cannot reach the daemon at {url}: {reason}")]
+    Unreachable { url: Url, reason: String },
+    #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status { status: StatusCode, body: String },
+    #[error("the daemon no longer knows this session (HTTP 404)")]
+    SessionExpired,
+    #[error("the daemon answered with content type {0:?}, not JSON or an event stream")]
+    ContentType(String),
+    #[error("the daemon's answer held no response to this request")]
+    NoAnswer,
+    #[error("the daemon's stream ended before the response ({0})")]
+    StreamEnded(String),
+    #[error("cannot read the daemon's answer: {0}")]
+    Body(String),
+    #[error("the client has gone")]
+    ClientGone,
+}
+
+impl Failure {
+    fn data(&self) -> Option<serde_json::Value> {
+        match self {
+            Failure::Status { status, body } => Some(http_error_data(*status, body)),
+            _ => None,
+        }
+    }
+}
+
+impl StreamableHttp {
+    pub(crate) fn start(link: Link, endpoint: Url, get_stream: bool) -> Arc<StreamableHttp> {
+        let (ordered, queue) = mpsc::unbounded_channel();
+        let this = Arc::new(StreamableHttp {
+            link,
+            endpoint,
+            get_stream,
+            session: watch::Sender::new(Session::default()),
+            ordered,
+            reinitializing: Mutex::new(()),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        this.tasks.spawn(Arc::clone(&this).run_ordered(queue));
+        this
+    }
+
+    /// See [`super::Upstream::send`].
+    pub fn send(self: &Arc<Self>, message: Message) {
+        self.link.replay.remember(&message);
+        match message.method() {
+            Some(method) if matches!(message.kind, Kind::Request { .. }) => {
+                if method == "initialize" {
+                    // Set now, not in the task: a message read right after
+                    // `initialize` must already wait for its session id.
+                    self.session.send_modify(|s| s.phase = Phase::Initializing);
+                }
+                let ticket = self.link.order.ticket();
+                self.tasks.spawn(Arc::clone(self).request(message, ticket));
+            }
+            _ => {
+                self.link.order.enqueue();
+                // The receiver lives as long as `self` (its task holds an Arc).
+                let _ = self.ordered.send(message);
+            }
+        }
+    }
+
+    /// See [`super::Upstream::close`].
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        let session = self.session.borrow().clone();
+        let Some(id) = session.id.clone() else {
+            return;
+        };
+        let request = self
+            .link
+            .http
+            .delete(self.endpoint.clone())
+            .headers(self.link.headers.clone())
+            .header(MCP_SESSION_ID, id.clone())
+            .timeout(DELETE_TIMEOUT);
+        let request = with_version(request, &session);
+        match request.send().await {
+            Ok(r) if r.status().is_success() || matches!(r.status().as_u16(), 404 | 405) => {
+                tracing::debug!(session = %session_prefix(&id), status = %r.status(), "session ended with DELETE");
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "the daemon refused DELETE of the session")
+            }
+            Err(error) => tracing::warn!(%error, "cannot send DELETE to end the session"),
+        }
+    }
+
+    /// Sends notifications and responses one at a time, in order.
+    async fn run_ordered(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Message>) {
+        while let Some(message) = queue.recv().await {
+            self.wait_ready().await;
+            let accepted = self.one_way(&message).await;
+            self.link.order.mark_sent();
+            if accepted && message.method() == Some("notifications/initialized") {
+                self.open_get_stream();
+            }
+        }
+    }
+
+    /// POSTs a notification or response; true if the daemon accepted it.
+    async fn one_way(self: &Arc<Self>, message: &Message) -> bool {
+        for attempt in 0..2 {
+            let session = self.session.borrow().clone();
+            let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
+            match request.body(message.raw.clone()).send().await {
+                Ok(r) if r.status().is_success() => return true,
+                Ok(r)
+                    if r.status() == StatusCode::NOT_FOUND
+                        && session.id.is_some()
+                        && attempt == 0 =>
+                {
+                    if !self.reinitialize(session.generation).await {
+                        return false;
+                    }
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = short_body(r).await;
+                    tracing::warn!(method = message.method(), %status, body, "the daemon refused a message");
+                    return false;
+                }
+                Err(error) => {
+                    tracing::warn!(method = message.method(), error = %error_chain(&error), "cannot send a message to the daemon");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Runs one client request to its one answer.
+    async fn request(self: Arc<Self>, message: Message, ticket: u64) {
+        let Kind::Request { id, method } = &message.kind else {
+            return;
+        };
+        let is_initialize = method == "initialize";
+        self.link.order.wait_for(ticket).await;
+        if !is_initialize {
+            self.wait_ready().await;
+        }
+        let mut result = self.exchange(&message, id, is_initialize).await;
+        if let Err(Failure::SessionExpired) = result {
+            let generation = self.session.borrow().generation;
+            result = if self.reinitialize(generation).await {
+                self.exchange(&message, id, false).await
+            } else {
+                Err(Failure::SessionExpired)
+            };
+        }
+        if is_initialize {
+            // On success `exchange` made the session ready; on failure let
+            // the messages waiting for it go (they will fail on their own).
+            self.session.send_if_modified(|s| {
+                let stuck = s.phase == Phase::Initializing;
+                if stuck {
+                    s.phase = Phase::New;
+                }
+                stuck
+            });
+        }
+        match result {
+            Ok(()) | Err(Failure::ClientGone) => {}
+            Err(failure) => {
+                tracing::warn!(%id, method, %failure, "request failed");
+                let data = failure.data();
+                let _ = self
+                    .link
+                    .router
+                    .fail(id, &failure.to_string(), data.as_ref())
+                    .await;
+            }
+        }
+    }
+
+    /// One POST of a request, and reading its answer to the end.
+    async fn exchange(
+        &self,
+        message: &Message,
+        id: &RawId,
+        is_initialize: bool,
+    ) -> Result<(), Failure> {
+        let session = self.session.borrow().clone();
+        let response = self
+            .post(&session, is_initialize)
+            .body(message.raw.clone())
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let new_session_id = if is_initialize && status.is_success() {
+            session_id_of(&response)
+        } else {
+            None
+        };
+        if status == StatusCode::NOT_FOUND && session.id.is_some() && !is_initialize {
+            return Err(Failure::SessionExpired);
+        }
+        if !status.is_success() {
+            let body = short_body(response).await;
+            return Err(Failure::Status { status, body });
+        }
+        let answer = match media_type(&response).as_deref() {
+            Some("application/json") => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| Failure::Body(error_chain(&e)))?;
+                self.deliver_json(body, id).await?
+            }
+            Some(EVENT_STREAM) => self.follow_stream(response, id).await?,
+            // 202 (or an empty 2xx) for a request: its answer comes on another stream.
+            None if status == StatusCode::ACCEPTED || response.content_length() == Some(0) => None,
+            other => return Err(Failure::ContentType(other.unwrap_or("none").to_owned())),
+        };
+        if is_initialize {
+            let version = answer
+                .as_deref()
+                .and_then(jsonrpc::negotiated_protocol_version)
+                .and_then(|v| HeaderValue::from_str(&v).ok());
+            if let Some(session_id) = &new_session_id {
+                tracing::info!(session = %session_prefix(session_id), "session opened");
+            }
+            self.session.send_modify(|s| {
+                s.phase = Phase::Ready;
+                s.id = new_session_id;
+                s.protocol_version = version;
+                s.generation += 1;
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands a JSON answer to the router; returns the response to `id`.
+    async fn deliver_json(&self, body: Bytes, id: &RawId) -> Result<Option<Bytes>, Failure> {
+        let mut answer = None;
+        for message in split_json_body(body) {
+            match self.link.router.deliver(message).await {
+                Ok(Delivered::Response(rid, raw)) if &rid == id => answer = Some(raw),
+                Ok(_) => {}
+                Err(_) => return Err(Failure::ClientGone),
+            }
+        }
+        match answer {
+            Some(answer) => Ok(Some(answer)),
+            None if !self.link.router.is_pending(id) => Ok(None),
+            None => Err(Failure::NoAnswer),
+        }
+    }
+
+    /// Reads a POST's event stream up to its response, resuming it with
+    /// `Last-Event-ID` if the connection is cut first.
+    async fn follow_stream(
+        &self,
+        response: Response,
+        id: &RawId,
+    ) -> Result<Option<Bytes>, Failure> {
+        let mut cursor = StreamCursor::default();
+        let mut end = read_sse(response, &self.link.router, Some(id), &mut cursor, ignore).await;
+        let mut resumes = 0;
+        loop {
+            let reason = match end {
+                StreamEnd::Answered(raw) => return Ok(Some(raw)),
+                StreamEnd::ClientGone => return Err(Failure::ClientGone),
+                // Answered elsewhere, or cancelled by the client: nothing is owed.
+                _ if !self.link.router.is_pending(id) => return Ok(None),
+                StreamEnd::Closed => "closed by the daemon".to_owned(),
+                StreamEnd::Broken(reason) => reason,
+            };
+            let Some(last_event_id) = cursor.last_event_id.clone() else {
+                return Err(Failure::StreamEnded(format!(
+                    "{reason}; it cannot be resumed"
+                )));
+            };
+            if resumes == MAX_RESUMES || self.cancel.is_cancelled() {
+                return Err(Failure::StreamEnded(reason));
+            }
+            resumes += 1;
+            tokio::time::sleep(cursor.retry.unwrap_or(Duration::from_millis(100) * resumes)).await;
+            tracing::info!(%id, resumes, "resuming a cut answer stream");
+            let session = self.session.borrow().clone();
+            let resumed = self.get(&session, Some(&last_event_id)).send().await;
+            end = match resumed {
+                Ok(r)
+                    if r.status().is_success()
+                        && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
+                {
+                    read_sse(r, &self.link.router, Some(id), &mut cursor, ignore).await
+                }
+                Ok(r) => StreamEnd::Broken(format!("resuming got HTTP {}", r.status())),
+                Err(e) => StreamEnd::Broken(error_chain(&e)),
+            };
+        }
+    }
+
+    fn open_get_stream(self: &Arc<Self>) {
+        if !self.get_stream {
+            return;
+        }
+        let mut generation = None;
+        self.session.send_if_modified(|s| {
+            if s.phase != Phase::Ready || s.get_stream_opened == Some(s.generation) {
+                return false;
+            }
+            s.get_stream_opened = Some(s.generation);
+            generation = Some(s.generation);
+            false
+        });
+        if let Some(generation) = generation {
+            self.tasks
+                .spawn(Arc::clone(self).run_get_stream(generation));
+        }
+    }
+
+    /// Keeps the GET stream open for this session: server requests and
+    /// notifications outside any request arrive here.
+    async fn run_get_stream(self: Arc<Self>, generation: u64) {
+        let mut cursor = StreamCursor::default();
+        let mut delay = GET_RETRY_FIRST;
+        loop {
+            let session = self.session.borrow().clone();
+            if session.generation != generation {
+                return;
+            }
+            let request = self.get(&session, cursor.last_event_id.as_deref()).send();
+            let response = tokio::select! {
+                r = request => r,
+                () = self.cancel.cancelled() => return,
+            };
+            match response {
+                Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                    tracing::debug!("the daemon offers no GET stream (405)");
+                    return;
+                }
+                Ok(r) if r.status() == StatusCode::CONFLICT => {
+                    tracing::debug!("the daemon already has a GET stream for this session (409)");
+                    return;
+                }
+                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                    tracing::info!(
+                        "the GET stream's session is gone; the next request opens a new one"
+                    );
+                    return;
+                }
+                Ok(r)
+                    if r.status().is_success()
+                        && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
+                {
+                    delay = GET_RETRY_FIRST;
+                    // Dropping a half-read stream on shutdown is fine: the
+                    // session is ending and nothing else reads from it.
+                    let end = tokio::select! {
+                        end = read_sse(r, &self.link.router, None, &mut cursor, ignore) => end,
+                        () = self.cancel.cancelled() => return,
+                    };
+                    match end {
+                        StreamEnd::ClientGone => return,
+                        StreamEnd::Broken(reason) => tracing::debug!(reason, "GET stream cut"),
+                        _ => tracing::debug!("GET stream closed by the daemon"),
+                    }
+                }
+                Ok(r) => tracing::debug!(status = %r.status(), "GET stream refused"),
+                Err(error) => {
+                    tracing::debug!(error = %error_chain(&error), "cannot open the GET stream")
+                }
+            }
+            let wait = cursor.retry.unwrap_or(delay);
+            delay = (delay.mul_f32(1.5)).min(GET_RETRY_MAX);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Opens a new session with the client's own `initialize` after the
+    /// daemon lost ours (HTTP 404). True if a session is ready afterwards.
+    async fn reinitialize(self: &Arc<Self>, lost_generation: u64) -> bool {
+        let _one_at_a_time = self.reinitializing.lock().await;
+        if self.session.borrow().generation != lost_generation {
+            return true; // another task already did it
+        }
+        let Some((id, raw, initialized)) = self.link.replay.replay() else {
+            return false;
+        };
+        tracing::warn!("the daemon lost our session; opening a new one");
+        self.session.send_modify(|s| s.phase = Phase::Initializing);
+        let answer = self.link.router.begin_internal(id.clone());
+        let Ok(message) = jsonrpc::classify(raw) else {
+            return false;
+        };
+        let result = self.exchange(&message, &id, true).await;
+        self.link.router.abandon_internal(&id);
+        let ok = result.is_ok() && answer.await.is_ok();
+        if !ok {
+            tracing::warn!(?result, "cannot open a new session with the daemon");
+            self.session.send_modify(|s| s.phase = Phase::New);
+            return false;
+        }
+        let session = self.session.borrow().clone();
+        let sent = self
+            .post(&session, false)
+            .timeout(ONE_WAY_TIMEOUT)
+            .body(initialized)
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            self.open_get_stream();
+        }
+        true
+    }
+
+    async fn wait_ready(&self) {
+        let mut session = self.session.subscribe();
+        // Fails only when the sender is dropped, i.e. never while `self` lives.
+        let _ = session.wait_for(|s| s.phase != Phase::Initializing).await;
+    }
+
+    fn post(&self, session: &Session, is_initialize: bool) -> RequestBuilder {
+        let request = self
+            .link
+            .http
+            .post(self.endpoint.clone())
+            .headers(self.link.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if is_initialize {
+            return request;
+        }
+        with_version(with_session(request, session), session)
+    }
+
+    fn get(&self, session: &Session, last_event_id: Option<&str>) -> RequestBuilder {
+        let mut request = self
+            .link
+            .http
+            .get(self.endpoint.clone())
+            .headers(self.link.headers.clone())
+            .header(ACCEPT, EVENT_STREAM);
+        if let Some(last) = last_event_id.and_then(|l| HeaderValue::from_str(l).ok()) {
+            request = request.header(LAST_EVENT_ID, last);
+        }
+        with_version(with_session(request, session), session)
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> Failure {
+        Failure::Unreachable {
+            url: self.endpoint.clone(),
+            reason: error_chain(error),
+        }
+    }
+}
+
+fn with_session(request: RequestBuilder, session: &Session) -> RequestBuilder {
+    match &session.id {
+        Some(id) => request.header(MCP_SESSION_ID, id.clone()),
+        None => request,
+    }
+}
+
+fn with_version(request: RequestBuilder, session: &Session) -> RequestBuilder {
+    match &session.protocol_version {
+        Some(version) => request.header(MCP_PROTOCOL_VERSION, version.clone()),
+        None => request,
+    }
+}
+
+/// `Mcp-Session-Id`, if present and made of visible ASCII as the spec requires.
+fn session_id_of(response: &Response) -> Option<HeaderValue> {
+    let id = response.headers().get(MCP_SESSION_ID)?;
+    let visible = !id.is_empty() && id.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b));
+    if !visible {
+        tracing::warn!(
+            "the daemon sent an Mcp-Session-Id with characters outside visible ASCII; ignored"
+        );
+        return None;
+    }
+    Some(id.clone())
+}
+
+/// The media type, lowercased, without parameters.
+fn media_type(response: &Response) -> Option<String> {
+    let value = response.headers().get(CONTENT_TYPE)?.to_str().ok()?;
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!media.is_empty()).then_some(media)
+}
+
+fn ignore(_event: &str, _data: &str) {}
