@@ -1,1 +1,6 @@
-fn main() {}
+//! The one integration-test binary (one link step): every test drives the
+//! real `mcp-proxy` binary.
+
+mod real_servers;
+mod sdk_clients;
+mod util;
