@@ -261,7 +261,7 @@ impl StreamableHttp {
 
     /// One POST of a request, and reading its answer to the end.
     async fn exchange(
-        &self,
+        self: &Arc<Self>,
         message: &Message,
         id: &RawId,
         is_initialize: bool,
@@ -313,6 +313,10 @@ impl StreamableHttp {
                 s.protocol_version = version;
                 s.generation += 1;
             });
+            // Open the GET stream now rather than after `initialized`:
+            // servers send list changes and requests (`roots/list`) right
+            // after initialization, and without a stream they are lost.
+            self.open_get_stream();
         }
         Ok(())
     }
