@@ -134,6 +134,13 @@ pub enum Incoming {
 /// [`ParseError::NotJson`] for text that is not JSON, [`ParseError::Invalid`]
 /// for JSON that is not a JSON-RPC message or is an empty batch.
 pub fn parse_line(line: Bytes) -> Result<Incoming, ParseError> {
+    // serde_json skips the contents of unknown fields without checking
+    // their UTF-8, so check the whole line first: it must be text.
+    if let Err(error) = std::str::from_utf8(&line) {
+        return Err(ParseError::NotJson(format!(
+            "the line is not UTF-8 ({error})"
+        )));
+    }
     let first = line
         .iter()
         .find(|b| !b.is_ascii_whitespace())

@@ -92,16 +92,15 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         signals::log_ignored_interrupts();
-        proxy::run(
-            options,
-            tokio::io::stdin(),
-            tokio::io::stdout(),
-            signals::terminated(),
-        )
-        .await
-    }))
+        let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+        proxy::run(options, stdin, stdout, signals::terminated()).await
+    });
+    // A read of stdin may still block a runtime thread (after a signal, or
+    // a closed stdout); dropping the runtime normally would wait for it.
+    runtime.shutdown_background();
+    Ok(outcome)
 }
 
 fn target(args: &Args) -> anyhow::Result<Target> {

@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step): every test drives the
 //! real `mcp-proxy` binary.
 
+mod process;
 mod real_servers;
 mod sdk_clients;
 mod util;

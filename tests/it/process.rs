@@ -1,0 +1,303 @@
+//! The proxy as a process: signals, end of input, a closed stdout, framing
+//! of bad and huge lines, concurrency. Against real servers.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::util::{Flavor, Mode, Proxy, RealServer, TestHome, proxy_bin, tool_text};
+
+/// SIGINT (which Claude Code sends to every MCP server of other sessions)
+/// changes nothing: the session goes on and later requests are answered.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigint_mid_session_changes_nothing() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+    proxy.initialize().await;
+    for _ in 0..5 {
+        proxy.signal(2);
+    }
+    // A request in flight while SIGINTs arrive completes too.
+    proxy
+        .send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 2}}}))
+        .await;
+    proxy.signal(2);
+    let long = proxy.response(&json!(1)).await;
+    assert!(long.get("result").is_some(), "{long}");
+    let echo = proxy
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "still here"}}),
+        )
+        .await;
+    assert!(tool_text(&echo).contains("still here"));
+    assert!(
+        proxy.child.try_wait().expect("try_wait").is_none(),
+        "SIGINT killed the proxy"
+    );
+    proxy.close_stdin();
+    assert!(proxy.wait(Duration::from_secs(10)).await.success());
+}
+
+/// EOF on stdin ends the session: exit 0 promptly, even with the GET stream
+/// open (the DELETE itself is checked against the fake daemon).
+#[tokio::test]
+async fn eof_exits_zero_promptly() {
+    for mode in [Mode::StreamableHttp, Mode::Sse] {
+        let server = RealServer::start(Flavor::Everything, mode).await;
+        let home = TestHome::new();
+        let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+        proxy.initialize().await;
+        proxy.close_stdin();
+        let started = Instant::now();
+        let status = proxy.wait(Duration::from_secs(10)).await;
+        assert!(status.success(), "{mode:?}: exit status {status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: exit took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// SIGTERM and SIGHUP end the session cleanly with exit 0.
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_and_sighup_end_cleanly() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    for signal in [15, 1] {
+        let home = TestHome::new();
+        let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+        proxy.initialize().await;
+        proxy.signal(signal);
+        let status = proxy.wait(Duration::from_secs(10)).await;
+        assert!(status.success(), "signal {signal}: exit status {status}");
+    }
+}
+
+/// Requests in flight at EOF are given time to finish: their answers still
+/// reach the client before the exit.
+#[tokio::test]
+async fn eof_lets_requests_in_flight_finish() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(
+        &home,
+        &["--url", &server.url(), "--shutdown-grace-ms", "10000"],
+    );
+    proxy.initialize().await;
+    proxy
+        .send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 1}}}))
+        .await;
+    proxy.close_stdin();
+    let answer = proxy.response(&json!(9)).await;
+    assert!(answer.get("result").is_some(), "{answer}");
+    assert!(proxy.wait(Duration::from_secs(15)).await.success());
+}
+
+/// Bad input gets a JSON-RPC error on stdout and the proxy goes on.
+#[tokio::test]
+async fn bad_lines_get_errors_and_the_proxy_goes_on() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+    proxy.initialize().await;
+
+    proxy.send_raw("{oops").await;
+    let e = proxy.next().await;
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!(null), json!(-32700)),
+        "{e}"
+    );
+
+    proxy.send_raw("42").await;
+    let e = proxy.next().await;
+    assert_eq!(e["error"]["code"], json!(-32600), "{e}");
+
+    proxy
+        .send_raw(r#"{"jsonrpc":"2.0","id":"m","method":5}"#)
+        .await;
+    let e = proxy.next().await;
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!("m"), json!(-32600)),
+        "{e}"
+    );
+
+    proxy.send_raw("[]").await;
+    let e = proxy.next().await;
+    assert_eq!(e["error"]["code"], json!(-32600), "{e}");
+
+    // A raw control character inside a string is not JSON.
+    proxy
+        .send_raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\u{1}b\"}")
+        .await;
+    let e = proxy.next().await;
+    assert_eq!(e["error"]["code"], json!(-32700), "{e}");
+
+    // CRLF endings and blank lines.
+    proxy.send_raw("\r\n   \r").await;
+    proxy
+        .send_raw("{\"jsonrpc\":\"2.0\",\"id\":\"crlf\",\"method\":\"ping\"}\r")
+        .await;
+    let pong = proxy.response(&json!("crlf")).await;
+    assert_eq!(pong["result"], json!({}));
+    let errors: Vec<_> = proxy
+        .seen
+        .iter()
+        .filter(|v| v.get("error").is_some())
+        .collect();
+    assert!(errors.is_empty(), "unexpected errors: {errors:?}");
+}
+
+/// A line that is not UTF-8 is a parse error, not the end of the session.
+#[tokio::test]
+async fn invalid_utf8_is_a_parse_error() {
+    let home = TestHome::new();
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let mut child = tokio::process::Command::new(proxy_bin())
+        .args(["--url", &server.url()])
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"{\"a\":\"\xff\xfe\"}\n")
+        .await
+        .expect("write");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
+        .await
+        .expect("write");
+    drop(stdin);
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    let text = String::from_utf8(output.stdout).expect("stdout is UTF-8");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["error"]["code"], json!(-32700));
+    assert_eq!(lines[1]["id"], json!(1));
+    assert!(output.status.success());
+}
+
+/// An HTTP error from the daemon becomes a JSON-RPC error for that request,
+/// with the status and a short body; the session goes on.
+#[tokio::test]
+async fn http_errors_become_json_rpc_errors() {
+    let server = RealServer::start(Flavor::FastMcp, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+    proxy.initialize().await;
+    // The Python SDK refuses bodies over 4 MB with HTTP 413.
+    let big = "x".repeat(5 * 1024 * 1024);
+    let error = proxy
+        .request(
+            json!("big"),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": big}}),
+        )
+        .await;
+    assert_eq!(error["error"]["code"], json!(-32603), "{error}");
+    assert_eq!(error["error"]["data"]["status"], json!(413), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("413")
+    );
+    let echo = proxy
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "ok"}}),
+        )
+        .await;
+    assert_eq!(tool_text(&echo), "Echo: ok");
+}
+
+/// Requests run concurrently: a quick one is answered while a slow one runs,
+/// and with many in flight every stdout line is a whole message.
+#[tokio::test]
+async fn many_requests_in_flight_are_answered_as_they_complete() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+    proxy.initialize().await;
+    proxy
+        .send(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+            "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 2, "steps": 2}}}))
+        .await;
+    for i in 0..64 {
+        proxy
+            .send(&json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"message": format!("m{i}-{}", "x".repeat(4000))}}}))
+            .await;
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    let mut slow_done = false;
+    while answered.len() < 64 || !slow_done {
+        let message = proxy.next().await;
+        if message["id"] == json!("slow") {
+            assert_eq!(
+                answered.len(),
+                64,
+                "the slow call finished before the quick ones"
+            );
+            slow_done = true;
+        } else if let (Some(i), None) = (message["id"].as_u64(), message.get("method")) {
+            assert!(tool_text(&message).starts_with(&format!("Echo: m{i}-")));
+            assert!(answered.insert(i), "two answers for {i}");
+        }
+    }
+}
+
+/// A client that closes stdout (EPIPE) ends the proxy quietly: no panic.
+#[tokio::test]
+async fn closed_stdout_ends_quietly() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut child = tokio::process::Command::new(proxy_bin())
+        .args(["--url", &server.url()])
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().expect("stdin");
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    stdin.write_all(init).await.expect("write");
+    stdin.write_all(b"\n").await.expect("write");
+    stdin.flush().await.expect("flush");
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the proxy exits once stdout is gone")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        output.status.success(),
+        "status {} stderr {stderr}",
+        output.status
+    );
+    drop(stdin);
+}
