@@ -1,6 +1,8 @@
 //! The one integration-test binary (one link step): every test drives the
 //! real `mcp-proxy` binary.
 
+mod cli;
+mod fake_daemon;
 mod process;
 mod real_servers;
 mod sdk_clients;
