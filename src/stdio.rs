@@ -71,7 +71,7 @@ impl Output {
 
 /// Messages buffered between the daemon and a slow client. Each can be large,
 /// so the bound is a count, kept small.
-const OUTPUT_QUEUE: usize = 64;
+const OUTPUT_QUEUE: usize = 16;
 
 /// Starts the task that owns `writer`. It ends when every [`Output`] is
 /// dropped (after writing everything queued) or when a write fails, in which

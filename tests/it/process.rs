@@ -301,3 +301,83 @@ async fn closed_stdout_ends_quietly() {
     );
     drop(stdin);
 }
+
+/// A slow client does not make the proxy buffer without bound: with stdout
+/// unread, a flood of notifications on the GET stream stays in the pipes
+/// (TCP backpressure), not in the proxy's memory; reading resumes the flow
+/// and every message arrives, in order.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn memory_stays_bounded_when_stdout_is_slow() {
+    use crate::fake_daemon::{Behaviour, FakeDaemon};
+    let daemon = FakeDaemon::start(Behaviour::default()).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &daemon.url("/mcp")]);
+    proxy.initialize().await;
+    daemon
+        .wait_for(|r| r.method == "GET", Duration::from_secs(10))
+        .await
+        .expect("the proxy opens the GET stream");
+    const COUNT: usize = 240;
+    let filler = "x".repeat(256 * 1024);
+    for i in 0..COUNT {
+        daemon.push_get_event(
+            &json!({"jsonrpc": "2.0", "method": "notifications/message",
+                "params": {"level": "info", "data": {"seq": i, "filler": filler}}})
+            .to_string(),
+        );
+    }
+    // 60 MiB was pushed; give the proxy time to take in whatever it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_kib = rss_kib(proxy.pid());
+    eprintln!("proxy RSS with stdout unread: {rss_kib} KiB");
+    assert!(
+        rss_kib < 32 * 1024,
+        "the proxy holds {rss_kib} KiB while stdout is unread"
+    );
+    for i in 0..COUNT {
+        let message = proxy
+            .until(|v| v["method"] == "notifications/message")
+            .await;
+        assert_eq!(message["params"]["data"]["seq"], json!(i));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// No proxy-imposed deadline: a tool call of 70 s (longer than the
+/// original's 60 s timeout) completes with all its progress. Ignored in the
+/// normal suite for its length: `cargo test -- --ignored long_tool_call`.
+#[tokio::test]
+#[ignore = "takes 70 s"]
+async fn long_tool_call_outlasts_the_originals_timeout() {
+    let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let home = TestHome::new();
+    let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
+    proxy.initialize().await;
+    proxy
+        .send(&json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+            "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 70, "steps": 7},
+                "_meta": {"progressToken": "p"}}}))
+        .await;
+    let mut progress = 0;
+    loop {
+        let message = proxy.next().await;
+        if message["method"] == "notifications/progress" {
+            progress += 1;
+        } else if message["id"] == json!("long") {
+            assert!(message.get("result").is_some(), "{message}");
+            break;
+        }
+    }
+    assert_eq!(progress, 7);
+}
