@@ -82,7 +82,7 @@ where
 {
     let stdout_closed = CancellationToken::new();
     let (out, writer) = stdio::spawn_writer(output, stdout_closed.clone());
-    let router = Router::new(out);
+    let router = Router::new(out.clone());
     let (lines_tx, mut lines) = mpsc::channel(LINE_QUEUE);
     // This task ends at EOF; it is never joined, because a blocking read of
     // stdin cannot be interrupted (the process exits around it).
@@ -100,6 +100,7 @@ where
             tracing::error!("{not_found}");
             report_no_daemon(&router, &mut lines, &not_found).await;
             drop(router);
+            out.finish();
             let _ = writer.await;
             return Outcome::NoDaemon;
         }
@@ -143,6 +144,7 @@ where
     upstream.close().await;
     drop(upstream);
     drop(router);
+    out.finish();
     // Everything queued reaches the client before the exit; a dead stdout
     // must not hold it up.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;

@@ -51,6 +51,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 #[derive(Clone)]
 pub struct Output {
     tx: mpsc::Sender<Bytes>,
+    finish: CancellationToken,
 }
 
 /// The client has gone: stdout is closed.
@@ -67,6 +68,12 @@ impl Output {
     pub async fn send(&self, line: Bytes) -> Result<(), OutputClosed> {
         self.tx.send(line).await.map_err(|_| OutputClosed)
     }
+
+    /// Ends the writer once everything queued so far is written, even while
+    /// clones of this `Output` are still held (by tasks that never finish).
+    pub fn finish(&self) {
+        self.finish.cancel();
+    }
 }
 
 /// Messages buffered between the daemon and a slow client. Each can be large,
@@ -82,9 +89,21 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
+    let finish = CancellationToken::new();
+    let finishing = finish.clone();
     let task = tokio::spawn(async move {
         let mut out = BufWriter::with_capacity(64 * 1024, writer);
-        while let Some(line) = rx.recv().await {
+        loop {
+            let line = tokio::select! {
+                biased;
+                line = rx.recv() => line,
+                // No new lines from now on; the queued ones are still received.
+                () = finishing.cancelled(), if !rx.is_closed() => {
+                    rx.close();
+                    continue;
+                }
+            };
+            let Some(line) = line else { break };
             let mut result = write_line(&mut out, &line).await;
             // Flush once the queue is empty: whole lines reach the client at
             // once, and a burst costs one write instead of one per message.
@@ -99,7 +118,7 @@ where
         }
         let _ = out.flush().await;
     });
-    (Output { tx }, task)
+    (Output { tx, finish }, task)
 }
 
 async fn write_line<W: AsyncWrite + Unpin>(out: &mut W, line: &[u8]) -> std::io::Result<()> {

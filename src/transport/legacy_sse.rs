@@ -34,8 +34,9 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 pub struct LegacySse {
     link: Link,
     sse_url: Url,
-    /// Where to POST: the current stream's endpoint, once it is usable.
-    endpoint: watch::Sender<Option<Url>>,
+    /// Where to POST: the current stream's endpoint once it is known, or why
+    /// it cannot be used (another origin).
+    endpoint: watch::Sender<Option<Result<Url, String>>>,
     ordered: mpsc::UnboundedSender<Message>,
     /// Requests posted on the current stream: they fail if it drops.
     posted: Mutex<HashSet<RawId>>,
@@ -107,15 +108,22 @@ impl LegacySse {
 
     /// POSTs one message to the current endpoint.
     async fn post(&self, message: &Message) -> Result<(), (String, Option<serde_json::Value>)> {
-        let endpoint = self.wait_endpoint().await.ok_or_else(|| {
-            (
-                format!(
-                    "the daemon's SSE stream at {} sent no endpoint",
-                    self.sse_url
-                ),
-                None,
-            )
-        })?;
+        let endpoint = match self.wait_endpoint().await {
+            Some(Ok(url)) => url,
+            Some(Err(reason)) => {
+                return Err((
+                    format!("the daemon's SSE endpoint is unusable: {reason}"),
+                    None,
+                ));
+            }
+            None => {
+                let url = &self.sse_url;
+                return Err((
+                    format!("the daemon's SSE stream at {url} sent no endpoint"),
+                    None,
+                ));
+            }
+        };
         self.post_to(&endpoint, message.raw.clone()).await
     }
 
@@ -153,7 +161,7 @@ impl LegacySse {
         ))
     }
 
-    async fn wait_endpoint(&self) -> Option<Url> {
+    async fn wait_endpoint(&self) -> Option<Result<Url, String>> {
         let mut endpoint = self.endpoint.subscribe();
         let found = tokio::time::timeout(ENDPOINT_WAIT, endpoint.wait_for(Option::is_some)).await;
         match found {
@@ -228,12 +236,13 @@ impl LegacySse {
                     reason,
                     "the daemon's endpoint event is unusable"
                 );
+                self.endpoint.send_replace(Some(Err(reason)));
                 return;
             }
         };
         tracing::debug!(%endpoint, "legacy SSE endpoint");
         if !reconnected {
-            self.endpoint.send_replace(Some(endpoint));
+            self.endpoint.send_replace(Some(Ok(endpoint)));
             return;
         }
         // A new stream is a new session: initialize it before anything else
@@ -241,7 +250,7 @@ impl LegacySse {
         let this = Arc::clone(self);
         self.tasks.spawn(async move {
             this.reinitialize(&endpoint).await;
-            this.endpoint.send_replace(Some(endpoint));
+            this.endpoint.send_replace(Some(Ok(endpoint)));
         });
     }
 

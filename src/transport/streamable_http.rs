@@ -148,6 +148,10 @@ impl StreamableHttp {
 
     /// See [`super::Upstream::close`].
     pub async fn close(&self) {
+        // Notifications and responses the client sent before the end go out
+        // before the session does (bounded: a hung daemon must not hold the exit).
+        let flushed = self.link.order.wait_for(self.link.order.ticket());
+        let _ = tokio::time::timeout(DELETE_TIMEOUT, flushed).await;
         self.cancel.cancel();
         let session = self.session.borrow().clone();
         let Some(id) = session.id.clone() else {
@@ -467,6 +471,9 @@ impl StreamableHttp {
     /// daemon lost ours (HTTP 404). True if a session is ready afterwards.
     async fn reinitialize(self: &Arc<Self>, lost_generation: u64) -> bool {
         let _one_at_a_time = self.reinitializing.lock().await;
+        if self.cancel.is_cancelled() {
+            return false; // the session is ending: never open a new one
+        }
         if self.session.borrow().generation != lost_generation {
             return true; // another task already did it
         }

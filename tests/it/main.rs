@@ -3,7 +3,9 @@
 
 mod cli;
 mod fake_daemon;
+mod faults;
 mod process;
 mod real_servers;
 mod sdk_clients;
+mod transparency;
 mod util;

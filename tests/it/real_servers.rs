@@ -24,12 +24,15 @@ async fn scenario(flavor: Flavor, mode: Mode) {
         // Unasked, outside any request: server-everything sends `roots/list`
         // shortly after `initialized` (on the GET stream over Streamable HTTP).
         let roots = proxy.until(|v| v["method"] == "roots/list").await;
-        answer(
-            &mut proxy,
-            &roots,
-            json!({"roots": [{"uri": ROOT_URI, "name": "a"}]}),
-        )
-        .await;
+        let old = json!({"roots": [{"uri": "file:///tmp/old", "name": "old"}]});
+        answer(&mut proxy, &roots, old).await;
+        // The client's `roots/list_changed` reaches the server, which asks again.
+        proxy
+            .notify("notifications/roots/list_changed", json!({}))
+            .await;
+        let again = proxy.until(|v| v["method"] == "roots/list").await;
+        let new = json!({"roots": [{"uri": ROOT_URI, "name": "a"}]});
+        answer(&mut proxy, &again, new).await;
     }
 
     // tools/list, with a string id made of non-ASCII text.
