@@ -142,8 +142,7 @@ struct EnsureAnswer {
 /// Asks the manager to make sure the daemon runs; its port and transport.
 async fn ensure(name: &str, manager_port: u16) -> Result<(u16, Option<TransportKind>), String> {
     let url = format!("http://127.0.0.1:{manager_port}/ensure");
-    let client = crate::transport::client_builder()
-        .no_proxy()
+    let client = crate::transport::loopback_client_builder()
         .timeout(ENSURE_TIMEOUT)
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;

@@ -132,7 +132,23 @@ fn http_client(url: &Url) -> reqwest::Result<reqwest::Client> {
     if is_loopback(url) {
         builder = builder.no_proxy();
     }
+    if url.scheme() == "http" {
+        builder = without_tls_roots(builder);
+    }
     builder.build()
+}
+
+/// A client builder for 127.0.0.1 (the manager): no proxy, no TLS roots.
+pub fn loopback_client_builder() -> reqwest::ClientBuilder {
+    without_tls_roots(client_builder().no_proxy())
+}
+
+/// A plain-http client never verifies a certificate, so it skips loading
+/// the system's root store (milliseconds of the proxy's cold start).
+fn without_tls_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
+    builder
 }
 
 /// A client builder with the TLS crypto provider in place (reqwest sets up
