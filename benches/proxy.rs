@@ -1,1 +1,1691 @@
-fn main() {}
+//! `cargo bench --bench proxy`: `mcp-proxy` against a direct Streamable HTTP
+//! client (the baseline) and the Node.js original (`mcp-session-manager@1.0.1`),
+//! all talking to `@modelcontextprotocol/server-everything` on loopback.
+//!
+//! Prints a Markdown table on stdout, a cold-start breakdown and a one-line
+//! summary of the targets. `BENCH_QUICK=1` runs much smaller counts (a smoke
+//! test, well under 30 s once built).
+//!
+//! - **direct**: reqwest in this process, POST per message, minimal SSE parsing.
+//! - **mcp-proxy**: the real binary with piped stdio, `--url` to server A.
+//! - **original**: `node dist/proxy/index.js --target memory`, `npm install`ed
+//!   once into `$TMPDIR/mcp-session-manager-bench/`, with `HOME` in a temp dir.
+//!   It has no `--url`: it looks for its daemon on `localhost:3100`, so server B
+//!   runs there (skipped, with a message, if 3100 is taken or npm fails).
+//!
+//! Cold starts are interleaved between clients; the long sessions are all
+//! open at once and measured in alternating blocks, so that load from other
+//! processes on the machine hits every column alike. A stub server in this
+//! process (instant JSON answers) isolates the clients' own start-up cost.
+//!
+//! Every child is started with `kill_on_drop`; Ctrl-C drops them all. Nothing
+//! panics on an expected failure: errors are listed under the table.
+
+// A benchmark reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The original's built-in `memory` daemon port.
+const ORIGINAL_PORT: u16 = 3100;
+const ORIGINAL_VERSION: &str = "1.0.1";
+/// Longest wait for any single answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for a child to exit after its stdin closes.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Targets for mcp-proxy.
+const TARGET_COLD_START: Duration = Duration::from_millis(10);
+const TARGET_P50_RATIO: f64 = 1.10;
+const TARGET_THROUGHPUT_RATIO: f64 = 0.9;
+const TARGET_RSS_KIB: u64 = 8 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    quick: bool,
+    /// Spawns per client for the cold-start rows.
+    cold_runs: usize,
+    /// Untimed calls before the sequential ones.
+    warmup: usize,
+    sequential: usize,
+    burst: usize,
+    in_flight: usize,
+    burst_timeout: Duration,
+    /// Untimed load on each server before anything is measured (JIT warm-up).
+    server_warmup: usize,
+    /// Sequential calls and the burst are split into this many blocks per
+    /// client, alternating between clients.
+    rounds: usize,
+}
+
+const FULL: Plan = Plan {
+    quick: false,
+    cold_runs: 10,
+    warmup: 100,
+    sequential: 500,
+    burst: 3000,
+    in_flight: 32,
+    burst_timeout: Duration::from_secs(60),
+    server_warmup: 1000,
+    rounds: 5,
+};
+
+const QUICK: Plan = Plan {
+    quick: true,
+    cold_runs: 3,
+    warmup: 10,
+    sequential: 50,
+    burst: 300,
+    in_flight: 32,
+    burst_timeout: Duration::from_secs(15),
+    server_warmup: 100,
+    rounds: 2,
+};
+
+fn main() {
+    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let plan = if quick { QUICK } else { FULL };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            println!("cannot start the tokio runtime: {error}");
+            return;
+        }
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            () = run(plan) => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping every child"),
+        }
+    });
+    // Dropping the runtime drops what is left; every child has kill_on_drop.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+}
+
+// ---------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------
+
+/// What one client column measured.
+#[derive(Debug, Default)]
+struct Column {
+    cold: Vec<Duration>,
+    /// Cold starts against the in-process stub server (instant answers).
+    cold_stub: Vec<Duration>,
+    latencies: Vec<Duration>,
+    /// Calls per second with `in_flight` outstanding.
+    throughput: Option<f64>,
+    rss_kib: Option<u64>,
+    cpu_per_call: Option<Duration>,
+    server_cpu_per_call: Option<Duration>,
+    /// Failures, for the notes under the table.
+    errors: Vec<String>,
+}
+
+impl Column {
+    fn error(&mut self, name: &str, error: impl std::fmt::Display) {
+        let text = format!("{name}: {error}");
+        eprintln!("bench: {text}");
+        self.errors.push(text);
+    }
+}
+
+async fn run(plan: Plan) {
+    let started = Instant::now();
+    let load_before = load_average();
+    if let Err(error) = check_node().await {
+        println!("cannot run the proxy benchmark: {error}");
+        return;
+    }
+    let everything = everything_js();
+    if !everything.exists() {
+        println!(
+            "cannot run the proxy benchmark: {} is missing; run `bash scripts/install-test-fixtures.sh --npm-only`",
+            everything.display()
+        );
+        return;
+    }
+    let (proxy_home, original_home) = match (tempfile::tempdir(), tempfile::tempdir()) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(error), _) | (_, Err(error)) => {
+            println!("cannot run the proxy benchmark: no temp dir: {error}");
+            return;
+        }
+    };
+
+    // Install the original before anything is measured (npm uses CPU).
+    let original_js = install_original().await;
+
+    let server = match free_port() {
+        Ok(port) => start_server(&everything, port).await,
+        Err(error) => Err(error),
+    };
+    let server = match server {
+        Ok(server) => server,
+        Err(error) => {
+            println!("cannot run the proxy benchmark: server-everything: {error}");
+            return;
+        }
+    };
+    let original = match original_js {
+        Ok(js) => match port_is_free(ORIGINAL_PORT) {
+            Ok(()) => match start_server(&everything, ORIGINAL_PORT).await {
+                Ok(server) => Ok((js, server)),
+                Err(error) => Err(format!(
+                    "cannot start server-everything on port {ORIGINAL_PORT}: {error}"
+                )),
+            },
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    if let Err(reason) = &original {
+        println!("original: not available ({reason})");
+    }
+    let stub = match start_stub().await {
+        Ok(stub) => Some(stub),
+        Err(error) => {
+            eprintln!("bench: no stub server, so no stub cold-start row: {error}");
+            None
+        }
+    };
+
+    for s in std::iter::once(&server).chain(original.as_ref().ok().map(|(_, s)| s)) {
+        if let Err(error) = warm_up(&s.url(), plan).await {
+            eprintln!(
+                "bench: warming up the server on port {} failed: {error}",
+                s.port
+            );
+        }
+    }
+
+    let proxy_command = |url: &str| {
+        let mut command = Command::new(proxy_bin());
+        command
+            .arg("--url")
+            .arg(url)
+            .env("MCP_SESSION_MANAGER_HOME", proxy_home.path())
+            .env("MCP_PROXY_LOG", "error")
+            .current_dir(proxy_home.path())
+            .stderr(Stdio::inherit());
+        command
+    };
+    let original_command = |js: &Path| {
+        let mut command = Command::new("node");
+        command
+            .arg(js)
+            .arg("--target")
+            .arg("memory")
+            .env("HOME", original_home.path())
+            .env("USERPROFILE", original_home.path())
+            .current_dir(original_home.path())
+            // It logs every step to stderr.
+            .stderr(Stdio::null());
+        command
+    };
+
+    let url = server.url();
+    let mut direct = Contender::new("direct", server.pid);
+    let mut proxy = Contender::new("mcp-proxy", server.pid);
+    let mut orig = Contender::new("original", original.as_ref().ok().and_then(|(_, s)| s.pid));
+
+    // Cold starts, interleaved so that drift and load hit every client alike.
+    for _ in 0..plan.cold_runs {
+        match cold_direct(&url).await {
+            Ok(d) => direct.column.cold.push(d),
+            Err(error) => direct.column.error("direct cold start", error),
+        }
+        match cold_stdio("mcp-proxy", proxy_command(&url)).await {
+            Ok(d) => proxy.column.cold.push(d),
+            Err(error) => proxy.column.error("mcp-proxy cold start", error),
+        }
+        if let Ok((js, _)) = &original {
+            match cold_stdio("original", original_command(js)).await {
+                Ok(d) => orig.column.cold.push(d),
+                Err(error) => orig.column.error("original cold start", error),
+            }
+        }
+        if let Some(stub) = &stub {
+            match cold_direct(&stub.url()).await {
+                Ok(d) => direct.column.cold_stub.push(d),
+                Err(error) => direct.column.error("direct cold start (stub)", error),
+            }
+            match cold_stdio("mcp-proxy", proxy_command(&stub.url())).await {
+                Ok(d) => proxy.column.cold_stub.push(d),
+                Err(error) => proxy.column.error("mcp-proxy cold start (stub)", error),
+            }
+        }
+    }
+    drop(stub);
+    let breakdown = cold_breakdown(plan).await;
+
+    // Long sessions, all open at once, measured in alternating blocks.
+    match Direct::new(&url) {
+        Ok(client) => direct.open(AnyClient::Direct(client), plan).await,
+        Err(error) => direct.column.error("direct", error),
+    }
+    match StdioClient::spawn("mcp-proxy", proxy_command(&url)) {
+        Ok(client) => proxy.open(AnyClient::Stdio(Box::new(client)), plan).await,
+        Err(error) => proxy.column.error("mcp-proxy", error),
+    }
+    if let Ok((js, _)) = &original {
+        match StdioClient::spawn("original", original_command(js)) {
+            Ok(client) => orig.open(AnyClient::Stdio(Box::new(client)), plan).await,
+            Err(error) => orig.column.error("original", error),
+        }
+    }
+    let rounds = plan.rounds.max(1);
+    for _ in 0..rounds {
+        for c in [&mut direct, &mut proxy, &mut orig] {
+            c.block(Block::Sequential(plan.sequential / rounds), plan)
+                .await;
+        }
+    }
+    for _ in 0..rounds {
+        for c in [&mut direct, &mut proxy, &mut orig] {
+            c.block(Block::Burst(plan.burst / rounds), plan).await;
+        }
+    }
+    for c in [&mut direct, &mut proxy, &mut orig] {
+        c.finish().await;
+    }
+
+    print_report(
+        plan,
+        &direct.column,
+        &proxy.column,
+        original.is_ok().then_some(&orig.column),
+        &breakdown,
+        started.elapsed(),
+        (load_before, load_average()),
+    );
+    drop(original);
+    drop(server);
+}
+
+/// Load that lets the server's JIT settle before anything is measured.
+async fn warm_up(url: &str, plan: Plan) -> Result<(), String> {
+    let mut client = Direct::new(url)?;
+    client.initialize().await?;
+    for _ in 0..plan.server_warmup / 4 {
+        client.echo().await?;
+    }
+    client
+        .burst(plan.server_warmup, plan.in_flight, plan.burst_timeout)
+        .await?;
+    client.close().await;
+    Ok(())
+}
+
+async fn cold_direct(url: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut client = Direct::new(url)?;
+    let answer = client.request("initialize", init_params()).await;
+    let elapsed = start.elapsed();
+    client.close().await;
+    let answer = answer?;
+    if answer.get("result").is_none() {
+        return Err(format!("initialize failed: {answer}"));
+    }
+    Ok(elapsed)
+}
+
+async fn cold_stdio(name: &'static str, command: Command) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut client = StdioClient::spawn(name, command)?;
+    let answer = client.request("initialize", init_params()).await;
+    let elapsed = start.elapsed();
+    client.close().await;
+    let answer = answer?;
+    if answer.get("result").is_none() {
+        return Err(format!("initialize failed: {answer}"));
+    }
+    Ok(elapsed)
+}
+
+/// Where mcp-proxy's cold start goes, besides the server's `initialize`.
+#[derive(Debug, Default)]
+struct Breakdown {
+    /// `mcp-proxy --version`: spawn, exec, argument parsing, exit.
+    version_spawn: Vec<Duration>,
+    /// A `reqwest::Client` with the platform's root certificates loaded (what
+    /// an https URL needs).
+    client_build: Vec<Duration>,
+    /// The client the proxy builds for a plain-http URL: no root certificates.
+    client_build_no_roots: Vec<Duration>,
+}
+
+async fn cold_breakdown(plan: Plan) -> Breakdown {
+    let mut breakdown = Breakdown::default();
+    for _ in 0..plan.cold_runs {
+        let start = Instant::now();
+        let status = Command::new(proxy_bin())
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await;
+        if matches!(status, Ok(s) if s.success()) {
+            breakdown.version_spawn.push(start.elapsed());
+        }
+        let start = Instant::now();
+        if mcp_session_manager::transport::client_builder()
+            .no_proxy()
+            .build()
+            .is_ok()
+        {
+            breakdown.client_build.push(start.elapsed());
+        }
+        let start = Instant::now();
+        if mcp_session_manager::transport::loopback_client_builder()
+            .build()
+            .is_ok()
+        {
+            breakdown.client_build_no_roots.push(start.elapsed());
+        }
+    }
+    breakdown
+}
+
+/// A measured block of one client's session.
+#[derive(Debug, Clone, Copy)]
+enum Block {
+    Sequential(usize),
+    Burst(usize),
+}
+
+/// One client's long session and what it measured. A failure closes the
+/// session (recorded in the column); later blocks skip it.
+struct Contender {
+    name: &'static str,
+    client: Option<AnyClient>,
+    server_pid: Option<u32>,
+    column: Column,
+    /// Calls in measured blocks, and the CPU time they took.
+    calls: u32,
+    cpu: Option<Duration>,
+    server_cpu: Option<Duration>,
+    burst_calls: usize,
+    burst_time: Duration,
+}
+
+impl Contender {
+    fn new(name: &'static str, server_pid: Option<u32>) -> Contender {
+        Contender {
+            name,
+            client: None,
+            server_pid,
+            column: Column::default(),
+            calls: 0,
+            cpu: Some(Duration::ZERO),
+            server_cpu: Some(Duration::ZERO),
+            burst_calls: 0,
+            burst_time: Duration::ZERO,
+        }
+    }
+
+    /// initialize + initialized + untimed warm-up calls.
+    async fn open(&mut self, mut client: AnyClient, plan: Plan) {
+        let opened = async {
+            client
+                .initialize()
+                .await
+                .map_err(|e| format!("initialize: {e}"))?;
+            for _ in 0..plan.warmup {
+                client
+                    .echo()
+                    .await
+                    .map_err(|e| format!("warm-up call: {e}"))?;
+            }
+            Ok::<_, String>(())
+        }
+        .await;
+        match opened {
+            Ok(()) => self.client = Some(client),
+            Err(error) => {
+                self.column.error(self.name, error);
+                client.close().await;
+            }
+        }
+    }
+
+    async fn block(&mut self, block: Block, plan: Plan) {
+        let Some(client) = self.client.as_mut() else {
+            return;
+        };
+        let server_cpu = |pid: Option<u32>| pid.and_then(|pid| cpu_time(&pid.to_string()));
+        let cpu_before = client.cpu_time();
+        let server_before = server_cpu(self.server_pid);
+        let (calls, result) = match block {
+            Block::Sequential(n) => {
+                let mut result = Ok(());
+                for _ in 0..n {
+                    let start = Instant::now();
+                    if let Err(error) = client.echo().await {
+                        result = Err(format!("sequential call: {error}"));
+                        break;
+                    }
+                    self.column.latencies.push(start.elapsed());
+                }
+                (n, result)
+            }
+            Block::Burst(n) => {
+                let result = client.burst(n, plan.in_flight, plan.burst_timeout).await;
+                match result {
+                    Ok(elapsed) => {
+                        self.burst_calls += n;
+                        self.burst_time += elapsed;
+                        (n, Ok(()))
+                    }
+                    Err(error) => (n, Err(format!("burst of {n} calls: {error}"))),
+                }
+            }
+        };
+        let add = |total: Option<Duration>, before: Option<Duration>, after: Option<Duration>| {
+            Some(total? + after?.saturating_sub(before?))
+        };
+        self.cpu = add(self.cpu, cpu_before, client.cpu_time());
+        self.server_cpu = add(self.server_cpu, server_before, server_cpu(self.server_pid));
+        self.calls = self
+            .calls
+            .saturating_add(u32::try_from(calls).unwrap_or(u32::MAX));
+        if let Err(error) = result {
+            self.column.error(self.name, error);
+            if let Some(client) = self.client.take() {
+                client.close().await;
+            }
+        }
+    }
+
+    /// Peak RSS (just before stdin closes), CPU per call, then the end.
+    async fn finish(&mut self) {
+        if self.burst_calls > 0 {
+            self.column.throughput = Some(self.burst_calls as f64 / self.burst_time.as_secs_f64());
+        }
+        if self.calls > 0 {
+            self.column.cpu_per_call = self.cpu.map(|cpu| cpu / self.calls);
+            self.column.server_cpu_per_call = self.server_cpu.map(|cpu| cpu / self.calls);
+        }
+        if let Some(client) = self.client.take() {
+            self.column.rss_kib = client.peak_rss_kib();
+            client.close().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/// What the session needs from each kind of client.
+trait Client {
+    /// Sends a request and returns its response message.
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String>;
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), String>;
+    /// `total` echo calls with `in_flight` outstanding; how long they took.
+    async fn burst(
+        &mut self,
+        total: usize,
+        in_flight: usize,
+        limit: Duration,
+    ) -> Result<Duration, String>;
+    /// utime + stime of the process doing the client side's work.
+    fn cpu_time(&self) -> Option<Duration>;
+    /// `VmHWM` of that process, if it is not this one.
+    fn peak_rss_kib(&self) -> Option<u64>;
+    async fn close(self);
+
+    async fn initialize(&mut self) -> Result<(), String> {
+        let answer = self.request("initialize", init_params()).await?;
+        if answer.get("result").is_none() {
+            return Err(format!("initialize failed: {answer}"));
+        }
+        self.notify("notifications/initialized", json!({})).await
+    }
+
+    async fn echo(&mut self) -> Result<(), String> {
+        let answer = self.request("tools/call", echo_params()).await?;
+        check_echo(&answer)
+    }
+}
+
+fn init_params() -> Value {
+    json!({
+        "protocolVersion": PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "mcp-proxy-bench", "version": "0"}
+    })
+}
+
+fn echo_params() -> Value {
+    json!({"name": "echo", "arguments": {"message": "bench"}})
+}
+
+fn request_line(id: u64, method: &str, params: &Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+fn is_response_to(message: &Value, id: u64) -> bool {
+    message.get("method").is_none() && message.get("id").and_then(Value::as_u64) == Some(id)
+}
+
+fn check_echo(answer: &Value) -> Result<(), String> {
+    match answer
+        .pointer("/result/content/0/text")
+        .and_then(Value::as_str)
+    {
+        Some(text) if text.starts_with("Echo:") => Ok(()),
+        _ => Err(format!(
+            "unexpected answer: {}",
+            shorten(&answer.to_string())
+        )),
+    }
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Either client, for the alternating blocks.
+enum AnyClient {
+    Direct(Direct),
+    Stdio(Box<StdioClient>),
+}
+
+impl Client for AnyClient {
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        match self {
+            AnyClient::Direct(c) => c.request(method, params).await,
+            AnyClient::Stdio(c) => c.request(method, params).await,
+        }
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+        match self {
+            AnyClient::Direct(c) => c.notify(method, params).await,
+            AnyClient::Stdio(c) => c.notify(method, params).await,
+        }
+    }
+
+    async fn burst(
+        &mut self,
+        total: usize,
+        in_flight: usize,
+        limit: Duration,
+    ) -> Result<Duration, String> {
+        match self {
+            AnyClient::Direct(c) => c.burst(total, in_flight, limit).await,
+            AnyClient::Stdio(c) => c.burst(total, in_flight, limit).await,
+        }
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        match self {
+            AnyClient::Direct(c) => c.cpu_time(),
+            AnyClient::Stdio(c) => c.cpu_time(),
+        }
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        match self {
+            AnyClient::Direct(c) => c.peak_rss_kib(),
+            AnyClient::Stdio(c) => c.peak_rss_kib(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnyClient::Direct(c) => c.close().await,
+            AnyClient::Stdio(c) => (*c).close().await,
+        }
+    }
+}
+
+/// The baseline: Streamable HTTP from this process.
+#[derive(Clone)]
+struct Direct {
+    http: reqwest::Client,
+    url: String,
+    session: Option<String>,
+    version: Option<String>,
+    ids: Arc<AtomicU64>,
+}
+
+impl Direct {
+    fn new(url: &str) -> Result<Direct, String> {
+        // The same client set-up as the proxy's for a loopback http URL.
+        let http = mcp_session_manager::transport::loopback_client_builder()
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Direct {
+            http,
+            url: url.to_owned(),
+            session: None,
+            version: None,
+            ids: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    fn post(&self) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .timeout(ANSWER_TIMEOUT);
+        if let Some(session) = &self.session {
+            request = request.header("mcp-session-id", session);
+        }
+        if let Some(version) = &self.version {
+            request = request.header("mcp-protocol-version", version);
+        }
+        request
+    }
+
+    /// One POST; the response to `id` and the session id header, if any.
+    async fn call(
+        &self,
+        id: u64,
+        method: &str,
+        params: &Value,
+    ) -> Result<(Value, Option<String>), String> {
+        let mut response = self
+            .post()
+            .body(request_line(id, method, params))
+            .send()
+            .await
+            .map_err(|e| format!("POST failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| format!("cannot read the answer: {e}"))?;
+            let answer: Value = serde_json::from_slice(&body)
+                .map_err(|e| format!("the answer is not JSON: {e}"))?;
+            return Ok((answer, session));
+        }
+        // Minimal SSE: events end with a blank line; `data:` lines carry JSON.
+        // Read to the end of the stream (the server ends it right after the
+        // response) so that the connection goes back to the pool.
+        let mut buffer = Vec::new();
+        let mut answer = None;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("cannot read the event stream: {e}"))?
+        {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = buffer.drain(..end + 2).collect();
+                if answer.is_none() {
+                    answer = sse_data(&event)
+                        .and_then(|data| serde_json::from_slice::<Value>(&data).ok())
+                        .filter(|message| is_response_to(message, id));
+                }
+            }
+        }
+        answer
+            .map(|answer| (answer, session))
+            .ok_or_else(|| "the event stream ended without the response".to_owned())
+    }
+
+    async fn one_echo(&self) -> Result<(), String> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let (answer, _) = self.call(id, "tools/call", &echo_params()).await?;
+        check_echo(&answer)
+    }
+}
+
+/// The `data:` lines of one SSE event, joined; `None` if there are none or
+/// they are empty (the priming event).
+fn sse_data(event: &[u8]) -> Option<Vec<u8>> {
+    let mut data = Vec::new();
+    for line in event.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(rest) = line.strip_prefix(b"data:") {
+            if !data.is_empty() {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(rest.strip_prefix(b" ").unwrap_or(rest));
+        }
+    }
+    (!data.iter().all(u8::is_ascii_whitespace)).then_some(data)
+}
+
+impl Client for Direct {
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let (answer, session) = self.call(id, method, &params).await?;
+        if method == "initialize" {
+            self.session = session;
+            self.version = answer
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
+        Ok(answer)
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string();
+        let response = self
+            .post()
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("POST failed: {e}"))?;
+        let status = response.status();
+        let _ = response.bytes().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("notification answered HTTP {status}"))
+        }
+    }
+
+    async fn burst(
+        &mut self,
+        total: usize,
+        in_flight: usize,
+        limit: Duration,
+    ) -> Result<Duration, String> {
+        let next = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut workers = JoinSet::new();
+        for _ in 0..in_flight {
+            let client = self.clone();
+            let next = Arc::clone(&next);
+            workers.spawn(async move {
+                let mut failures = (0usize, None);
+                while next.fetch_add(1, Ordering::Relaxed) < total {
+                    if let Err(error) = client.one_echo().await {
+                        failures.0 += 1;
+                        failures.1.get_or_insert(error);
+                    }
+                }
+                failures
+            });
+        }
+        let mut failed = 0;
+        let mut first_error = None;
+        let joined = tokio::time::timeout(limit, async {
+            while let Some(worker) = workers.join_next().await {
+                match worker {
+                    Ok((n, error)) => {
+                        failed += n;
+                        if first_error.is_none() {
+                            first_error = error;
+                        }
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        first_error.get_or_insert(format!("worker failed: {error}"));
+                    }
+                }
+            }
+        })
+        .await;
+        let elapsed = start.elapsed();
+        if joined.is_err() {
+            return Err(format!("not done within {limit:?}"));
+        }
+        match first_error {
+            Some(error) => Err(format!("{failed} of {total} calls failed; first: {error}")),
+            None => Ok(elapsed),
+        }
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time("self")
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        None // in-process
+    }
+
+    async fn close(self) {
+        let Some(session) = &self.session else { return };
+        let _ = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", session)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+    }
+}
+
+/// A stdio MCP client of a child process (mcp-proxy or the original).
+struct StdioClient {
+    name: &'static str,
+    child: Child,
+    pid: u32,
+    stdin: Option<ChildStdin>,
+    stdout: Option<BufReader<ChildStdout>>,
+    next_id: u64,
+}
+
+impl StdioClient {
+    fn spawn(name: &'static str, mut command: Command) -> Result<StdioClient, String> {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let pid = child.id().ok_or_else(|| format!("{name} exited at once"))?;
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|out| BufReader::with_capacity(64 * 1024, out));
+        Ok(StdioClient {
+            name,
+            child,
+            pid,
+            stdin,
+            stdout,
+            next_id: 1,
+        })
+    }
+
+    async fn send_line(&mut self, mut line: String) -> Result<(), String> {
+        line.push('\n');
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("{}'s stdin is closed", self.name))?;
+        match tokio::time::timeout(ANSWER_TIMEOUT, stdin.write_all(line.as_bytes())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(format!("cannot write to {}: {error}", self.name)),
+            Err(_) => Err(format!("{} does not read its stdin", self.name)),
+        }
+    }
+
+    async fn read_response(&mut self, id: u64) -> Result<Value, String> {
+        let name = self.name;
+        let stdout = self
+            .stdout
+            .as_mut()
+            .ok_or_else(|| format!("{name}'s stdout is gone"))?;
+        let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match tokio::time::timeout_at(deadline, stdout.read_line(&mut line)).await {
+                Err(_) => return Err(format!("no answer from {name} within {ANSWER_TIMEOUT:?}")),
+                Ok(Err(error)) => return Err(format!("cannot read {name}'s stdout: {error}")),
+                Ok(Ok(0)) => return Err(format!("{name} closed its stdout")),
+                Ok(Ok(_)) => {}
+            }
+            if let Ok(message) = serde_json::from_str::<Value>(&line) {
+                if is_response_to(&message, id) {
+                    return Ok(message);
+                }
+            }
+        }
+    }
+}
+
+impl Client for StdioClient {
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_line(request_line(id, method, &params)).await?;
+        self.read_response(id).await
+    }
+
+    async fn notify(&mut self, method: &str, params: Value) -> Result<(), String> {
+        let line = json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string();
+        self.send_line(line).await
+    }
+
+    async fn burst(
+        &mut self,
+        total: usize,
+        in_flight: usize,
+        limit: Duration,
+    ) -> Result<Duration, String> {
+        let name = self.name;
+        let (Some(mut stdin), Some(mut stdout)) = (self.stdin.take(), self.stdout.take()) else {
+            return Err(format!("{name}'s stdio is gone"));
+        };
+        let first = self.next_id;
+        let count = u64::try_from(total).map_err(|e| e.to_string())?;
+        self.next_id += count;
+        let permits = Arc::new(Semaphore::new(in_flight));
+        let start = Instant::now();
+
+        let writer_permits = Arc::clone(&permits);
+        let mut writer = tokio::spawn(async move {
+            let params = echo_params();
+            for id in first..first + count {
+                let permit = writer_permits
+                    .acquire()
+                    .await
+                    .map_err(|e| format!("semaphore closed: {e}"))?;
+                permit.forget();
+                let mut line = request_line(id, "tools/call", &params);
+                line.push('\n');
+                stdin
+                    .write_all(line.as_bytes())
+                    .await
+                    .map_err(|e| format!("cannot write to {name}: {e}"))?;
+            }
+            Ok::<_, String>(stdin)
+        });
+        let mut reader = tokio::spawn(async move {
+            let mut line = String::new();
+            let (mut done, mut failed, mut first_error) = (0usize, 0usize, None);
+            while done < total {
+                line.clear();
+                match stdout.read_line(&mut line).await {
+                    Ok(0) => return Err(format!("{name} closed its stdout")),
+                    Ok(_) => {}
+                    Err(error) => return Err(format!("cannot read {name}'s stdout: {error}")),
+                }
+                let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if message.get("method").is_some() {
+                    continue;
+                }
+                let Some(id) = message.get("id").and_then(Value::as_u64) else {
+                    continue;
+                };
+                if !(first..first + count).contains(&id) {
+                    continue;
+                }
+                done += 1;
+                if let Err(error) = check_echo(&message) {
+                    failed += 1;
+                    first_error.get_or_insert(error);
+                }
+                permits.add_permits(1);
+            }
+            Ok::<_, String>((stdout, failed, first_error))
+        });
+
+        let joined = tokio::time::timeout(limit, async {
+            let read = (&mut reader).await;
+            let written = (&mut writer).await;
+            (written, read)
+        })
+        .await;
+        let elapsed = start.elapsed();
+        let Ok((written, read)) = joined else {
+            writer.abort();
+            reader.abort();
+            return Err(format!("not done within {limit:?}"));
+        };
+        let stdin = written.map_err(|e| format!("writer task: {e}"))??;
+        let (stdout, failed, first_error) = read.map_err(|e| format!("reader task: {e}"))??;
+        self.stdin = Some(stdin);
+        self.stdout = Some(stdout);
+        match first_error {
+            Some(error) => Err(format!("{failed} of {total} calls failed; first: {error}")),
+            None => Ok(elapsed),
+        }
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        cpu_time(&self.pid.to_string())
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    async fn close(mut self) {
+        self.stdin = None;
+        if tokio::time::timeout(EXIT_TIMEOUT, self.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "bench: {} did not exit within {EXIT_TIMEOUT:?} of stdin closing; killing it",
+                self.name
+            );
+            let _ = self.child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes, ports, /proc
+// ---------------------------------------------------------------------------
+
+fn proxy_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-proxy"))
+}
+
+fn everything_js() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+async fn check_node() -> Result<(), String> {
+    let output = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("node is needed for server-everything: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("`node --version` failed: {}", output.status))
+    }
+}
+
+/// server-everything (streamableHttp) on `port`, killed when dropped.
+struct Server {
+    port: u16,
+    pid: Option<u32>,
+    _child: Child,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+}
+
+async fn start_server(js: &Path, port: u16) -> Result<Server, String> {
+    let mut child = Command::new("node")
+        .arg(js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        // It logs every request on stdout.
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "it exited ({status}) before listening on {address}"
+            ));
+        }
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("nothing listened on {address} within 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Still ours (not another process that took the port meanwhile)?
+    if let Ok(Some(status)) = child.try_wait() {
+        return Err(format!("it exited ({status}); is port {port} taken?"));
+    }
+    Ok(Server {
+        port,
+        pid: child.id(),
+        _child: child,
+    })
+}
+
+/// A Streamable HTTP server in this process that answers every request at
+/// once with plain JSON: cold starts against it show the client's own cost.
+struct Stub {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Stub {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start_stub() -> Result<Stub, String> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(stub_answer);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+            while connections.try_join_next().is_some() {}
+        }
+    });
+    Ok(Stub { port, task })
+}
+
+async fn stub_answer(
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::{Method, Response, StatusCode};
+    let method = request.method().clone();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => bytes::Bytes::new(),
+    };
+    let id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").cloned());
+    let response = match (method, id) {
+        (Method::POST, Some(id)) => {
+            let answer = json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "result": {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {"tools": {}},
+                    "serverInfo": {"name": "bench-stub", "version": "0"}
+                }
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("mcp-session-id", "bench-stub-session")
+                .body(Full::new(bytes::Bytes::from(answer.to_string())))
+        }
+        (Method::POST, None) => Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .body(Full::default()),
+        (Method::DELETE, _) => Response::builder().body(Full::default()),
+        _ => Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .body(Full::default()),
+    };
+    Ok(response.unwrap_or_else(|_| Response::new(Full::default())))
+}
+
+/// `/proc/loadavg`'s first three fields, to show how busy the machine was.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot bind 127.0.0.1:0: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// The original connects to `localhost:3100`, so neither 127.0.0.1 nor ::1
+/// may have a listener there already.
+fn port_is_free(port: u16) -> Result<(), String> {
+    let busy = |ip: std::net::IpAddr| {
+        TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(300)).is_ok()
+    };
+    if busy(Ipv4Addr::LOCALHOST.into()) || busy(Ipv6Addr::LOCALHOST.into()) {
+        return Err(format!(
+            "port {port} is busy: something answers on localhost:{port}"
+        ));
+    }
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .map(drop)
+        .map_err(|e| format!("port {port} is busy: {e}"))
+}
+
+/// `npm install`s the original into a cache dir under the temp dir (once);
+/// the path of its `mcp-proxy` bin.
+async fn install_original() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir()
+        .join("mcp-session-manager-bench")
+        .join(format!("original-{ORIGINAL_VERSION}"));
+    let package = dir.join("node_modules/mcp-session-manager");
+    let js = package.join("dist/proxy/index.js");
+    let installed = |package: &Path| {
+        std::fs::read_to_string(package.join("package.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|v| v["version"] == ORIGINAL_VERSION)
+    };
+    if installed(&package) && js.exists() {
+        return Ok(js);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let manifest = dir.join("package.json");
+    if !manifest.exists() {
+        std::fs::write(&manifest, "{\"private\": true}\n")
+            .map_err(|e| format!("cannot write {}: {e}", manifest.display()))?;
+    }
+    eprintln!(
+        "bench: installing mcp-session-manager@{ORIGINAL_VERSION} into {}",
+        dir.display()
+    );
+    let install = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund"])
+        .arg(format!("mcp-session-manager@{ORIGINAL_VERSION}"))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(Duration::from_secs(120), install).await {
+        Err(_) => return Err("npm install took over 120 s".to_owned()),
+        Ok(Err(error)) => return Err(format!("cannot run npm: {error}")),
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The first error lines say why; the last one only where the log is.
+        let why: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.contains("error") && !l.contains("complete log"))
+            .take(2)
+            .collect();
+        let last = if why.is_empty() {
+            stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .to_owned()
+        } else {
+            why.join(" / ")
+        };
+        return Err(format!("npm install failed ({}): {last}", output.status));
+    }
+    if installed(&package) && js.exists() {
+        Ok(js)
+    } else {
+        Err(format!("npm install left no {}", js.display()))
+    }
+}
+
+/// utime + stime of `/proc/<which>` (a pid or `self`); `None` off Linux.
+fn cpu_time(which: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count after its ')'.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_micros(
+        (utime + stime).saturating_mul(1_000_000) / clock_ticks(),
+    ))
+}
+
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The report
+// ---------------------------------------------------------------------------
+
+fn median(samples: &[Duration]) -> Option<Duration> {
+    percentile(samples, 50.0)
+}
+
+/// Nearest-rank percentile.
+fn percentile(samples: &[Duration], p: f64) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Time,
+    Rate,
+    KiB,
+}
+
+fn show(value: Option<f64>, unit: Unit) -> String {
+    let Some(v) = value else {
+        return "n/a".to_owned();
+    };
+    match unit {
+        Unit::Time if v < 1e-3 => format!("{:.0} µs", v * 1e6),
+        Unit::Time => format!("{:.2} ms", v * 1e3),
+        Unit::Rate => format!("{v:.0} calls/s"),
+        Unit::KiB => format!("{:.1} MiB", v / 1024.0),
+    }
+}
+
+fn ratio(value: Option<f64>, base: Option<f64>) -> Option<f64> {
+    match (value, base) {
+        (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+        _ => None,
+    }
+}
+
+fn show_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"))
+}
+
+struct Row {
+    metric: String,
+    unit: Unit,
+    direct: Option<f64>,
+    proxy: Option<f64>,
+    original: Option<f64>,
+    target: &'static str,
+    met: Option<bool>,
+}
+
+fn secs(d: Option<Duration>) -> Option<f64> {
+    d.map(|d| d.as_secs_f64())
+}
+
+fn print_report(
+    plan: Plan,
+    direct: &Column,
+    proxy: &Column,
+    original: Option<&Column>,
+    breakdown: &Breakdown,
+    elapsed: Duration,
+    load: (Option<String>, Option<String>),
+) {
+    let max = |c: &Column| c.cold.iter().max().copied();
+    let orig = |f: &dyn Fn(&Column) -> Option<f64>| original.and_then(f);
+
+    let cold_median = |c: &Column| secs(median(&c.cold));
+    let stub_median = |c: &Column| secs(median(&c.cold_stub));
+    let p50 = |c: &Column| secs(percentile(&c.latencies, 50.0));
+    let p99 = |c: &Column| secs(percentile(&c.latencies, 99.0));
+    let tput = |c: &Column| c.throughput;
+    let rss = |c: &Column| c.rss_kib.map(|k| k as f64);
+    let cpu = |c: &Column| secs(c.cpu_per_call);
+    let server_cpu = |c: &Column| secs(c.server_cpu_per_call);
+
+    let cold_met = median(&proxy.cold).map(|m| m <= TARGET_COLD_START);
+    let p50_ratio = ratio(p50(proxy), p50(direct));
+    let tput_ratio = ratio(tput(proxy), tput(direct));
+    let rows = [
+        Row {
+            metric: format!("cold start, median of {}", plan.cold_runs),
+            unit: Unit::Time,
+            direct: cold_median(direct),
+            proxy: cold_median(proxy),
+            original: orig(&cold_median),
+            target: "≤ 10 ms",
+            met: cold_met,
+        },
+        Row {
+            metric: "cold start, max".to_owned(),
+            unit: Unit::Time,
+            direct: secs(max(direct)),
+            proxy: secs(max(proxy)),
+            original: orig(&|c| secs(max(c))),
+            target: "",
+            met: None,
+        },
+        Row {
+            metric: "cold start vs. stub server², median".to_owned(),
+            unit: Unit::Time,
+            direct: stub_median(direct),
+            proxy: stub_median(proxy),
+            original: None,
+            target: "",
+            met: None,
+        },
+        Row {
+            metric: format!("`tools/call echo` p50 ({} sequential)", plan.sequential),
+            unit: Unit::Time,
+            direct: p50(direct),
+            proxy: p50(proxy),
+            original: orig(&p50),
+            target: "≤ 1.10× direct",
+            met: p50_ratio.map(|r| r <= TARGET_P50_RATIO),
+        },
+        Row {
+            metric: "`tools/call echo` p99".to_owned(),
+            unit: Unit::Time,
+            direct: p99(direct),
+            proxy: p99(proxy),
+            original: orig(&p99),
+            target: "",
+            met: None,
+        },
+        Row {
+            metric: format!(
+                "throughput, {} in flight ({} calls)",
+                plan.in_flight, plan.burst
+            ),
+            unit: Unit::Rate,
+            direct: tput(direct),
+            proxy: tput(proxy),
+            original: orig(&tput),
+            target: "≥ 0.9× direct",
+            met: tput_ratio.map(|r| r >= TARGET_THROUGHPUT_RATIO),
+        },
+        Row {
+            metric: "peak RSS of the proxy (VmHWM)".to_owned(),
+            unit: Unit::KiB,
+            direct: rss(direct),
+            proxy: rss(proxy),
+            original: orig(&rss),
+            target: "≤ 8 MiB",
+            met: proxy.rss_kib.map(|k| k <= TARGET_RSS_KIB),
+        },
+        Row {
+            metric: "CPU per call, client side¹".to_owned(),
+            unit: Unit::Time,
+            direct: cpu(direct),
+            proxy: cpu(proxy),
+            original: orig(&cpu),
+            target: "",
+            met: None,
+        },
+        Row {
+            metric: "CPU per call, server-everything".to_owned(),
+            unit: Unit::Time,
+            direct: server_cpu(direct),
+            proxy: server_cpu(proxy),
+            original: orig(&server_cpu),
+            target: "",
+            met: None,
+        },
+    ];
+
+    println!();
+    println!(
+        "## mcp-proxy benchmark{} — server-everything (streamableHttp) on 127.0.0.1, {} CPUs, load average {} → {}",
+        if plan.quick { " (BENCH_QUICK)" } else { "" },
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load.0.as_deref().unwrap_or("n/a"),
+        load.1.as_deref().unwrap_or("n/a"),
+    );
+    println!();
+    let mut header = vec!["metric", "direct", "mcp-proxy", "proxy/direct"];
+    if original.is_some() {
+        header.extend(["original (node)", "original/direct"]);
+    }
+    header.extend(["target (mcp-proxy)", "met"]);
+    println!("| {} |", header.join(" | "));
+    println!(
+        "|{}",
+        header
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            .collect::<String>()
+    );
+    for row in &rows {
+        let mut cells = vec![
+            row.metric.clone(),
+            show(row.direct, row.unit),
+            show(row.proxy, row.unit),
+            show_ratio(ratio(row.proxy, row.direct)),
+        ];
+        if original.is_some() {
+            cells.push(show(row.original, row.unit));
+            cells.push(show_ratio(ratio(row.original, row.direct)));
+        }
+        cells.push(row.target.to_owned());
+        cells.push(
+            match row.met {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None if row.target.is_empty() => "",
+                None => "?",
+            }
+            .to_owned(),
+        );
+        println!("| {} |", cells.join(" | "));
+    }
+    println!();
+    println!(
+        "¹ utime+stime (clock ticks of {} µs) over the measured blocks ({} sequential + {} burst calls) ÷ calls; \
+         for direct it is this benchmark process itself. Peak RSS is read just before stdin closes; direct runs in-process (n/a).",
+        1_000_000 / clock_ticks(),
+        plan.sequential,
+        plan.burst
+    );
+    println!(
+        "² an in-process HTTP server answering at once with JSON: the client's own start-up cost. \
+         Sequential calls and bursts ran in {} alternating blocks per client after {} untimed warm-up calls.",
+        plan.rounds, plan.warmup
+    );
+    let t = |samples: &[Duration]| show(secs(median(samples)), Unit::Time);
+    println!();
+    println!("Where mcp-proxy's cold start goes (medians):");
+    println!(
+        "- spawn → `mcp-proxy --version` exits: {}",
+        t(&breakdown.version_spawn)
+    );
+    println!(
+        "- building a `reqwest::Client` with the platform's root certificates (https URLs{}): {}; without them (plain http, as the proxy does for loopback): {}",
+        std::env::var_os("SSL_CERT_DIR")
+            .map(|d| format!(", SSL_CERT_DIR={}", d.to_string_lossy()))
+            .unwrap_or_default(),
+        t(&breakdown.client_build),
+        t(&breakdown.client_build_no_roots)
+    );
+    println!(
+        "- spawn → `initialize` answered by the stub: {} (direct, in-process: {}); by server-everything: {} (direct: {})",
+        t(&proxy.cold_stub),
+        t(&direct.cold_stub),
+        t(&proxy.cold),
+        t(&direct.cold)
+    );
+    let notes: Vec<&String> = [Some(direct), Some(proxy), original]
+        .into_iter()
+        .flatten()
+        .flat_map(|c| &c.errors)
+        .collect();
+    if !notes.is_empty() {
+        println!();
+        println!("Errors:");
+        for note in notes {
+            println!("- {note}");
+        }
+    }
+    println!();
+
+    let verdict = |met: Option<bool>| match met {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "?",
+    };
+    let checks = [
+        (
+            "cold start",
+            cold_met,
+            format!("{} vs ≤ 10 ms", show(secs(median(&proxy.cold)), Unit::Time)),
+        ),
+        (
+            "p50",
+            rows[3].met,
+            format!("{} vs ≤ 1.10×", show_ratio(p50_ratio)),
+        ),
+        (
+            "throughput",
+            rows[5].met,
+            format!("{} vs ≥ 0.90×", show_ratio(tput_ratio)),
+        ),
+        (
+            "RSS",
+            rows[6].met,
+            format!("{} vs ≤ 8 MiB", show(rss(proxy), Unit::KiB)),
+        ),
+    ];
+    let met = checks.iter().filter(|c| c.1 == Some(true)).count();
+    let details: Vec<String> = checks
+        .iter()
+        .map(|(name, m, detail)| format!("{name} {} ({detail})", verdict(*m)))
+        .collect();
+    println!(
+        "**Targets met by mcp-proxy: {met}/{}** — {} — bench took {:.0} s",
+        checks.len(),
+        details.join("; "),
+        elapsed.as_secs_f64()
+    );
+}

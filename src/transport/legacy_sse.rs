@@ -77,6 +77,10 @@ impl LegacySse {
     /// See [`super::Upstream::close`]: this transport has no DELETE; closing
     /// the stream ends the session.
     pub async fn close(&self) {
+        // Notifications and responses the client sent before the end go out
+        // first (bounded: a hung daemon must not hold the exit).
+        let flushed = self.link.order.wait_for(self.link.order.ticket());
+        let _ = tokio::time::timeout(POST_TIMEOUT.min(Duration::from_secs(2)), flushed).await;
         self.cancel.cancel();
     }
 
