@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
 use serde_json::value::RawValue;
 
+pub mod rewrite;
+
 /// JSON-RPC error codes used by the proxy.
 pub mod code {
     /// The line is not valid JSON (or not UTF-8).

@@ -105,7 +105,8 @@ where
             return Outcome::NoDaemon;
         }
     };
-    tracing::info!(url = %endpoint.url, transport = %endpoint.transport, "connecting to the daemon");
+    let shown = crate::transport::redacted(&endpoint.url);
+    tracing::info!(url = %shown, transport = %endpoint.transport, "connecting to the daemon");
     let upstream = match Upstream::connect(endpoint, Arc::clone(&router)) {
         Ok(upstream) => upstream,
         Err(error) => {
@@ -226,10 +227,7 @@ fn project_path_header() -> Option<HeaderValue> {
 /// Handles one client line.
 async fn dispatch(line: Bytes, router: &Router, upstream: &Upstream) {
     let reply = match jsonrpc::parse_line(line) {
-        Ok(Incoming::Single(message)) => {
-            forward(message, None, router, upstream);
-            None
-        }
+        Ok(Incoming::Single(message)) => forward(message, None, router, upstream),
         Ok(Incoming::Batch(items)) => dispatch_batch(items, router, upstream),
         Err(error) => {
             tracing::warn!(%error, "bad line from the client");
@@ -262,10 +260,11 @@ fn dispatch_batch(
         })
         .count();
     if answers == 0 {
+        let mut completed = None;
         for message in items.into_iter().flatten() {
-            forward(message, None, router, upstream);
+            completed = forward(message, None, router, upstream).or(completed);
         }
-        return None;
+        return completed;
     }
     let batch = Batch::new(answers);
     let mut complete = None;
@@ -273,12 +272,8 @@ fn dispatch_batch(
         match item {
             Ok(message) => {
                 let belongs = matches!(message.kind, Kind::Request { .. });
-                forward(
-                    message,
-                    belongs.then(|| Arc::clone(&batch)),
-                    router,
-                    upstream,
-                );
+                let batch = belongs.then(|| Arc::clone(&batch));
+                complete = forward(message, batch, router, upstream).or(complete);
             }
             Err(error) => complete = batch.add(error.to_response()).or(complete),
         }
@@ -286,17 +281,26 @@ fn dispatch_batch(
     complete
 }
 
-fn forward(message: Message, batch: Option<Arc<Batch>>, router: &Router, upstream: &Upstream) {
+/// Sends one message on; returns a line for the client if cancelling a
+/// request completed its batch.
+fn forward(
+    message: Message,
+    batch: Option<Arc<Batch>>,
+    router: &Router,
+    upstream: &Upstream,
+) -> Option<Bytes> {
+    let mut completed = None;
     match &message.kind {
         Kind::Request { id, .. } => router.begin(id.clone(), batch),
         Kind::Notification { method } if method == "notifications/cancelled" => {
             if let Some(id) = jsonrpc::cancelled_request_id(&message.raw) {
-                router.cancel(&id);
+                completed = router.cancel(&id);
             }
         }
         _ => {}
     }
     upstream.send(message);
+    completed
 }
 
 /// Answers the client's requests with the "no daemon" error, up to and

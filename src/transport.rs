@@ -322,7 +322,7 @@ pub(crate) async fn read_sse(
             }
         }
         for message in split_json_body(Bytes::from(data)) {
-            match router.deliver(message).await {
+            match router.deliver(message, wanted).await {
                 Err(OutputClosed) => return StreamEnd::ClientGone,
                 Ok(Delivered::Response(id, raw)) if Some(&id) == wanted => {
                     return StreamEnd::Answered(raw);
@@ -409,6 +409,29 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A reqwest error as one line, without the URL reqwest puts in it (a
+/// legacy endpoint's query holds the session id, a credential).
+pub(crate) fn reqwest_reason(error: &reqwest::Error) -> String {
+    let mut text = error_chain(error);
+    while let Some(start) = text.find(" for url (") {
+        let Some(len) = text[start..].find(')') else {
+            break;
+        };
+        text.replace_range(start..=start + len, "");
+    }
+    text
+}
+
+/// A URL for messages and logs: no query, no user info (either may hold a
+/// credential).
+pub(crate) fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// The first characters of a session id, for logs: the id is a credential.

@@ -53,7 +53,7 @@ struct Args {
 const AFTER_HELP: &str = "\
 Environment:
   MCP_SESSION_MANAGER_HOME  directory of config.json and the lock files [default: ~/.mcp-session-manager]
-  MCP_PROXY_LOG             log filter for stderr, e.g. debug or mcp_session_manager=trace [default: info]
+  MCP_PROXY_LOG             log filter for stderr, e.g. debug or mcp_session_manager=trace [default: warn]
 
 SIGINT is ignored; SIGTERM, SIGHUP or the end of stdin end the session.";
 
@@ -73,7 +73,6 @@ fn main() -> ExitCode {
         Ok(Outcome::Finished) => 0,
         Ok(Outcome::NoDaemon) => 1,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("mcp-proxy: {error:#}");
             1
         }
@@ -150,9 +149,9 @@ fn init_logging() {
     let filter = match std::env::var("MCP_PROXY_LOG") {
         Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|error| {
             eprintln!("mcp-proxy: ignoring MCP_PROXY_LOG={spec:?}: {error}");
-            EnvFilter::new("info")
+            EnvFilter::new("warn")
         }),
-        Err(_) => EnvFilter::new("info"),
+        Err(_) => EnvFilter::new("warn"),
     };
     // stdout is the protocol channel: logs go to stderr, always.
     tracing_subscriber::fmt()

@@ -81,13 +81,26 @@ impl Batch {
 
     /// Adds an answer; returns the whole array once the last one is in.
     pub fn add(&self, answer: Bytes) -> Option<Bytes> {
+        self.settle(Some(answer))
+    }
+
+    /// One request of the batch will get no answer (the client cancelled it);
+    /// returns the whole array if that was the last one missing.
+    fn skip(&self) -> Option<Bytes> {
+        self.settle(None)
+    }
+
+    fn settle(&self, answer: Option<Bytes>) -> Option<Bytes> {
         let mut state = lock(&self.state);
-        state.answers.push(answer);
+        state.answers.extend(answer);
         state.remaining = state.remaining.saturating_sub(1);
         if state.remaining > 0 {
             return None;
         }
         let answers = std::mem::take(&mut state.answers);
+        if answers.is_empty() {
+            return None; // every request was cancelled: nothing to write
+        }
         let len = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
         let mut line = BytesMut::with_capacity(len);
         line.put_u8(b'[');
@@ -139,11 +152,27 @@ impl Router {
     }
 
     /// The client cancelled this request: stop counting it as in flight.
-    pub fn cancel(&self, id: &RawId) {
-        if let Some(Pending::Client { cancelled, .. }) = lock(&self.state).in_flight.get_mut(id) {
-            *cancelled = true;
+    /// Returns a batch line that this completes (its other answers were in).
+    pub fn cancel(&self, id: &RawId) -> Option<Bytes> {
+        let mut completed = None;
+        if let Some(Pending::Client { cancelled, batch }) = lock(&self.state).in_flight.get_mut(id)
+        {
+            if !*cancelled {
+                *cancelled = true;
+                // Its batch stops waiting for it (a late answer goes out on its own).
+                completed = batch.take().and_then(|b| b.skip());
+            }
         }
         self.settled.notify_waiters();
+        completed
+    }
+
+    /// Is this id one of the proxy's own requests?
+    pub fn is_internal(&self, id: &RawId) -> bool {
+        matches!(
+            lock(&self.state).in_flight.get(id),
+            Some(Pending::Internal(_))
+        )
     }
 
     /// Is this client request still waiting for its answer?
@@ -180,11 +209,22 @@ impl Router {
         }
     }
 
-    /// Routes one message from the daemon.
+    /// Routes one message from the daemon. `answering` is the request whose
+    /// own POST stream carried it: a response there is that request's answer
+    /// even if the server re-wrote the id (`1.0` for `1`, `"A"` for
+    /// `"\u0041"`), and gets the client's exact id back.
     ///
     /// # Errors
     /// [`OutputClosed`] when the client has gone.
-    pub async fn deliver(&self, raw: Bytes) -> Result<Delivered, OutputClosed> {
+    pub async fn deliver(
+        &self,
+        raw: Bytes,
+        answering: Option<&RawId>,
+    ) -> Result<Delivered, OutputClosed> {
+        if std::str::from_utf8(&raw).is_err() {
+            tracing::warn!("the daemon sent a message that is not UTF-8; dropped");
+            return Ok(Delivered::Invalid);
+        }
         let message = match jsonrpc::classify(raw) {
             Ok(message) => message,
             Err(error) => {
@@ -192,9 +232,19 @@ impl Router {
                 return Ok(Delivered::Invalid);
             }
         };
-        let line = jsonrpc::to_single_line(message.raw);
+        let mut line = jsonrpc::to_single_line(message.raw);
         match message.kind {
             Kind::Response { id } => {
+                let id = match answering {
+                    Some(wanted) if *wanted != id => {
+                        match jsonrpc::rewrite::replace_id(&line, wanted.as_json()) {
+                            Some(fixed) => line = fixed,
+                            None => return Ok(Delivered::Invalid),
+                        }
+                        wanted.clone()
+                    }
+                    _ => id,
+                };
                 self.answer(&id, line.clone(), true).await?;
                 Ok(Delivered::Response(id, line))
             }
@@ -321,7 +371,7 @@ mod tests {
             .expect("open");
         // The daemon's late answer and a second proxy error are both dropped.
         let late = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
-        router.deliver(late).await.expect("open");
+        router.deliver(late, None).await.expect("open");
         router.fail(&id("1"), "again", None).await.expect("open");
         let lines = collect(router, read).await;
         assert_eq!(lines.len(), 1, "{lines:?}");
@@ -334,12 +384,47 @@ mod tests {
         let (output, _task) = spawn_writer(write, CancellationToken::new());
         let router = Router::new(output);
         router.begin(id("\"a\""), None);
-        router.cancel(&id("\"a\""));
+        assert!(router.cancel(&id("\"a\"")).is_none());
         tokio::time::timeout(std::time::Duration::from_secs(1), router.wait_idle())
             .await
             .expect("idle although the cancelled request never finished");
         router.fail(&id("\"a\""), "x", None).await.expect("open");
         assert!(collect(router, read).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_answer_on_its_own_stream_gets_the_clients_exact_id() {
+        let (write, read) = tokio::io::duplex(1 << 16);
+        let (output, _task) = spawn_writer(write, CancellationToken::new());
+        let router = Router::new(output);
+        let client_id = id("\"\\u0041\"");
+        router.begin(client_id.clone(), None);
+        // A server that re-serialised the id as "A".
+        let answer = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"A","result":{}}"#);
+        let delivered = router
+            .deliver(answer, Some(&client_id))
+            .await
+            .expect("open");
+        assert!(matches!(delivered, Delivered::Response(ref got, _) if *got == client_id));
+        assert!(!router.is_pending(&client_id));
+        let lines = collect(router, read).await;
+        assert_eq!(lines, [r#"{"jsonrpc":"2.0","id":"\u0041","result":{}}"#]);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_does_not_hold_its_batch_back() {
+        let (write, read) = tokio::io::duplex(1 << 16);
+        let (output, _task) = spawn_writer(write, CancellationToken::new());
+        let router = Router::new(output);
+        let batch = Batch::new(2);
+        router.begin(id("1"), Some(batch.clone()));
+        router.begin(id("2"), Some(batch));
+        let one = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        router.deliver(one, None).await.expect("open");
+        let line = router.cancel(&id("2")).expect("the batch is complete");
+        router.reply(line).await.expect("open");
+        let lines = collect(router, read).await;
+        assert_eq!(lines, [r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#]);
     }
 
     #[tokio::test]
@@ -351,7 +436,7 @@ mod tests {
         router.begin(id("1"), Some(batch.clone()));
         router.begin(id("2"), Some(batch));
         let two = Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\n\"id\":2,\"result\":{}}");
-        router.deliver(two).await.expect("open");
+        router.deliver(two, None).await.expect("open");
         router.fail(&id("1"), "nope", None).await.expect("open");
         let lines = collect(router, read).await;
         assert_eq!(lines.len(), 1);

@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Link, StreamCursor, StreamEnd, error_chain, http_error_data, read_sse, short_body};
+use super::{
+    Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason, short_body,
+};
 use crate::jsonrpc::{Kind, Message, RawId};
 
 /// Each POST must be accepted within this time (its answer comes on the
@@ -27,6 +29,8 @@ use crate::jsonrpc::{Kind, Message, RawId};
 const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a message waits for the stream's `endpoint` event.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
+/// How long closing waits for queued notifications to go out.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
@@ -80,7 +84,7 @@ impl LegacySse {
         // Notifications and responses the client sent before the end go out
         // first (bounded: a hung daemon must not hold the exit).
         let flushed = self.link.order.wait_for(self.link.order.ticket());
-        let _ = tokio::time::timeout(POST_TIMEOUT.min(Duration::from_secs(2)), flushed).await;
+        let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flushed).await;
         self.cancel.cancel();
     }
 
@@ -98,16 +102,19 @@ impl LegacySse {
             return;
         };
         self.link.order.wait_for(ticket).await;
+        {
+            // Recorded before the POST: if the stream drops meanwhile, this
+            // request is among those that get an error.
+            let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
+            if posted.len() >= 1024 {
+                posted.retain(|id| self.link.router.is_pending(id));
+            }
+            posted.insert(id.clone());
+        }
         if let Err((error, data)) = self.post(&message).await {
             tracing::warn!(%id, method, %error, "request failed");
             let _ = self.link.router.fail(id, &error, data.as_ref()).await;
-            return;
         }
-        let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
-        if posted.len() >= 1024 {
-            posted.retain(|id| self.link.router.is_pending(id));
-        }
-        posted.insert(id.clone());
     }
 
     /// POSTs one message to the current endpoint.
@@ -147,9 +154,10 @@ impl LegacySse {
             .send()
             .await
             .map_err(|e| {
-                let reason = error_chain(&e);
+                let reason = reqwest_reason(&e);
+                let shown = redacted(endpoint);
                 (
-                    format!("cannot reach the daemon at {endpoint}: {reason}"),
+                    format!("cannot reach the daemon at {shown}: {reason}"),
                     None,
                 )
             })?;
@@ -220,7 +228,7 @@ impl LegacySse {
                     tracing::warn!(%status, body, url = %self.sse_url, "the daemon refused the SSE stream");
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error_chain(&error), url = %self.sse_url, "cannot open the SSE stream");
+                    tracing::warn!(error = %reqwest_reason(&error), url = %self.sse_url, "cannot open the SSE stream");
                 }
             }
             tokio::select! {
@@ -244,7 +252,7 @@ impl LegacySse {
                 return;
             }
         };
-        tracing::debug!(%endpoint, "legacy SSE endpoint");
+        tracing::debug!(endpoint = %redacted(&endpoint), "legacy SSE endpoint");
         if !reconnected {
             self.endpoint.send_replace(Some(Ok(endpoint)));
             return;

@@ -3,8 +3,9 @@
 //! Every client message is one POST to the endpoint. A request's answer comes
 //! back as a JSON body or as an SSE stream that may carry server requests and
 //! notifications before the response; each is written to the client as it
-//! arrives. After `notifications/initialized` the GET stream is opened for
-//! messages outside any request. A POST stream cut before its response is
+//! arrives. The GET stream, for messages outside any request, is opened as
+//! soon as the session exists (servers send `roots/list` and list changes
+//! right after initialization; without a stream they would be lost). A POST stream cut before its response is
 //! resumed with `Last-Event-ID`; a 404 for our session opens a new session
 //! with the client's own `initialize` and sends the message again once.
 
@@ -19,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    Link, StreamCursor, StreamEnd, error_chain, http_error_data, read_sse, session_prefix,
-    short_body, split_json_body,
+    Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason,
+    session_prefix, short_body, split_json_body,
 };
 use crate::jsonrpc::{self, Kind, Message, RawId};
 use crate::proxy::router::Delivered;
@@ -35,6 +36,8 @@ const MAX_RESUMES: u32 = 5;
 /// A notification or response POST is answered with 202 at once; this only
 /// keeps a hung daemon from blocking the ordered queue forever.
 const ONE_WAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A replayed `initialize` holds every other message back: bound it.
+const REINITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `DELETE` at shutdown must not hold the exit up.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 /// GET stream reconnects: 1 s, then ×1.5, at most 30 s (a `retry:` overrides).
@@ -81,12 +84,15 @@ enum Phase {
 /// Why a request got no answer from the daemon.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
-    #[error("cannot reach the daemon at {url}: {reason}")]
+    #[error("cannot reach the daemon at {}: {reason}", redacted(url))]
     Unreachable { url: Url, reason: String },
     #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status { status: StatusCode, body: String },
     #[error("the daemon no longer knows this session (HTTP 404)")]
-    SessionExpired,
+    SessionExpired {
+        /// The session generation that got the 404.
+        generation: u64,
+    },
     #[error("the daemon answered with content type {0:?}, not JSON or an event stream")]
     ContentType(String),
     #[error("the daemon's answer held no response to this request")]
@@ -152,7 +158,9 @@ impl StreamableHttp {
         // before the session does (bounded: a hung daemon must not hold the exit).
         let flushed = self.link.order.wait_for(self.link.order.ticket());
         let _ = tokio::time::timeout(DELETE_TIMEOUT, flushed).await;
+        // From here on nothing new is POSTed: the DELETE must be the last word.
         self.cancel.cancel();
+        self.tasks.close();
         let session = self.session.borrow().clone();
         let Some(id) = session.id.clone() else {
             return;
@@ -172,24 +180,32 @@ impl StreamableHttp {
             Ok(r) => {
                 tracing::warn!(status = %r.status(), "the daemon refused DELETE of the session")
             }
-            Err(error) => tracing::warn!(%error, "cannot send DELETE to end the session"),
+            Err(error) => {
+                let error = reqwest_reason(&error);
+                tracing::warn!(%error, "cannot send DELETE to end the session");
+            }
         }
     }
 
     /// Sends notifications and responses one at a time, in order.
     async fn run_ordered(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Message>) {
-        while let Some(message) = queue.recv().await {
+        loop {
+            let message = tokio::select! {
+                message = queue.recv() => message,
+                () = self.cancel.cancelled() => return,
+            };
+            let Some(message) = message else { return };
             self.wait_ready().await;
-            let accepted = self.one_way(&message).await;
-            self.link.order.mark_sent();
-            if accepted && message.method() == Some("notifications/initialized") {
-                self.open_get_stream();
+            if !self.cancel.is_cancelled() {
+                self.one_way(&message).await;
             }
+            self.link.order.mark_sent();
         }
     }
 
     /// POSTs a notification or response; true if the daemon accepted it.
     async fn one_way(self: &Arc<Self>, message: &Message) -> bool {
+        let message_is = message.method();
         for attempt in 0..2 {
             let session = self.session.borrow().clone();
             let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
@@ -207,11 +223,12 @@ impl StreamableHttp {
                 Ok(r) => {
                     let status = r.status();
                     let body = short_body(r).await;
-                    tracing::warn!(method = message.method(), %status, body, "the daemon refused a message");
+                    tracing::warn!(method = message_is, %status, body, "the daemon refused a message");
                     return false;
                 }
                 Err(error) => {
-                    tracing::warn!(method = message.method(), error = %error_chain(&error), "cannot send a message to the daemon");
+                    let error = reqwest_reason(&error);
+                    tracing::warn!(method = message_is, %error, "cannot send a message to the daemon");
                     return false;
                 }
             }
@@ -229,13 +246,15 @@ impl StreamableHttp {
         if !is_initialize {
             self.wait_ready().await;
         }
+        if self.cancel.is_cancelled() {
+            return; // the session is over; the client is gone or going
+        }
         let mut result = self.exchange(&message, id, is_initialize).await;
-        if let Err(Failure::SessionExpired) = result {
-            let generation = self.session.borrow().generation;
+        if let Err(Failure::SessionExpired { generation }) = result {
             result = if self.reinitialize(generation).await {
                 self.exchange(&message, id, false).await
             } else {
-                Err(Failure::SessionExpired)
+                Err(Failure::SessionExpired { generation })
             };
         }
         if is_initialize {
@@ -270,6 +289,7 @@ impl StreamableHttp {
         id: &RawId,
         is_initialize: bool,
     ) -> Result<(), Failure> {
+        let is_replay = is_initialize && self.link.router.is_internal(id);
         let session = self.session.borrow().clone();
         let response = self
             .post(&session, is_initialize)
@@ -284,7 +304,14 @@ impl StreamableHttp {
             None
         };
         if status == StatusCode::NOT_FOUND && session.id.is_some() && !is_initialize {
-            return Err(Failure::SessionExpired);
+            return Err(Failure::SessionExpired {
+                generation: session.generation,
+            });
+        }
+        if let Some(session_id) = new_session_id.clone() {
+            // Known before the answer is read, so a cut answer stream can be
+            // resumed within this session.
+            self.session.send_modify(|s| s.id = Some(session_id));
         }
         if !status.is_success() {
             let body = short_body(response).await;
@@ -295,12 +322,17 @@ impl StreamableHttp {
                 let body = response
                     .bytes()
                     .await
-                    .map_err(|e| Failure::Body(error_chain(&e)))?;
+                    .map_err(|e| Failure::Body(reqwest_reason(&e)))?;
                 self.deliver_json(body, id).await?
             }
             Some(EVENT_STREAM) => self.follow_stream(response, id).await?,
-            // 202 (or an empty 2xx) for a request: its answer comes on another stream.
-            None if status == StatusCode::ACCEPTED || response.content_length() == Some(0) => None,
+            // 202 (or an empty 2xx) for a request: its answer can only come
+            // on the GET stream, which the plain `http` transport lacks.
+            None if self.get_stream
+                && (status == StatusCode::ACCEPTED || response.content_length() == Some(0)) =>
+            {
+                None
+            }
             other => return Err(Failure::ContentType(other.unwrap_or("none").to_owned())),
         };
         if is_initialize {
@@ -312,15 +344,19 @@ impl StreamableHttp {
                 tracing::info!(session = %session_prefix(session_id), "session opened");
             }
             self.session.send_modify(|s| {
-                s.phase = Phase::Ready;
+                s.phase = if is_replay {
+                    // Stays closed until the replayed `initialized` is accepted.
+                    Phase::Initializing
+                } else {
+                    Phase::Ready
+                };
                 s.id = new_session_id;
                 s.protocol_version = version;
                 s.generation += 1;
             });
-            // Open the GET stream now rather than after `initialized`:
-            // servers send list changes and requests (`roots/list`) right
-            // after initialization, and without a stream they are lost.
-            self.open_get_stream();
+            if !is_replay {
+                self.open_get_stream();
+            }
         }
         Ok(())
     }
@@ -329,7 +365,7 @@ impl StreamableHttp {
     async fn deliver_json(&self, body: Bytes, id: &RawId) -> Result<Option<Bytes>, Failure> {
         let mut answer = None;
         for message in split_json_body(body) {
-            match self.link.router.deliver(message).await {
+            match self.link.router.deliver(message, Some(id)).await {
                 Ok(Delivered::Response(rid, raw)) if &rid == id => answer = Some(raw),
                 Ok(_) => {}
                 Err(_) => return Err(Failure::ClientGone),
@@ -370,7 +406,13 @@ impl StreamableHttp {
                 return Err(Failure::StreamEnded(reason));
             }
             resumes += 1;
-            tokio::time::sleep(cursor.retry.unwrap_or(Duration::from_millis(100) * resumes)).await;
+            let pause = cursor
+                .retry
+                .map_or(Duration::from_millis(100) * resumes, clamp_retry);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.cancel.cancelled() => return Err(Failure::StreamEnded(reason)),
+            }
             tracing::info!(%id, resumes, "resuming a cut answer stream");
             let session = self.session.borrow().clone();
             let resumed = self.get(&session, Some(&last_event_id)).send().await;
@@ -382,7 +424,7 @@ impl StreamableHttp {
                     read_sse(r, &self.link.router, Some(id), &mut cursor, ignore).await
                 }
                 Ok(r) => StreamEnd::Broken(format!("resuming got HTTP {}", r.status())),
-                Err(e) => StreamEnd::Broken(error_chain(&e)),
+                Err(e) => StreamEnd::Broken(reqwest_reason(&e)),
             };
         }
     }
@@ -398,7 +440,7 @@ impl StreamableHttp {
             }
             s.get_stream_opened = Some(s.generation);
             generation = Some(s.generation);
-            false
+            true
         });
         if let Some(generation) = generation {
             self.tasks
@@ -455,10 +497,10 @@ impl StreamableHttp {
                 }
                 Ok(r) => tracing::debug!(status = %r.status(), "GET stream refused"),
                 Err(error) => {
-                    tracing::debug!(error = %error_chain(&error), "cannot open the GET stream")
+                    tracing::debug!(error = %reqwest_reason(&error), "cannot open the GET stream")
                 }
             }
-            let wait = cursor.retry.unwrap_or(delay);
+            let wait = cursor.retry.map_or(delay, clamp_retry);
             delay = (delay.mul_f32(1.5)).min(GET_RETRY_MAX);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
@@ -480,30 +522,37 @@ impl StreamableHttp {
         let Some((id, raw, initialized)) = self.link.replay.replay() else {
             return false;
         };
-        tracing::warn!("the daemon lost our session; opening a new one");
-        self.session.send_modify(|s| s.phase = Phase::Initializing);
-        let answer = self.link.router.begin_internal(id.clone());
         let Ok(message) = jsonrpc::classify(raw) else {
             return false;
         };
-        let result = self.exchange(&message, &id, true).await;
+        tracing::warn!("the daemon lost our session; opening a new one");
+        self.session.send_modify(|s| s.phase = Phase::Initializing);
+        let answer = self.link.router.begin_internal(id.clone());
+        let replayed =
+            tokio::time::timeout(REINITIALIZE_TIMEOUT, self.exchange(&message, &id, true)).await;
         self.link.router.abandon_internal(&id);
-        let ok = result.is_ok() && answer.await.is_ok();
-        if !ok {
-            tracing::warn!(?result, "cannot open a new session with the daemon");
-            self.session.send_modify(|s| s.phase = Phase::New);
+        let answered = matches!(replayed, Ok(Ok(()))) && answer.await.is_ok();
+        let initialized_sent = answered && {
+            let session = self.session.borrow().clone();
+            let sent = self
+                .post(&session, false)
+                .timeout(ONE_WAY_TIMEOUT)
+                .body(initialized)
+                .send()
+                .await;
+            sent.is_ok_and(|r| r.status().is_success())
+        };
+        if !initialized_sent {
+            tracing::warn!("cannot open a new session with the daemon");
+            self.session.send_modify(|s| {
+                s.phase = Phase::New;
+                s.id = None;
+                s.protocol_version = None;
+            });
             return false;
         }
-        let session = self.session.borrow().clone();
-        let sent = self
-            .post(&session, false)
-            .timeout(ONE_WAY_TIMEOUT)
-            .body(initialized)
-            .send()
-            .await;
-        if sent.is_ok_and(|r| r.status().is_success()) {
-            self.open_get_stream();
-        }
+        self.session.send_modify(|s| s.phase = Phase::Ready);
+        self.open_get_stream();
         true
     }
 
@@ -543,9 +592,14 @@ impl StreamableHttp {
     fn unreachable(&self, error: &reqwest::Error) -> Failure {
         Failure::Unreachable {
             url: self.endpoint.clone(),
-            reason: error_chain(error),
+            reason: reqwest_reason(error),
         }
     }
+}
+
+/// A server's `retry:` within sane bounds: no busy loop, no endless wait.
+fn clamp_retry(retry: Duration) -> Duration {
+    retry.clamp(Duration::from_millis(100), GET_RETRY_MAX)
 }
 
 fn with_session(request: RequestBuilder, session: &Session) -> RequestBuilder {

@@ -110,8 +110,10 @@ async fn bad_lines_get_errors_and_the_proxy_goes_on() {
     let mut proxy = Proxy::start(&home, &["--url", &server.url()]);
     proxy.initialize().await;
 
+    // Server notifications (list changes) may come in between: wait for errors.
+    let is_error = |v: &serde_json::Value| v.get("error").is_some();
     proxy.send_raw("{oops").await;
-    let e = proxy.next().await;
+    let e = proxy.until(is_error).await;
     assert_eq!(
         (e["id"].clone(), e["error"]["code"].clone()),
         (json!(null), json!(-32700)),
@@ -119,13 +121,13 @@ async fn bad_lines_get_errors_and_the_proxy_goes_on() {
     );
 
     proxy.send_raw("42").await;
-    let e = proxy.next().await;
+    let e = proxy.until(is_error).await;
     assert_eq!(e["error"]["code"], json!(-32600), "{e}");
 
     proxy
         .send_raw(r#"{"jsonrpc":"2.0","id":"m","method":5}"#)
         .await;
-    let e = proxy.next().await;
+    let e = proxy.until(is_error).await;
     assert_eq!(
         (e["id"].clone(), e["error"]["code"].clone()),
         (json!("m"), json!(-32600)),
@@ -133,14 +135,14 @@ async fn bad_lines_get_errors_and_the_proxy_goes_on() {
     );
 
     proxy.send_raw("[]").await;
-    let e = proxy.next().await;
+    let e = proxy.until(is_error).await;
     assert_eq!(e["error"]["code"], json!(-32600), "{e}");
 
     // A raw control character inside a string is not JSON.
     proxy
         .send_raw("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\u{1}b\"}")
         .await;
-    let e = proxy.next().await;
+    let e = proxy.until(is_error).await;
     assert_eq!(e["error"]["code"], json!(-32700), "{e}");
 
     // CRLF endings and blank lines.
