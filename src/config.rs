@@ -85,7 +85,20 @@ pub struct ServerConfig {
     pub transport: TransportKind,
     /// Extra headers sent with every request to the daemon.
     pub headers: BTreeMap<String, String>,
+    /// For a hosted stdio server: who shares one child.
+    pub scope: crate::host::Scope,
+    /// For a hosted stdio server: an idle session (no request, no stream)
+    /// ends after this long.
+    pub session_timeout: std::time::Duration,
+    /// For a hosted stdio server: a child that does not answer `ping`
+    /// within this while requests wait is started again.
+    pub ping_timeout: std::time::Duration,
 }
+
+/// How long an idle hosted session lives by default.
+pub const DEFAULT_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// How long a hosted child may take to answer `ping` by default.
+pub const DEFAULT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl ServerConfig {
     /// The URL the proxy connects to: `url`, or the local daemon's endpoint
@@ -166,6 +179,12 @@ pub struct RawServer {
     /// Allow a plain-`http` URL to a host that is not this machine.
     #[serde(default)]
     pub allow_http: bool,
+    /// `shared` (default), `project` or `session`: who shares a hosted child.
+    pub scope: Option<crate::host::Scope>,
+    /// Seconds before an idle hosted session ends (default 1800).
+    pub session_timeout: Option<u64>,
+    /// Seconds a hosted child may take to answer `ping` (default 30).
+    pub ping_timeout: Option<u64>,
 }
 
 impl Config {
@@ -183,6 +202,8 @@ impl Config {
     }
 
     /// The original's three daemons, used when there is no config file.
+    /// `memory` is `@modelcontextprotocol/server-memory`, hosted per project
+    /// with its file under `HOME/memory/{projectHash}.jsonl`.
     pub fn builtin() -> Config {
         let daemon = |name: &str, port, transport| ServerConfig {
             name: name.to_owned(),
@@ -194,9 +215,25 @@ impl Config {
             port: Some(port),
             transport,
             headers: BTreeMap::new(),
+            scope: crate::host::Scope::Shared,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+        };
+        let memory_file = crate::paths::home()
+            .map(|home| home.join("memory").join("{projectHash}.jsonl"))
+            .unwrap_or_else(|_| "memory-{projectHash}.jsonl".into());
+        let memory = ServerConfig {
+            command: Some("npx".into()),
+            args: vec!["-y".into(), "@modelcontextprotocol/server-memory".into()],
+            env: BTreeMap::from([(
+                "MEMORY_FILE_PATH".to_owned(),
+                memory_file.to_string_lossy().into_owned(),
+            )]),
+            scope: crate::host::Scope::Project,
+            ..daemon("memory", 3100, TransportKind::Stdio)
         };
         let servers = [
-            daemon("memory", 3100, TransportKind::StreamableHttp),
+            memory,
             daemon("code-index", 3101, TransportKind::StreamableHttp),
             daemon("ast-grep", 3102, TransportKind::Sse),
         ];
@@ -331,6 +368,13 @@ impl Config {
                     port: entry.port,
                     transport,
                     headers: entry.headers,
+                    scope: entry.scope.unwrap_or(crate::host::Scope::Shared),
+                    session_timeout: entry
+                        .session_timeout
+                        .map_or(DEFAULT_SESSION_TIMEOUT, std::time::Duration::from_secs),
+                    ping_timeout: entry
+                        .ping_timeout
+                        .map_or(DEFAULT_PING_TIMEOUT, std::time::Duration::from_secs),
                 },
             );
         }
@@ -403,8 +447,10 @@ mod tests {
         let memory = &config.servers["memory"];
         assert_eq!(
             (memory.port, memory.transport),
-            (Some(3100), TransportKind::StreamableHttp)
+            (Some(3100), TransportKind::Stdio)
         );
+        assert_eq!(memory.scope, crate::host::Scope::Project);
+        assert!(memory.env["MEMORY_FILE_PATH"].ends_with("{projectHash}.jsonl"));
         assert_eq!(config.servers["code-index"].port, Some(3101));
         let ast = &config.servers["ast-grep"];
         assert_eq!((ast.port, ast.transport), (Some(3102), TransportKind::Sse));

@@ -15,6 +15,8 @@
 //! - [`transport`]: the HTTP side (Streamable HTTP, plain HTTP, legacy SSE).
 //! - [`proxy`]: the session loop; [`proxy::router`] pairs daemon answers with
 //!   client requests.
+//! - [`host`]: a stdio server shared behind one Streamable HTTP endpoint
+//!   (`mcp-manager host`); [`host::backend`] multiplexes sessions onto a child.
 //! - [`discovery`]: finding the daemon for `--target` (port, lock, manager).
 //! - [`lockfile`]: reading `NAME.lock`.
 //! - [`signals`]: SIGINT ignored, SIGTERM/SIGHUP as a clean end.
@@ -22,6 +24,7 @@
 
 pub mod config;
 pub mod discovery;
+pub mod host;
 pub mod jsonrpc;
 pub mod lockfile;
 pub mod paths;

@@ -38,7 +38,7 @@ pub enum Target {
     Url(Endpoint),
     /// A configured daemon, found with [`discovery::find`] (`--target`).
     Named {
-        server: ServerConfig,
+        server: Box<ServerConfig>,
         home: PathBuf,
         manager_port: u16,
         /// Headers to send besides the configured ones.

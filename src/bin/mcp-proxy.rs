@@ -137,7 +137,7 @@ fn target(args: &Args) -> anyhow::Result<Target> {
         );
     };
     Ok(Target::Named {
-        server: server.clone(),
+        server: Box::new(server.clone()),
         home,
         manager_port: args.manager_port.unwrap_or(config.manager_port),
         headers,

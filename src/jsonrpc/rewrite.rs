@@ -120,6 +120,20 @@ pub fn uri(raw: &[u8]) -> Option<String> {
     serde_json::from_str(parsed.params?.uri?.get()).ok()
 }
 
+/// The JSON object `raw` with its top-level `key` replaced by `value` (JSON text).
+pub fn replace_field(raw: &Bytes, key: &str, value: &str) -> Option<Bytes> {
+    let fields: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+        serde_json::from_slice(raw).ok()?;
+    splice(raw, fields.get(key)?, value)
+}
+
+/// The text of a top-level string field of the JSON object `raw`.
+pub fn string_field(raw: &[u8], key: &str) -> Option<String> {
+    let fields: std::collections::HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+        serde_json::from_slice(raw).ok()?;
+    serde_json::from_str(fields.get(key)?.get()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod cli;
 mod fake_daemon;
 mod faults;
+mod host;
 mod process;
 mod real_servers;
 mod sdk_clients;

@@ -1,0 +1,719 @@
+//! Any stdio MCP server, shared: one child behind one Streamable HTTP endpoint.
+//!
+//! `mcp-manager host NAME` runs a [`Host`]: an HTTP server on
+//! 127.0.0.1:`port` speaking the server side of Streamable HTTP (POST `/mcp`
+//! answered as JSON or SSE, the GET stream, `DELETE`, `Mcp-Session-Id`
+//! issued and checked, `MCP-Protocol-Version` checked, Host and Origin
+//! checked) plus `GET /health`. Each client session is bound to a
+//! [`backend::Backend`], chosen by the entry's scope: one for everyone
+//! (`shared`), one per `Mcp-Project-Path` (`project`), or one per session
+//! (`session`). The backend multiplexes its sessions onto one child.
+
+pub mod backend;
+pub mod child;
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
+use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, Timing};
+
+/// Protocol versions the host accepts from clients.
+pub const SUPPORTED_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The largest POST body accepted.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Who shares a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One child for every session.
+    Shared,
+    /// One child per `Mcp-Project-Path`.
+    Project,
+    /// One child per session.
+    Session,
+}
+
+/// Everything a host needs to run.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub name: String,
+    pub port: u16,
+    pub scope: Scope,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    /// The child's stderr goes here.
+    pub log: PathBuf,
+    pub timing: Timing,
+    /// A session with no request and no open stream for this long ends.
+    pub session_timeout: Duration,
+}
+
+/// The running host.
+pub struct Host {
+    options: HostOptions,
+    backends: Mutex<HashMap<String, Arc<Backend>>>,
+    sessions: Mutex<HashMap<SessionId, Arc<ClientSession>>>,
+    started: Instant,
+}
+
+struct ClientSession {
+    id: SessionId,
+    backend: Arc<Backend>,
+    scope_key: String,
+    last_seen: Mutex<Instant>,
+    /// The client can answer `roots/list`.
+    has_roots: bool,
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops every child.
+pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let host = Arc::new(Host {
+        options,
+        backends: Mutex::new(HashMap::new()),
+        sessions: Mutex::new(HashMap::new()),
+        started: Instant::now(),
+    });
+    if host.options.scope == Scope::Shared {
+        // Start the shared child now: the first client should not wait for it.
+        host.backend_for("shared");
+    }
+    tokio::spawn(Arc::clone(&host).reap_idle_sessions());
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let host = Arc::clone(&host);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let host = Arc::clone(&host);
+                async move { Ok::<_, Infallible>(host.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "client connection ended with an error");
+            }
+        });
+    }
+    let backends: Vec<Arc<Backend>> = lock(&host.backends).values().cloned().collect();
+    for backend in backends {
+        backend.stop();
+    }
+    // Give the children their SIGTERM grace before the process exits.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+impl Host {
+    fn backend_for(&self, scope_key: &str) -> Arc<Backend> {
+        let mut backends = lock(&self.backends);
+        if let Some(backend) = backends.get(scope_key) {
+            return Arc::clone(backend);
+        }
+        let spec = self.child_spec(scope_key);
+        let label = format!("{}[{}]", self.options.name, short(scope_key));
+        let backend = Backend::start(label, spec, self.options.timing);
+        backends.insert(scope_key.to_owned(), Arc::clone(&backend));
+        backend
+    }
+
+    /// The command with `{project}` and `{projectHash}` filled in.
+    fn child_spec(&self, scope_key: &str) -> ChildSpec {
+        let o = &self.options;
+        let project = if o.scope == Scope::Project {
+            scope_key
+        } else {
+            ""
+        };
+        let hash = project_hash(project);
+        let fill = |text: &str| {
+            text.replace("{project}", project)
+                .replace("{projectHash}", &hash)
+        };
+        ChildSpec {
+            command: fill(&o.command),
+            args: o.args.iter().map(|a| fill(a)).collect(),
+            env: o.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+            cwd: o
+                .cwd
+                .as_ref()
+                .map(|c| PathBuf::from(fill(&c.to_string_lossy()))),
+            log: o.log.clone(),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        if let Err(refusal) = self.check_origin(&request) {
+            return refusal;
+        }
+        let path = request.uri().path().to_owned();
+        match (request.method(), path.as_str()) {
+            (&Method::GET, "/health") => self.health(),
+            (&Method::POST, "/mcp") => self.post(request).await,
+            (&Method::GET, "/mcp") => self.get_stream(&request),
+            (&Method::DELETE, "/mcp") => self.delete(&request).await,
+            (_, "/mcp") => plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "use POST, GET or DELETE on /mcp",
+            ),
+            _ => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "Not found"}),
+            ),
+        }
+    }
+
+    /// DNS-rebinding defence: the Host must be this loopback port, and an
+    /// Origin (browsers send one) must be a loopback origin.
+    #[expect(clippy::result_large_err, reason = "the error is the response to send")]
+    fn check_origin(&self, request: &Request<Incoming>) -> Result<(), Response<Body>> {
+        let port = self.options.port;
+        let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+        let allowed_hosts = [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("[::1]:{port}"),
+        ];
+        if !host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h))) {
+            return Err(plain(
+                StatusCode::FORBIDDEN,
+                "forbidden: the Host header must name this loopback port",
+            ));
+        }
+        if let Some(origin) = request.headers().get(ORIGIN) {
+            let loopback = origin
+                .to_str()
+                .ok()
+                .and_then(|o| url::Url::parse(o).ok())
+                .is_some_and(|o| crate::transport::is_loopback(&o));
+            if !loopback {
+                return Err(plain(
+                    StatusCode::FORBIDDEN,
+                    "forbidden: requests from web pages of other origins are refused",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn health(&self) -> Response<Body> {
+        let backends: Vec<serde_json::Value> = lock(&self.backends)
+            .iter()
+            .map(|(key, b)| {
+                let mut v = serde_json::to_value(b.health()).unwrap_or_default();
+                v["scopeKey"] = serde_json::Value::String(key.clone());
+                v["sessions"] = b.session_count().into();
+                v
+            })
+            .collect();
+        let state = if backends.iter().all(|b| b["state"] == "running") {
+            "ok"
+        } else {
+            "degraded"
+        };
+        let first = backends.first().cloned().unwrap_or_default();
+        json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "name": self.options.name,
+                "state": state,
+                "scope": self.options.scope,
+                "pid": first.get("pid").cloned().unwrap_or_default(),
+                "sessions": lock(&self.sessions).len(),
+                "uptimeMs": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "children": backends,
+            }),
+        )
+    }
+
+    async fn post(self: &Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let headers = request.headers().clone();
+        let is_json = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+        if !is_json {
+            return plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Content-Type must be application/json",
+            );
+        }
+        let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the body is over {MAX_BODY} bytes"),
+                );
+            }
+        };
+        let messages = match jsonrpc::parse_line(body) {
+            Ok(Parsed::Single(message)) => vec![Ok(message)],
+            Ok(Parsed::Batch(items)) => items,
+            Err(error) => {
+                return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
+            }
+        };
+        if let [Ok(message)] = messages.as_slice() {
+            if message.method() == Some("initialize")
+                && matches!(message.kind, Kind::Request { .. })
+            {
+                return self.initialize(message, &headers).await;
+            }
+        }
+        let session = match self.session_of(&headers) {
+            Ok(session) => session,
+            Err(refusal) => return refusal,
+        };
+        if let Some(version) = headers.get("mcp-protocol-version") {
+            let known = version
+                .to_str()
+                .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+            if !known {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "unsupported MCP-Protocol-Version {version:?}; supported: {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        *lock(&session.last_seen) = Instant::now();
+        let requests = messages
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    Ok(Message {
+                        kind: Kind::Request { .. },
+                        ..
+                    }) | Err(_)
+                )
+            })
+            .count();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Sink(tx);
+        let backend = Arc::clone(&session.backend);
+        let session_id = Arc::clone(&session.id);
+        tokio::spawn(async move {
+            for message in messages {
+                match message {
+                    Ok(message) => backend.handle(&session_id, message, sink.clone()).await,
+                    Err(error) => {
+                        let _ = sink.0.send(Outbound::Response(error.to_response()));
+                    }
+                }
+            }
+        });
+        if requests == 0 {
+            return empty(StatusCode::ACCEPTED);
+        }
+        let wants_sse = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if wants_sse {
+            sse(answer_stream(rx, requests))
+        } else {
+            self.json_answers(&session, rx, requests).await
+        }
+    }
+
+    /// Collects the answers for a client that takes JSON only; anything
+    /// else goes to its GET stream, if it has one.
+    async fn json_answers(
+        &self,
+        session: &ClientSession,
+        mut rx: mpsc::UnboundedReceiver<Outbound>,
+        requests: usize,
+    ) -> Response<Body> {
+        let mut answers = Vec::with_capacity(requests);
+        while answers.len() < requests {
+            match rx.recv().await {
+                Some(Outbound::Response(answer)) => answers.push(answer),
+                Some(Outbound::Message(message)) => {
+                    tracing::debug!(session = %short(&session.id), "a message during a JSON answer went to the GET stream or was dropped");
+                    let _ = message;
+                }
+                None => break,
+            }
+        }
+        let body = if answers.len() == 1 {
+            answers.remove(0)
+        } else {
+            let mut joined = Vec::new();
+            joined.push(b'[');
+            for (i, a) in answers.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(a);
+            }
+            joined.push(b']');
+            Bytes::from(joined)
+        };
+        json_bytes(StatusCode::OK, body, None)
+    }
+
+    async fn initialize(&self, message: &Message, headers: &hyper::HeaderMap) -> Response<Body> {
+        let Kind::Request { id, .. } = &message.kind else {
+            return plain(StatusCode::BAD_REQUEST, "initialize must be a request");
+        };
+        let session_id: SessionId = Arc::from(new_session_id().as_str());
+        let scope_key = match self.options.scope {
+            Scope::Shared => "shared".to_owned(),
+            Scope::Project => headers
+                .get(crate::proxy::PROJECT_PATH_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("default")
+                .to_owned(),
+            Scope::Session => session_id.to_string(),
+        };
+        let backend = self.backend_for(&scope_key);
+        let result = match backend
+            .initialize_result(self.options.timing.initialize)
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => {
+                if self.options.scope == Scope::Session {
+                    backend.stop();
+                    lock(&self.backends).remove(&scope_key);
+                }
+                let answer = jsonrpc::error_response(
+                    Some(id),
+                    jsonrpc::code::INTERNAL_ERROR,
+                    &error.to_string(),
+                );
+                return json_bytes(StatusCode::OK, answer, None);
+            }
+        };
+        let requested = params_protocol_version(&message.raw);
+        let child_version = rewrite::string_field(&result, "protocolVersion");
+        let version = requested
+            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+            .filter(|v| child_version.as_ref().is_none_or(|c| v <= c))
+            .or(child_version)
+            .unwrap_or_else(|| backend::CHILD_PROTOCOL_VERSION.to_owned());
+        let result = serde_json::to_string(&version)
+            .ok()
+            .and_then(|v| rewrite::replace_field(&result, "protocolVersion", &v))
+            .unwrap_or(result);
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+            id.as_json(),
+            String::from_utf8_lossy(&result)
+        );
+        backend.open_session(Arc::clone(&session_id));
+        let session = Arc::new(ClientSession {
+            id: Arc::clone(&session_id),
+            backend,
+            scope_key,
+            last_seen: Mutex::new(Instant::now()),
+            has_roots: declares_roots(&message.raw),
+        });
+        lock(&self.sessions).insert(Arc::clone(&session_id), session);
+        tracing::info!(session = %short(&session_id), version, "session opened");
+        json_bytes(StatusCode::OK, Bytes::from(answer), Some(&session_id))
+    }
+
+    #[expect(clippy::result_large_err, reason = "the error is the response to send")]
+    fn session_of(&self, headers: &hyper::HeaderMap) -> Result<Arc<ClientSession>, Response<Body>> {
+        let Some(id) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
+            return Err(rpc_error(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: the Mcp-Session-Id header is required (send initialize first)",
+            ));
+        };
+        lock(&self.sessions).get(id).cloned().ok_or_else(|| {
+            rpc_error(
+                StatusCode::NOT_FOUND,
+                "Session not found: initialize a new session",
+            )
+        })
+    }
+
+    fn get_stream(&self, request: &Request<Incoming>) -> Response<Body> {
+        // (A client that reconnects its stream re-triggers `roots/list`; harmless.)
+        let accepts = request
+            .headers()
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if !accepts {
+            return plain(
+                StatusCode::NOT_ACCEPTABLE,
+                "the GET stream needs Accept: text/event-stream",
+            );
+        }
+        let session = match self.session_of(request.headers()) {
+            Ok(session) => session,
+            Err(refusal) => return refusal,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        if !session.backend.set_stream(&session.id, Sink(tx)) {
+            return plain(
+                StatusCode::CONFLICT,
+                "this session already has a GET stream open",
+            );
+        }
+        *lock(&session.last_seen) = Instant::now();
+        if session.has_roots {
+            // A child's early `roots/list` may have found no session able to
+            // answer; now one can, on this stream.
+            let backend = Arc::clone(&session.backend);
+            tokio::spawn(async move { backend.roots_changed().await });
+        }
+        sse(answer_stream(rx, usize::MAX))
+    }
+
+    async fn delete(&self, request: &Request<Incoming>) -> Response<Body> {
+        let session = match self.session_of(request.headers()) {
+            Ok(session) => session,
+            Err(refusal) => return refusal,
+        };
+        self.end_session(&session).await;
+        empty(StatusCode::OK)
+    }
+
+    async fn end_session(&self, session: &ClientSession) {
+        lock(&self.sessions).remove(&session.id);
+        session.backend.close_session(&session.id).await;
+        if self.options.scope == Scope::Session {
+            if let Some(backend) = lock(&self.backends).remove(&session.scope_key) {
+                backend.stop();
+            }
+        }
+        tracing::info!(session = %short(&session.id), "session ended");
+    }
+
+    /// Ends sessions that sent nothing and hold no stream for too long.
+    async fn reap_idle_sessions(self: Arc<Self>) {
+        let every = (self.options.session_timeout / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            let idle: Vec<Arc<ClientSession>> = lock(&self.sessions)
+                .values()
+                .filter(|s| {
+                    lock(&s.last_seen).elapsed() > self.options.session_timeout
+                        && !s.backend.has_stream(&s.id)
+                })
+                .cloned()
+                .collect();
+            for session in idle {
+                tracing::info!(session = %short(&session.id), "ending an idle session");
+                self.end_session(&session).await;
+            }
+        }
+    }
+}
+
+/// An SSE body of the messages on `rx`; ends after `answers` responses.
+fn answer_stream(
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    answers: usize,
+) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
+    futures_util::stream::unfold((rx, answers), |(mut rx, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let outbound = rx.recv().await?;
+        let (message, left) = match outbound {
+            Outbound::Response(m) => (m, left - 1),
+            Outbound::Message(m) => (m, left),
+        };
+        let mut event = Vec::with_capacity(message.len() + 24);
+        event.extend_from_slice(b"event: message\ndata: ");
+        event.extend_from_slice(&message);
+        event.extend_from_slice(b"\n\n");
+        Some((Bytes::from(event), (rx, left)))
+    })
+}
+
+fn sse(events: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static) -> Response<Body> {
+    let body = StreamBody::new(events.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    response(
+        StatusCode::OK,
+        "text/event-stream",
+        BodyExt::boxed(body),
+        None,
+    )
+}
+
+fn response(
+    status: StatusCode,
+    content_type: &str,
+    body: Body,
+    session: Option<&str>,
+) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type);
+    if content_type == "text/event-stream" {
+        builder = builder.header("cache-control", "no-cache");
+    }
+    if let Some(session) = session {
+        builder = builder.header("mcp-session-id", session);
+    }
+    builder
+        .body(body)
+        .unwrap_or_else(|_| Response::new(empty_body()))
+}
+
+fn empty_body() -> Body {
+    Full::new(Bytes::new()).boxed()
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(empty_body());
+    *response.status_mut() = status;
+    response
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    response(
+        status,
+        "text/plain; charset=utf-8",
+        Full::new(Bytes::from(text.to_owned())).boxed(),
+        None,
+    )
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    json_bytes(status, Bytes::from(value.to_string()), None)
+}
+
+fn json_bytes(status: StatusCode, body: Bytes, session: Option<&str>) -> Response<Body> {
+    response(status, "application/json", Full::new(body).boxed(), session)
+}
+
+/// An HTTP error whose body is a JSON-RPC error (what MCP clients read).
+fn rpc_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_bytes(status, jsonrpc::error_response(None, -32000, message), None)
+}
+
+/// `params.protocolVersion` of an `initialize` request.
+fn params_protocol_version(raw: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Init {
+        params: Option<Params>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: Option<String>,
+    }
+    serde_json::from_slice::<Init>(raw)
+        .ok()?
+        .params?
+        .protocol_version
+}
+
+/// Does the client's `initialize` declare the `roots` capability?
+fn declares_roots(raw: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Init {
+        params: Option<Params>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        capabilities: Option<Capabilities>,
+    }
+    #[derive(Deserialize)]
+    struct Capabilities {
+        roots: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Init>(raw)
+        .ok()
+        .and_then(|i| i.params?.capabilities?.roots)
+        .is_some()
+}
+
+/// A new session id: 128 random bits, hex (visible ASCII, unguessable).
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No OS randomness: fall back to time and a counter; still unique.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        bytes[8..].copy_from_slice(&(t as u64).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stable short hash of a project path, for file names (FNV-1a, 64 bits).
+pub fn project_hash(project: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in project.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The first characters of an id or key, for logs.
+fn short(text: &str) -> String {
+    text.chars().take(8).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_hashes_are_stable_and_distinct() {
+        assert_eq!(
+            project_hash("/home/a/project"),
+            project_hash("/home/a/project")
+        );
+        assert_ne!(
+            project_hash("/home/a/project"),
+            project_hash("/home/a/other")
+        );
+        assert_eq!(project_hash("").len(), 16);
+    }
+
+    #[test]
+    fn session_ids_are_visible_ascii_and_differ() {
+        let a = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert_ne!(a, new_session_id());
+    }
+}

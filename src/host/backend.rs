@@ -1,0 +1,1016 @@
+//! One stdio child and the sessions that share it.
+//!
+//! A [`Backend`] owns the child process (started again with back-off when it
+//! dies or stops answering `ping`) and the multiplexing state: which upstream
+//! id belongs to which session's request, which progress token to which
+//! session, which session a server request went to, who subscribed to what,
+//! and the log level each session asked for. Messages to a session go to a
+//! [`Sink`]: the stream of the POST that asked, or the session's GET stream.
+//!
+//! Routing rules:
+//! - a response goes to the request it answers (ids are rewritten upstream);
+//! - progress goes to the request that carries its token;
+//! - a server request (`sampling/createMessage`, `roots/list`,
+//!   `elicitation/create`, `ping`) goes to the session whose request was
+//!   sent to the child most recently among those still waiting; with none
+//!   waiting, to the session that was active last;
+//! - `notifications/message` goes to every session whose level admits it;
+//! - `notifications/resources/updated` goes to the sessions subscribed to it;
+//! - any other notification (`*/list_changed`) goes to every session.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::jsonrpc::rewrite;
+use crate::jsonrpc::{self, Kind, Message};
+use crate::stdio::LineReader;
+
+/// A client session's id (`Mcp-Session-Id`).
+pub type SessionId = Arc<str>;
+
+/// What goes to a client: the answer to one of its requests, or anything else.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Response(Bytes),
+    Message(Bytes),
+}
+
+/// Where messages for a client go: an open POST or GET stream.
+#[derive(Debug, Clone)]
+pub struct Sink(pub mpsc::UnboundedSender<Outbound>);
+
+impl Sink {
+    fn is_open(&self) -> bool {
+        !self.0.is_closed()
+    }
+
+    fn send(&self, message: Outbound) -> bool {
+        self.0.send(message).is_ok()
+    }
+}
+
+/// How to start the child.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// The child's stderr is appended here.
+    pub log: PathBuf,
+}
+
+/// Timing of the child's supervision.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long the child may take to answer `initialize` (npx may download).
+    pub initialize: Duration,
+    /// How often the host pings the child while requests wait.
+    pub ping_every: Duration,
+    /// A child that does not answer a ping within this is restarted.
+    pub ping_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            initialize: Duration::from_secs(120),
+            ping_every: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a message from a session could not be handled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("the server process is not ready: {0}")]
+    NotReady(String),
+    #[error("the server process restarted; the request may or may not have run ({0})")]
+    Restarted(String),
+}
+
+/// The child's state, for `/health`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildHealth {
+    pub state: &'static str,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    pub last_restart_reason: Option<String>,
+    /// Milliseconds since the Unix epoch when the current child started.
+    pub started_at: Option<u64>,
+}
+
+/// One child and its sessions.
+pub struct Backend {
+    pub label: String,
+    spec: ChildSpec,
+    timing: Timing,
+    state: Mutex<MuxState>,
+    stdin: Mutex<Option<mpsc::Sender<Bytes>>>,
+    /// The child's `initialize` result (raw JSON), while a child is ready.
+    ready: watch::Sender<Readiness>,
+    ids: AtomicU64,
+    health: Mutex<ChildHealth>,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Clone)]
+enum Readiness {
+    Starting,
+    Ready(Bytes),
+    Down(String),
+}
+
+#[derive(Default)]
+struct MuxState {
+    pending: HashMap<u64, Pending>,
+    tokens: HashMap<u64, TokenRoute>,
+    /// A server request's raw id → the session it was sent to.
+    server_requests: HashMap<String, SessionId>,
+    sessions: HashMap<SessionId, SessionState>,
+    /// URI → number of sessions subscribed.
+    subscriptions: HashMap<String, usize>,
+    /// The level the child was last set to.
+    child_level: Option<String>,
+    last_active: Option<SessionId>,
+}
+
+enum Pending {
+    Client {
+        session: SessionId,
+        /// The client's id, as JSON text.
+        id: String,
+        sink: Sink,
+        token: Option<u64>,
+    },
+    Internal(oneshot::Sender<Bytes>),
+}
+
+struct TokenRoute {
+    session: SessionId,
+    token: String,
+    sink: Sink,
+}
+
+#[derive(Default)]
+struct SessionState {
+    level: Option<String>,
+    subscriptions: HashSet<String>,
+    stream: Option<Sink>,
+}
+
+/// The protocol version the host asks its child for.
+pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
+
+const LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+fn rank(level: &str) -> Option<usize> {
+    LEVELS.iter().position(|l| *l == level)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Backend {
+    /// Starts the child (in the background) and returns the handle.
+    pub fn start(label: String, spec: ChildSpec, timing: Timing) -> Arc<Backend> {
+        let backend = Arc::new(Backend {
+            label,
+            spec,
+            timing,
+            state: Mutex::new(MuxState::default()),
+            stdin: Mutex::new(None),
+            ready: watch::Sender::new(Readiness::Starting),
+            ids: AtomicU64::new(1),
+            health: Mutex::new(ChildHealth {
+                state: "starting",
+                pid: None,
+                restarts: 0,
+                last_restart_reason: None,
+                started_at: None,
+            }),
+            cancel: CancellationToken::new(),
+        });
+        tokio::spawn(Arc::clone(&backend).supervise());
+        backend
+    }
+
+    /// Stops the child for good.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn health(&self) -> ChildHealth {
+        lock(&self.health).clone()
+    }
+
+    /// The child's `initialize` result, waiting up to `timeout` for it.
+    ///
+    /// # Errors
+    /// [`BackendError::NotReady`] with the reason when no child is ready in time.
+    pub async fn initialize_result(&self, timeout: Duration) -> Result<Bytes, BackendError> {
+        let mut ready = self.ready.subscribe();
+        let wait = ready.wait_for(|r| matches!(r, Readiness::Ready(_)));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(r)) => match &*r {
+                Readiness::Ready(result) => Ok(result.clone()),
+                _ => Err(BackendError::NotReady("starting".into())),
+            },
+            _ => Err(BackendError::NotReady(match &*self.ready.borrow() {
+                Readiness::Down(reason) => reason.clone(),
+                _ => "it is still starting".into(),
+            })),
+        }
+    }
+
+    pub fn open_session(&self, session: SessionId) {
+        let mut state = lock(&self.state);
+        state
+            .sessions
+            .insert(Arc::clone(&session), SessionState::default());
+        state.last_active = Some(session);
+    }
+
+    /// Tells the child the roots may have changed: a session that can answer
+    /// `roots/list` has arrived (a child's early `roots/list` found none).
+    pub async fn roots_changed(&self) {
+        self.to_child(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}"#,
+        ))
+        .await;
+    }
+
+    pub fn session_count(&self) -> usize {
+        lock(&self.state).sessions.len()
+    }
+
+    /// Sets (or clears) the session's GET stream. False if one is open already.
+    pub fn set_stream(&self, session: &SessionId, sink: Sink) -> bool {
+        let mut state = lock(&self.state);
+        let Some(s) = state.sessions.get_mut(session) else {
+            return false;
+        };
+        if s.stream.as_ref().is_some_and(Sink::is_open) {
+            return false;
+        }
+        s.stream = Some(sink);
+        true
+    }
+
+    /// Has this session an open GET stream?
+    pub fn has_stream(&self, session: &SessionId) -> bool {
+        lock(&self.state)
+            .sessions
+            .get(session)
+            .and_then(|s| s.stream.as_ref())
+            .is_some_and(Sink::is_open)
+    }
+
+    /// Ends a session: its requests are cancelled upstream, its server
+    /// requests answered with an error, its subscriptions and level dropped.
+    pub async fn close_session(&self, session: &SessionId) {
+        let (cancels, refusals, unsubscribes, level) = {
+            let mut state = lock(&self.state);
+            let Some(closed) = state.sessions.remove(session) else {
+                return;
+            };
+            let mine: Vec<u64> = state
+                .pending
+                .iter()
+                .filter(|(_, p)| matches!(p, Pending::Client { session: s, .. } if s == session))
+                .map(|(u, _)| *u)
+                .collect();
+            for u in &mine {
+                if let Some(Pending::Client { token: Some(t), .. }) = state.pending.remove(u) {
+                    state.tokens.remove(&t);
+                }
+            }
+            let refusals: Vec<String> = state
+                .server_requests
+                .iter()
+                .filter(|(_, s)| *s == session)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &refusals {
+                state.server_requests.remove(id);
+            }
+            let mut unsubscribes = Vec::new();
+            for uri in closed.subscriptions {
+                if let Some(count) = state.subscriptions.get_mut(&uri) {
+                    *count -= 1;
+                    if *count == 0 {
+                        state.subscriptions.remove(&uri);
+                        unsubscribes.push(uri);
+                    }
+                }
+            }
+            if state.last_active.as_ref() == Some(session) {
+                state.last_active = None;
+            }
+            (mine, refusals, unsubscribes, Self::level_change(&mut state))
+        };
+        for u in cancels {
+            let cancel = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{u},"reason":"the client session ended"}}}}"#
+            );
+            self.to_child(Bytes::from(cancel)).await;
+        }
+        for id in refusals {
+            let refusal = jsonrpc::error_response(
+                None,
+                jsonrpc::code::INTERNAL_ERROR,
+                "the client session ended before answering",
+            );
+            if let Some(refusal) = rewrite::replace_id(&refusal, &id) {
+                self.to_child(refusal).await;
+            }
+        }
+        for uri in unsubscribes {
+            self.internal_request("resources/unsubscribe", &serde_json::json!({ "uri": uri }))
+                .await;
+        }
+        if let Some(level) = level {
+            self.internal_request("logging/setLevel", &serde_json::json!({ "level": level }))
+                .await;
+        }
+    }
+
+    /// Handles one message from a session. Answers (to requests) go to `sink`.
+    pub async fn handle(&self, session: &SessionId, message: Message, sink: Sink) {
+        lock(&self.state).last_active = Some(Arc::clone(session));
+        match &message.kind {
+            Kind::Request { id, method } => {
+                let id = id.as_json().to_owned();
+                match method.as_str() {
+                    "logging/setLevel" => self.set_level(session, &message, &id, &sink).await,
+                    "resources/subscribe" => self.subscribe(session, message, id, sink).await,
+                    "resources/unsubscribe" => self.unsubscribe(session, message, id, sink).await,
+                    _ => self.forward_request(session, message, id, sink).await,
+                }
+            }
+            Kind::Notification { method } => match method.as_str() {
+                // The child was initialized by the host, once.
+                "notifications/initialized" => {}
+                "notifications/cancelled" => self.forward_cancel(session, &message).await,
+                _ => {
+                    self.to_child(message.raw).await;
+                }
+            },
+            Kind::Response { id } => {
+                let known = lock(&self.state).server_requests.remove(id.as_json());
+                if known.is_some() {
+                    self.to_child(message.raw).await;
+                } else {
+                    tracing::debug!(%id, "a client answered an unknown server request; dropped");
+                }
+            }
+            Kind::OrphanError => {
+                self.to_child(message.raw).await;
+            }
+        }
+    }
+
+    async fn forward_request(&self, session: &SessionId, message: Message, id: String, sink: Sink) {
+        if let Err(error) = self.initialize_result(self.timing.initialize).await {
+            answer_error(&sink, &id, &error.to_string());
+            return;
+        }
+        let upstream = self.ids.fetch_add(1, Ordering::SeqCst);
+        let Some(mut raw) = rewrite::replace_id(&message.raw, &upstream.to_string()) else {
+            answer_error(&sink, &id, "the request's id cannot be read");
+            return;
+        };
+        let token = match rewrite::request_progress_token(&message.raw) {
+            Some(original) => {
+                let token = self.ids.fetch_add(1, Ordering::SeqCst);
+                if let Some(with_token) =
+                    rewrite::replace_request_progress_token(&raw, &token.to_string())
+                {
+                    raw = with_token;
+                }
+                let route = TokenRoute {
+                    session: Arc::clone(session),
+                    token: original,
+                    sink: sink.clone(),
+                };
+                lock(&self.state).tokens.insert(token, route);
+                Some(token)
+            }
+            None => None,
+        };
+        let pending = Pending::Client {
+            session: Arc::clone(session),
+            id,
+            sink,
+            token,
+        };
+        lock(&self.state).pending.insert(upstream, pending);
+        if !self.to_child(raw).await {
+            self.fail_pending(upstream, "the server process is not running");
+        }
+    }
+
+    async fn forward_cancel(&self, session: &SessionId, message: &Message) {
+        let Some(client_id) = rewrite::cancelled_request_id(&message.raw) else {
+            return;
+        };
+        let upstream = lock(&self.state).pending.iter().find_map(|(u, p)| match p {
+            Pending::Client { session: s, id, .. } if s == session && *id == client_id => Some(*u),
+            _ => None,
+        });
+        if let Some(upstream) = upstream {
+            if let Some(raw) =
+                rewrite::replace_cancelled_request_id(&message.raw, &upstream.to_string())
+            {
+                self.to_child(raw).await;
+            }
+        }
+    }
+
+    async fn set_level(&self, session: &SessionId, message: &Message, id: &str, sink: &Sink) {
+        let Some(level) = rewrite::level(&message.raw).filter(|l| rank(l).is_some()) else {
+            let error = jsonrpc::error_response(None, -32602, "unknown log level");
+            if let Some(error) = rewrite::replace_id(&error, id) {
+                sink.send(Outbound::Response(error));
+            }
+            return;
+        };
+        let change = {
+            let mut state = lock(&self.state);
+            if let Some(s) = state.sessions.get_mut(session) {
+                s.level = Some(level);
+            }
+            Self::level_change(&mut state)
+        };
+        if let Some(level) = change {
+            self.internal_request("logging/setLevel", &serde_json::json!({ "level": level }))
+                .await;
+        }
+        answer_ok(sink, id);
+    }
+
+    /// The most verbose level any session asked for, if the child must change.
+    fn level_change(state: &mut MuxState) -> Option<String> {
+        let wanted = state
+            .sessions
+            .values()
+            .filter_map(|s| s.level.clone())
+            .min_by_key(|l| rank(l).unwrap_or(usize::MAX));
+        if wanted.is_some() && wanted != state.child_level {
+            state.child_level.clone_from(&wanted);
+            return wanted;
+        }
+        None
+    }
+
+    async fn subscribe(&self, session: &SessionId, message: Message, id: String, sink: Sink) {
+        let Some(uri) = rewrite::uri(&message.raw) else {
+            return self.forward_request(session, message, id, sink).await;
+        };
+        let first = {
+            let mut state = lock(&self.state);
+            let newly = state
+                .sessions
+                .get_mut(session)
+                .is_some_and(|s| s.subscriptions.insert(uri.clone()));
+            if newly {
+                let count = state.subscriptions.entry(uri).or_insert(0);
+                *count += 1;
+                *count == 1
+            } else {
+                false
+            }
+        };
+        if first {
+            self.forward_request(session, message, id, sink).await;
+        } else {
+            answer_ok(&sink, &id);
+        }
+    }
+
+    async fn unsubscribe(&self, session: &SessionId, message: Message, id: String, sink: Sink) {
+        let Some(uri) = rewrite::uri(&message.raw) else {
+            return self.forward_request(session, message, id, sink).await;
+        };
+        let last = {
+            let mut state = lock(&self.state);
+            let was = state
+                .sessions
+                .get_mut(session)
+                .is_some_and(|s| s.subscriptions.remove(&uri));
+            match state.subscriptions.get_mut(&uri) {
+                Some(count) if was => {
+                    *count -= 1;
+                    let last = *count == 0;
+                    if last {
+                        state.subscriptions.remove(&uri);
+                    }
+                    last
+                }
+                _ => false,
+            }
+        };
+        if last {
+            self.forward_request(session, message, id, sink).await;
+        } else {
+            answer_ok(&sink, &id);
+        }
+    }
+
+    /// Sends a request of the host's own and waits (bounded) for the answer.
+    async fn internal_request(&self, method: &str, params: &serde_json::Value) -> Option<Bytes> {
+        let upstream = self.ids.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state)
+            .pending
+            .insert(upstream, Pending::Internal(tx));
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": upstream, "method": method, "params": params});
+        if !self.to_child(Bytes::from(request.to_string())).await {
+            lock(&self.state).pending.remove(&upstream);
+            return None;
+        }
+        let answer = tokio::time::timeout(self.timing.ping_timeout, rx).await;
+        lock(&self.state).pending.remove(&upstream);
+        answer.ok().and_then(Result::ok)
+    }
+
+    /// Writes a line to the child; false if no child is running.
+    async fn to_child(&self, line: Bytes) -> bool {
+        let stdin = lock(&self.stdin).clone();
+        match stdin {
+            Some(stdin) => stdin.send(line).await.is_ok(),
+            None => false,
+        }
+    }
+
+    fn fail_pending(&self, upstream: u64, reason: &str) {
+        let pending = {
+            let mut state = lock(&self.state);
+            let pending = state.pending.remove(&upstream);
+            if let Some(Pending::Client { token: Some(t), .. }) = &pending {
+                state.tokens.remove(t);
+            }
+            pending
+        };
+        if let Some(Pending::Client { id, sink, .. }) = pending {
+            answer_error(&sink, &id, reason);
+        }
+    }
+
+    /// Routes one message from the child.
+    fn on_child_message(&self, raw: Bytes) {
+        let message = match jsonrpc::classify(raw) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(backend = %self.label, %error, "the server wrote a line that is not JSON-RPC; dropped");
+                return;
+            }
+        };
+        let raw = jsonrpc::to_single_line(message.raw.clone());
+        match &message.kind {
+            Kind::Response { id } => self.on_child_response(id.as_json(), raw),
+            Kind::Request { id, method } => self.on_child_request(id.as_json(), method, raw),
+            Kind::Notification { method } => self.on_child_notification(method, raw),
+            Kind::OrphanError => {
+                tracing::warn!(backend = %self.label, "the server reported an error for an unreadable message");
+            }
+        }
+    }
+
+    fn on_child_response(&self, id: &str, raw: Bytes) {
+        let Ok(upstream) = id.parse::<u64>() else {
+            tracing::debug!(backend = %self.label, id, "a response to an id the host never sent; dropped");
+            return;
+        };
+        let pending = {
+            let mut state = lock(&self.state);
+            let pending = state.pending.remove(&upstream);
+            if let Some(Pending::Client { token: Some(t), .. }) = &pending {
+                state.tokens.remove(t);
+            }
+            pending
+        };
+        match pending {
+            Some(Pending::Client { id, sink, .. }) => {
+                if let Some(answer) = rewrite::replace_id(&raw, &id) {
+                    sink.send(Outbound::Response(answer));
+                }
+            }
+            Some(Pending::Internal(tx)) => {
+                let _ = tx.send(raw);
+            }
+            None => {
+                tracing::debug!(backend = %self.label, upstream, "a late response (the request was cancelled or its session ended)")
+            }
+        }
+    }
+
+    fn on_child_request(&self, id: &str, method: &str, raw: Bytes) {
+        let mut state = lock(&self.state);
+        // The session whose request went to the child last, still waiting.
+        let waiting = state
+            .pending
+            .iter()
+            .filter_map(|(u, p)| match p {
+                Pending::Client { session, sink, .. } => Some((*u, session, sink)),
+                Pending::Internal(_) => None,
+            })
+            .max_by_key(|(u, _, _)| *u)
+            .map(|(_, session, sink)| (Arc::clone(session), sink.clone()));
+        let target = match waiting {
+            Some((session, sink)) if sink.is_open() => Some((session, sink)),
+            Some((session, _)) => session_sink(&state, &session).map(|sink| (session, sink)),
+            None => state
+                .last_active
+                .clone()
+                .and_then(|s| session_sink(&state, &s).map(|sink| (s, sink))),
+        };
+        match target {
+            Some((session, sink)) => {
+                state.server_requests.insert(id.to_owned(), session);
+                sink.send(Outbound::Message(raw));
+            }
+            None => {
+                drop(state);
+                tracing::warn!(backend = %self.label, method, "a server request with no session to answer it");
+                let refusal = jsonrpc::error_response(
+                    None,
+                    jsonrpc::code::INTERNAL_ERROR,
+                    "no client session can answer this request",
+                );
+                if let (Some(refusal), Some(stdin)) =
+                    (rewrite::replace_id(&refusal, id), lock(&self.stdin).clone())
+                {
+                    let _ = stdin.try_send(refusal);
+                }
+            }
+        }
+    }
+
+    fn on_child_notification(&self, method: &str, raw: Bytes) {
+        let state = lock(&self.state);
+        match method {
+            "notifications/progress" => {
+                let route = rewrite::notification_progress_token(&raw)
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .and_then(|t| state.tokens.get(&t));
+                let Some(route) = route else {
+                    tracing::debug!(backend = %self.label, "progress for an unknown token; dropped");
+                    return;
+                };
+                let Some(restored) =
+                    rewrite::replace_notification_progress_token(&raw, &route.token)
+                else {
+                    return;
+                };
+                let sink = if route.sink.is_open() {
+                    Some(route.sink.clone())
+                } else {
+                    session_sink(&state, &route.session)
+                };
+                if let Some(sink) = sink {
+                    sink.send(Outbound::Message(restored));
+                }
+            }
+            "notifications/message" => {
+                let level = rewrite::level(&raw).and_then(|l| rank(&l)).unwrap_or(0);
+                for (session, s) in &state.sessions {
+                    let wanted = s.level.as_deref().and_then(rank).unwrap_or(0);
+                    if level >= wanted {
+                        if let Some(sink) = session_sink(&state, session) {
+                            sink.send(Outbound::Message(raw.clone()));
+                        }
+                    }
+                }
+            }
+            "notifications/resources/updated" => {
+                let uri = rewrite::uri(&raw);
+                for (session, s) in &state.sessions {
+                    if uri.as_ref().is_some_and(|u| s.subscriptions.contains(u)) {
+                        if let Some(sink) = session_sink(&state, session) {
+                            sink.send(Outbound::Message(raw.clone()));
+                        }
+                    }
+                }
+            }
+            "notifications/cancelled" => {
+                let target = rewrite::cancelled_request_id(&raw)
+                    .and_then(|id| state.server_requests.get(&id).cloned());
+                if let Some(sink) = target.and_then(|s| session_sink(&state, &s)) {
+                    sink.send(Outbound::Message(raw));
+                }
+            }
+            _ => {
+                for session in state.sessions.keys() {
+                    if let Some(sink) = session_sink(&state, session) {
+                        sink.send(Outbound::Message(raw.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps a child running until the backend is stopped.
+    async fn supervise(self: Arc<Self>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            let reason = self.run_child().await;
+            let Some(reason) = reason else { return };
+            tracing::warn!(backend = %self.label, reason, "the server process ended; starting it again");
+            self.ready.send_replace(Readiness::Down(reason.clone()));
+            self.fail_all(&reason);
+            {
+                let mut health = lock(&self.health);
+                health.state = "restarting";
+                health.pid = None;
+                health.restarts += 1;
+                health.last_restart_reason = Some(reason);
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.cancel.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Fails every request waiting on the child that just ended.
+    fn fail_all(&self, reason: &str) {
+        let pending: Vec<Pending> = {
+            let mut state = lock(&self.state);
+            state.tokens.clear();
+            state.server_requests.clear();
+            state.pending.drain().map(|(_, p)| p).collect()
+        };
+        let message = BackendError::Restarted(reason.to_owned()).to_string();
+        for p in pending {
+            if let Pending::Client { id, sink, .. } = p {
+                answer_error(&sink, &id, &message);
+            }
+        }
+    }
+
+    /// Runs one child to its end; the reason it ended, or `None` on stop.
+    async fn run_child(self: &Arc<Self>) -> Option<String> {
+        let mut child = match self.spawn() {
+            Ok(child) => child,
+            Err(reason) => return Some(reason),
+        };
+        let pid = child.id();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Some("the server process has no stdio".into());
+        };
+        let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+        *lock(&self.stdin) = Some(tx);
+        let writer = tokio::spawn(async move {
+            let mut stdin = stdin;
+            while let Some(line) = rx.recv().await {
+                let written = async {
+                    stdin.write_all(&line).await?;
+                    stdin.write_all(b"\n").await?;
+                    stdin.flush().await
+                };
+                if written.await.is_err() {
+                    return;
+                }
+            }
+        });
+        let this = Arc::clone(self);
+        let mut reader = tokio::spawn(async move {
+            let mut lines = LineReader::new(BufReader::with_capacity(64 * 1024, stdout));
+            while let Ok(Some(line)) = lines.next_line().await {
+                this.on_child_message(line);
+            }
+        });
+        {
+            let mut health = lock(&self.health);
+            health.pid = pid;
+            health.state = "starting";
+            health.started_at = Some(now_ms());
+        }
+        let end = tokio::select! {
+            ready = self.initialize_child() => match ready {
+                Ok(()) => {
+                    lock(&self.health).state = "running";
+                    tracing::info!(backend = %self.label, pid, "server process ready");
+                    tokio::select! {
+                        status = child.wait() => Some(match status {
+                            Ok(status) => format!("it exited ({status})"),
+                            Err(e) => format!("cannot wait for it: {e}"),
+                        }),
+                        _ = &mut reader => Some("it closed its stdout".to_owned()),
+                        reason = self.watchdog() => Some(reason),
+                        () = self.cancel.cancelled() => None,
+                    }
+                }
+                Err(reason) => Some(reason),
+            },
+            status = child.wait() => Some(match status {
+                Ok(status) => format!("it exited during start-up ({status}); see {}", self.spec.log.display()),
+                Err(e) => format!("cannot wait for it: {e}"),
+            }),
+            () = self.cancel.cancelled() => None,
+        };
+        *lock(&self.stdin) = None;
+        writer.abort();
+        reader.abort();
+        kill_tree(&mut child).await;
+        if end.is_none() {
+            lock(&self.health).state = "stopped";
+        }
+        end
+    }
+
+    fn spawn(&self) -> Result<tokio::process::Child, String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log)
+            .map_err(|e| format!("cannot open the log {}: {e}", self.spec.log.display()))?;
+        let mut command = Command::new(&self.spec.command);
+        command
+            .args(&self.spec.args)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.spec.cwd {
+            command.current_dir(cwd);
+        }
+        super::child::isolate(&mut command);
+        command.spawn().map_err(|e| {
+            let runner = &self.spec.command;
+            if e.kind() == std::io::ErrorKind::NotFound {
+                match runner.as_str() {
+                    "npx" | "node" | "npm" => format!("`{runner}` was not found: install Node.js (it provides npx) and make sure it is on PATH"),
+                    "uvx" | "uv" => format!("`{runner}` was not found: install uv (https://docs.astral.sh/uv/) and make sure it is on PATH"),
+                    _ => format!("`{runner}` was not found on PATH"),
+                }
+            } else {
+                format!("cannot start `{runner}`: {e}")
+            }
+        })
+    }
+
+    /// `initialize` + `initialized`, then the state the sessions had set.
+    async fn initialize_child(&self) -> Result<(), String> {
+        let params = serde_json::json!({
+            "protocolVersion": CHILD_PROTOCOL_VERSION,
+            "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
+            "clientInfo": {"name": "mcp-session-manager", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let upstream = self.ids.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state)
+            .pending
+            .insert(upstream, Pending::Internal(tx));
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": upstream, "method": "initialize", "params": params});
+        self.to_child(Bytes::from(request.to_string())).await;
+        let answer = tokio::time::timeout(self.timing.initialize, rx)
+            .await
+            .map_err(|_| {
+                format!(
+                    "it did not answer initialize within {:?}",
+                    self.timing.initialize
+                )
+            })?
+            .map_err(|_| "it did not answer initialize".to_owned())?;
+        let result = init_result(&answer).ok_or_else(|| {
+            format!(
+                "it refused initialize: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            )
+        })?;
+        self.to_child(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ))
+        .await;
+        let (level, uris) = {
+            let state = lock(&self.state);
+            (
+                state.child_level.clone(),
+                state.subscriptions.keys().cloned().collect::<Vec<_>>(),
+            )
+        };
+        if let Some(level) = level {
+            self.internal_request("logging/setLevel", &serde_json::json!({ "level": level }))
+                .await;
+        }
+        for uri in uris {
+            self.internal_request("resources/subscribe", &serde_json::json!({ "uri": uri }))
+                .await;
+        }
+        self.ready.send_replace(Readiness::Ready(result));
+        Ok(())
+    }
+
+    /// Resolves with a reason when the child stops answering pings while
+    /// client requests wait on it.
+    async fn watchdog(&self) -> String {
+        loop {
+            tokio::time::sleep(self.timing.ping_every).await;
+            let waiting = lock(&self.state)
+                .pending
+                .values()
+                .any(|p| matches!(p, Pending::Client { .. }));
+            if !waiting {
+                continue;
+            }
+            if self
+                .internal_request("ping", &serde_json::json!({}))
+                .await
+                .is_none()
+            {
+                return format!(
+                    "it did not answer ping within {:?} while requests waited",
+                    self.timing.ping_timeout
+                );
+            }
+        }
+    }
+}
+
+/// Where a message for this session goes outside any request: its GET
+/// stream, else the stream of its newest request still open.
+fn session_sink(state: &MuxState, session: &SessionId) -> Option<Sink> {
+    if let Some(stream) = state
+        .sessions
+        .get(session)
+        .and_then(|s| s.stream.as_ref())
+        .filter(|s| s.is_open())
+    {
+        return Some(stream.clone());
+    }
+    state
+        .pending
+        .iter()
+        .filter_map(|(u, p)| match p {
+            Pending::Client {
+                session: s, sink, ..
+            } if s == session && sink.is_open() => Some((*u, sink)),
+            _ => None,
+        })
+        .max_by_key(|(u, _)| *u)
+        .map(|(_, sink)| sink.clone())
+}
+
+fn answer_ok(sink: &Sink, id: &str) {
+    let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+    sink.send(Outbound::Response(Bytes::from(ok)));
+}
+
+fn answer_error(sink: &Sink, id: &str, message: &str) {
+    let error = jsonrpc::error_response(None, jsonrpc::code::INTERNAL_ERROR, message);
+    if let Some(error) = rewrite::replace_id(&error, id) {
+        sink.send(Outbound::Response(error));
+    }
+}
+
+/// The `result` of an `initialize` response, as raw JSON.
+fn init_result(answer: &Bytes) -> Option<Bytes> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
+    }
+    let parsed: Answer<'_> = serde_json::from_slice(answer).ok()?;
+    Some(answer.slice_ref(parsed.result?.get().as_bytes()))
+}
+
+async fn kill_tree(child: &mut tokio::process::Child) {
+    super::child::terminate_group(child).await;
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

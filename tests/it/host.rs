@@ -1,0 +1,357 @@
+//! `mcp-manager host`: one stdio child shared by many sessions over
+//! Streamable HTTP, with real children (server-everything and server-memory
+//! over stdio, the FastMCP fixture) and `mcp-proxy` as the client.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::{
+    HostProcess, Proxy, TestHome, everything_stdio_entry, fixtures, free_port, tool_text,
+    venv_python,
+};
+
+async fn proxy_to(host: &HostProcess, home: &TestHome) -> Proxy {
+    let mut proxy = Proxy::start(home, &["--url", &host.url()]);
+    proxy.initialize().await;
+    proxy
+}
+
+/// Two sessions run the progress tool at once with the same token: each
+/// gets exactly its own five notifications (tokens are rewritten upstream
+/// and restored), and both results arrive.
+#[tokio::test]
+async fn each_session_gets_only_its_own_progress() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let mut a = proxy_to(&host, &home).await;
+    let mut b = proxy_to(&host, &home).await;
+    for proxy in [&mut a, &mut b] {
+        proxy
+            .send(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 5},
+                "_meta": {"progressToken": "same"}}}),
+            )
+            .await;
+    }
+    for proxy in [&mut a, &mut b] {
+        let mut progress = Vec::new();
+        loop {
+            let message = proxy.next().await;
+            if message["method"] == "notifications/progress" {
+                assert_eq!(message["params"]["progressToken"], json!("same"));
+                progress.push(message["params"]["progress"].as_f64().expect("number"));
+            } else if message["id"] == json!(1) && message.get("method").is_none() {
+                assert!(message.get("result").is_some(), "{message}");
+                break;
+            }
+        }
+        assert_eq!(progress, [1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+}
+
+/// A sampling request from the child reaches the session whose tool call
+/// caused it, not the other one, and that session's answer reaches the child.
+#[tokio::test]
+async fn sampling_reaches_the_session_that_asked() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let mut idle = proxy_to(&host, &home).await;
+    let mut asking = proxy_to(&host, &home).await;
+    asking
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}}),
+        )
+        .await;
+    let sampling = asking
+        .until(|v| v["method"] == "sampling/createMessage")
+        .await;
+    asking
+        .send(&json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {
+            "role": "assistant", "content": {"type": "text", "text": "from-the-asker"},
+            "model": "m", "stopReason": "endTurn"}}))
+        .await;
+    let result = asking.response(&json!(7)).await;
+    assert!(result.to_string().contains("from-the-asker"), "{result}");
+    let pong = idle.request(json!("p"), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}));
+    assert!(
+        !idle
+            .seen
+            .iter()
+            .any(|v| v["method"] == "sampling/createMessage"),
+        "the idle session got the sampling request: {:?}",
+        idle.seen
+    );
+}
+
+/// Subscriptions are counted per URI: updates go to subscribers only, and
+/// the child stays subscribed while one subscriber is left.
+#[tokio::test]
+async fn resource_updates_reach_subscribers_only() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let mut a = proxy_to(&host, &home).await;
+    let mut b = proxy_to(&host, &home).await;
+    let mut c = proxy_to(&host, &home).await;
+    let list = a.request(json!(1), "resources/list", json!({})).await;
+    let uri = list["result"]["resources"][0]["uri"].clone();
+    for proxy in [&mut a, &mut b] {
+        let sub = proxy
+            .request(json!(2), "resources/subscribe", json!({"uri": uri}))
+            .await;
+        assert!(sub.get("result").is_some(), "{sub}");
+    }
+    let toggled = a
+        .request(
+            json!(3),
+            "tools/call",
+            json!({"name": "toggle-subscriber-updates", "arguments": {}}),
+        )
+        .await;
+    assert!(tool_text(&toggled).starts_with("Started"), "{toggled}");
+    let updated = |uri: Value| {
+        move |v: &Value| {
+            v["method"] == "notifications/resources/updated" && v["params"]["uri"] == uri
+        }
+    };
+    a.until(updated(uri.clone())).await;
+    b.until(updated(uri.clone())).await;
+
+    // A leaves; B is still subscribed, so the child must still send updates.
+    let unsub = a
+        .request(json!(4), "resources/unsubscribe", json!({"uri": uri}))
+        .await;
+    assert!(unsub.get("result").is_some(), "{unsub}");
+    b.seen.clear();
+    b.until(updated(uri.clone())).await; // the periodic update (every 5 s)
+    a.request(
+        json!(5),
+        "tools/call",
+        json!({"name": "toggle-subscriber-updates", "arguments": {}}),
+    )
+    .await;
+    let pong = c.request(json!("p"), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}));
+    assert!(
+        !c.seen
+            .iter()
+            .any(|v| v["method"] == "notifications/resources/updated"),
+        "a session that never subscribed got an update"
+    );
+}
+
+/// A list change from the child reaches every session, also one that is idle.
+#[tokio::test]
+async fn list_changes_reach_every_session() {
+    let home = TestHome::new();
+    let entry = json!({
+        "command": venv_python().to_string_lossy(),
+        "args": [fixtures().join("fastmcp_server.py").to_string_lossy(), "--transport", "stdio"],
+        "port": free_port(),
+    });
+    let host = HostProcess::start(&home, "fast", entry).await;
+    let mut a = proxy_to(&host, &home).await;
+    let mut b = proxy_to(&host, &home).await;
+    let done = a
+        .request(
+            json!(1),
+            "tools/call",
+            json!({"name": "notify_later", "arguments": {"delay": 0.2}}),
+        )
+        .await;
+    assert!(done.get("result").is_some(), "{done}");
+    a.until(|v| v["method"] == "notifications/tools/list_changed")
+        .await;
+    b.until(|v| v["method"] == "notifications/tools/list_changed")
+        .await;
+}
+
+/// Killing the child mid-session: the request in flight gets a clear error,
+/// the child is started again, and the same session goes on.
+#[cfg(unix)]
+#[tokio::test]
+async fn sessions_survive_the_child_being_killed() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let mut proxy = proxy_to(&host, &home).await;
+    let health = host
+        .wait_health(|h| h["pid"].is_u64(), Duration::from_secs(20))
+        .await;
+    let pid = health["pid"].as_u64().expect("pid");
+    proxy
+        .send(
+            &json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call", "params": {
+            "name": "trigger-long-running-operation", "arguments": {"duration": 30, "steps": 30}}}),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let failed = proxy.response(&json!("long")).await;
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("restarted"), "{failed}");
+    let health = host
+        .wait_health(
+            |h| h["children"][0]["restarts"] == json!(1) && h["children"][0]["state"] == "running",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_ne!(health["pid"], json!(pid));
+    let echo = proxy
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "again"}}),
+        )
+        .await;
+    assert_eq!(tool_text(&echo), "Echo: again");
+}
+
+/// `project` scope: sessions of one project share a server-memory child
+/// (and its file); a session of another project has its own.
+#[tokio::test]
+async fn project_scope_keeps_one_memory_per_project() {
+    let home = TestHome::new();
+    let memory_js =
+        fixtures().join("node_modules/@modelcontextprotocol/server-memory/dist/index.js");
+    assert!(memory_js.exists(), "run scripts/install-test-fixtures.sh");
+    let memory_dir = home.path().join("memory");
+    std::fs::create_dir_all(&memory_dir).expect("memory dir");
+    let entry = json!({
+        "command": "node",
+        "args": [memory_js.to_string_lossy()],
+        "env": {"MEMORY_FILE_PATH": memory_dir.join("{projectHash}.jsonl").to_string_lossy()},
+        "port": free_port(),
+        "scope": "project",
+    });
+    let host = HostProcess::start(&home, "memory", entry).await;
+    let project_a = tempfile::tempdir().expect("project a");
+    let project_b = tempfile::tempdir().expect("project b");
+    let in_project = |dir: &std::path::Path| {
+        let dir = dir.to_owned();
+        let mut proxy = Proxy::start_with(&home, &["--url", &host.url()], move |c| {
+            c.current_dir(dir);
+        });
+        async move {
+            proxy.initialize().await;
+            proxy
+        }
+    };
+    let mut writer = in_project(project_a.path()).await;
+    let created = writer
+        .request(json!(1), "tools/call", json!({"name": "create_entities", "arguments": {"entities": [
+            {"name": "shared-fact", "entityType": "note", "observations": ["written by session 1"]}]}}))
+        .await;
+    assert!(created.get("result").is_some(), "{created}");
+    let mut reader = in_project(project_a.path()).await;
+    let graph = reader
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "read_graph", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        graph.to_string().contains("shared-fact"),
+        "same project: {graph}"
+    );
+    let mut stranger = in_project(project_b.path()).await;
+    let graph = stranger
+        .request(
+            json!(3),
+            "tools/call",
+            json!({"name": "read_graph", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        !graph.to_string().contains("shared-fact"),
+        "other project: {graph}"
+    );
+    let health = host.health().await;
+    assert_eq!(
+        health["children"].as_array().map(Vec::len),
+        Some(2),
+        "{health}"
+    );
+}
+
+/// Bad input gets a clear HTTP status (with a JSON-RPC error body where a
+/// client reads one), and the host keeps serving.
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let client = mcp_session_manager::transport::loopback_client_builder()
+        .build()
+        .expect("client");
+    let post = |body: Vec<u8>| {
+        client
+            .post(host.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+
+    let r = post(b"{oops".to_vec()).send().await.expect("answer");
+    assert_eq!(status(r), 400);
+    let r = post(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 400, "no session id");
+    let r = post(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec())
+        .header("mcp-session-id", "not-a-session")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 404, "unknown session id");
+    let r = post(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec())
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 403, "foreign Host");
+    let r = post(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.to_vec())
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 403, "foreign Origin");
+    let r = client
+        .post(host.url())
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 415);
+    let huge = vec![b' '; 65 * 1024 * 1024];
+    let r = post(huge).send().await.expect("answer");
+    assert_eq!(status(r), 413);
+
+    // A real session, then a wrong protocol version.
+    let home2 = TestHome::new();
+    let mut proxy = proxy_to(&host, &home2).await;
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = post(init.as_bytes().to_vec()).send().await.expect("answer");
+    let session = r.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let r = post(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_vec())
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(status(r), 400, "unsupported protocol version");
+    let pong = proxy.request(json!("still"), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}));
+}
