@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -103,6 +104,8 @@ async fn run_host(name: &str) -> anyhow::Result<()> {
         log: paths::log_file(&home, name),
         timing: Timing {
             ping_timeout: server.ping_timeout,
+            ping_every: (server.ping_timeout / 3)
+                .clamp(Duration::from_millis(200), Duration::from_secs(10)),
             ..Timing::default()
         },
         session_timeout: server.session_timeout,

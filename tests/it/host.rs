@@ -355,3 +355,176 @@ async fn bad_input_gets_clear_errors() {
     let pong = proxy.request(json!("still"), "ping", json!({})).await;
     assert_eq!(pong["result"], json!({}));
 }
+
+/// A child that is alive but answers nothing (not even the host's ping)
+/// while a request waits is killed and started again; the waiting request
+/// gets a clear error and `/health` says why.
+#[tokio::test]
+async fn a_wedged_child_is_restarted() {
+    let home = TestHome::new();
+    let entry = json!({
+        "command": "python3",
+        "args": [fixtures().join("wedge_server.py").to_string_lossy()],
+        "port": free_port(),
+        "pingTimeout": 1,
+    });
+    let host = HostProcess::start(&home, "wedge", entry).await;
+    let mut proxy = proxy_to(&host, &home).await;
+    let stuck = proxy
+        .request(
+            json!("w"),
+            "tools/call",
+            json!({"name": "wedge", "arguments": {}}),
+        )
+        .await;
+    let message = stuck["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("restarted") && message.contains("ping"),
+        "{stuck}"
+    );
+    let health = host
+        .wait_health(
+            |h| h["children"][0]["state"] == "running",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(health["children"][0]["restarts"], json!(1), "{health}");
+    let pong = proxy.request(json!("p"), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}));
+}
+
+/// Each session sees the log messages its own level admits; the child is
+/// set to the most verbose level any session asked for.
+#[tokio::test]
+async fn log_levels_are_per_session() {
+    let home = TestHome::new();
+    let entry = json!({
+        "command": venv_python().to_string_lossy(),
+        "args": [fixtures().join("fastmcp_server.py").to_string_lossy(), "--transport", "stdio"],
+        "port": free_port(),
+    });
+    let host = HostProcess::start(&home, "fast", entry).await;
+    let mut strict = proxy_to(&host, &home).await;
+    let mut verbose = proxy_to(&host, &home).await;
+    strict
+        .request(json!(1), "logging/setLevel", json!({"level": "error"}))
+        .await;
+    verbose
+        .request(json!(1), "logging/setLevel", json!({"level": "debug"}))
+        .await;
+    strict
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "log", "arguments": {"level": "info", "message": "quiet"}}),
+        )
+        .await;
+    strict
+        .request(
+            json!(3),
+            "tools/call",
+            json!({"name": "log", "arguments": {"level": "error", "message": "loud"}}),
+        )
+        .await;
+    let loud = strict
+        .until(|v| v["method"] == "notifications/message")
+        .await;
+    assert_eq!(loud["params"]["data"], json!("loud"));
+    assert!(
+        !strict.seen.iter().any(|v| v.to_string().contains("quiet")),
+        "below the strict level"
+    );
+    let quiet = verbose
+        .until(|v| v["method"] == "notifications/message")
+        .await;
+    assert_eq!(quiet["params"]["data"], json!("quiet"));
+}
+
+/// `session` scope: every session gets a child of its own, which stops when
+/// the session ends.
+#[tokio::test]
+async fn session_scope_gives_each_session_its_own_child() {
+    let home = TestHome::new();
+    let mut entry = everything_stdio_entry(free_port());
+    entry["scope"] = json!("session");
+    let host = HostProcess::start(&home, "isolated", entry).await;
+    let a = proxy_to(&host, &home).await;
+    let mut b = proxy_to(&host, &home).await;
+    let health = host.health().await;
+    assert_eq!(
+        health["children"].as_array().map(Vec::len),
+        Some(2),
+        "{health}"
+    );
+    drop(a); // kill_on_drop: the proxy dies without DELETE…
+    b.close_stdin(); // …and this one ends cleanly with DELETE.
+    assert!(b.wait(Duration::from_secs(10)).await.success());
+    let health = host
+        .wait_health(
+            |h| h["children"].as_array().map(Vec::len) == Some(1),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(health["sessions"], json!(1));
+}
+
+/// A session that sends nothing and holds no stream ends after
+/// `sessionTimeout`; its id then gets 404.
+#[tokio::test]
+async fn idle_sessions_end() {
+    let home = TestHome::new();
+    let mut entry = everything_stdio_entry(free_port());
+    entry["sessionTimeout"] = json!(1);
+    let host = HostProcess::start(&home, "everything", entry).await;
+    let client = mcp_session_manager::transport::loopback_client_builder()
+        .build()
+        .expect("client");
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = client
+        .post(host.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(init)
+        .send()
+        .await
+        .expect("initialize");
+    let session = r.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    host.wait_health(|h| h["sessions"] == json!(0), Duration::from_secs(10))
+        .await;
+    let r = client
+        .post(host.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", session)
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+/// A runner that is not installed gives an error that says what to install.
+#[tokio::test]
+async fn a_missing_runner_names_what_to_install() {
+    let home = TestHome::new();
+    let entry = json!({
+        "command": "npx",
+        "args": ["-y", "@modelcontextprotocol/server-memory"],
+        "env": {"PATH": "/nonexistent"},
+        "port": free_port(),
+    });
+    let host = HostProcess::start(&home, "memory", entry).await;
+    let health = host
+        .wait_health(
+            |h| h["children"][0]["restarts"].as_u64() >= Some(1),
+            Duration::from_secs(10),
+        )
+        .await;
+    let reason = health["children"][0]["lastRestartReason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("install Node.js"), "{health}");
+}

@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::util::{Flavor, Mode, RealServer, TestHome, fixtures, proxy_bin, venv_python};
+use crate::util::{
+    Flavor, HostProcess, Mode, RealServer, TestHome, everything_stdio_entry, fixtures, free_port,
+    proxy_bin, venv_python,
+};
 
 #[derive(Clone, Copy)]
 enum Sdk {
@@ -19,8 +22,20 @@ enum Sdk {
     TypeScript,
 }
 
+/// How the SDK client reaches the server.
+enum Route {
+    /// Over stdio through `mcp-proxy --url` to a real HTTP server.
+    Proxy(Mode),
+    /// Straight over Streamable HTTP to `mcp-manager host` serving the
+    /// server's stdio build.
+    Host,
+}
+
 async fn run_client(sdk: Sdk, flavor: Flavor, mode: Mode) {
-    let server = RealServer::start(flavor, mode).await;
+    run_client_via(sdk, flavor, Route::Proxy(mode)).await;
+}
+
+async fn run_client_via(sdk: Sdk, flavor: Flavor, route: Route) {
     let home = TestHome::new();
     let mut command = match sdk {
         Sdk::Python => {
@@ -38,10 +53,35 @@ async fn run_client(sdk: Sdk, flavor: Flavor, mode: Mode) {
         Flavor::Everything => "everything",
         Flavor::FastMcp => "fastmcp",
     };
+    // Kept alive until the client is done.
+    let (_server, _host);
+    command.args(["--server", flavor_arg, "--timeout", "90"]);
+    match route {
+        Route::Proxy(mode) => {
+            let server = RealServer::start(flavor, mode).await;
+            command
+                .arg("--")
+                .arg(proxy_bin())
+                .args(["--url", &server.url()]);
+            _server = Some(server);
+            _host = None;
+        }
+        Route::Host => {
+            let entry = match flavor {
+                Flavor::Everything => everything_stdio_entry(free_port()),
+                Flavor::FastMcp => serde_json::json!({
+                    "command": venv_python().to_string_lossy(),
+                    "args": [fixtures().join("fastmcp_server.py").to_string_lossy(), "--transport", "stdio"],
+                    "port": free_port(),
+                }),
+            };
+            let host = HostProcess::start(&home, flavor_arg, entry).await;
+            command.args(["--url", &host.url()]);
+            _server = None;
+            _host = Some(host);
+        }
+    }
     command
-        .args(["--server", flavor_arg, "--timeout", "90", "--"])
-        .arg(proxy_bin())
-        .args(["--url", &server.url()])
         .env("MCP_SESSION_MANAGER_HOME", home.path())
         .env("MCP_PROXY_LOG", "warn")
         .stdin(Stdio::null())
@@ -132,4 +172,24 @@ async fn typescript_sdk_through_proxy_to_fastmcp_streamable_http() {
 #[tokio::test]
 async fn typescript_sdk_through_proxy_to_fastmcp_sse() {
     run_client(Sdk::TypeScript, Flavor::FastMcp, Mode::Sse).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_to_hosted_everything() {
+    run_client_via(Sdk::Python, Flavor::Everything, Route::Host).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_http_to_hosted_fastmcp() {
+    run_client_via(Sdk::Python, Flavor::FastMcp, Route::Host).await;
+}
+
+#[tokio::test]
+async fn typescript_sdk_over_http_to_hosted_everything() {
+    run_client_via(Sdk::TypeScript, Flavor::Everything, Route::Host).await;
+}
+
+#[tokio::test]
+async fn typescript_sdk_over_http_to_hosted_fastmcp() {
+    run_client_via(Sdk::TypeScript, Flavor::FastMcp, Route::Host).await;
 }
