@@ -159,10 +159,12 @@ impl Host {
             text.replace("{project}", project)
                 .replace("{projectHash}", &hash)
         };
+        let env: Vec<(String, String)> = o.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+        create_data_dirs(&env);
         ChildSpec {
             command: fill(&o.command),
             args: o.args.iter().map(|a| fill(a)).collect(),
-            env: o.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
+            env,
             cwd: o
                 .cwd
                 .as_ref()
@@ -639,6 +641,25 @@ fn params_protocol_version(raw: &[u8]) -> Option<String> {
         .ok()?
         .params?
         .protocol_version
+}
+
+/// Creates the directory of every file path in `env` that lies in our home
+/// directory (`MEMORY_FILE_PATH` of the built-in memory), so the child can
+/// write there.
+fn create_data_dirs(env: &[(String, String)]) {
+    let Ok(home) = crate::paths::home() else {
+        return;
+    };
+    for (_, value) in env {
+        let path = std::path::Path::new(value);
+        if path.is_absolute() && path.starts_with(&home) {
+            if let Some(dir) = path.parent() {
+                if let Err(error) = std::fs::create_dir_all(dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot create a data directory");
+                }
+            }
+        }
+    }
 }
 
 /// Does the client's `initialize` declare the `roots` capability?

@@ -528,3 +528,81 @@ async fn a_missing_runner_names_what_to_install() {
         .unwrap_or_default();
     assert!(reason.contains("install Node.js"), "{health}");
 }
+
+/// With no config file, `memory` is server-memory hosted per project, its
+/// file under `HOME/memory/{projectHash}.jsonl`; the child's stderr goes to
+/// `memory.log`. (npx finds the pinned package in tests/fixtures, offline.)
+#[tokio::test]
+async fn builtin_memory_works_without_a_config_file() {
+    use crate::util::{manager_bin, wait_for_port};
+    let home = TestHome::new();
+    assert!(
+        !mcp_session_manager::discovery::answers(3100).await,
+        "port 3100 (the built-in memory port) is taken on this machine; free it to run this test"
+    );
+    {
+        let mut host = tokio::process::Command::new(manager_bin())
+            .args(["host", "memory"])
+            .current_dir(fixtures())
+            .env("MCP_SESSION_MANAGER_HOME", home.path())
+            .env("MCP_MANAGER_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the host");
+        wait_for_port(3100, Duration::from_secs(30)).await;
+        let project = tempfile::tempdir().expect("project");
+        let dir = project.path().to_owned();
+        let mut proxy = Proxy::start_with(&home, &["--target", "memory"], move |c| {
+            c.current_dir(dir);
+        });
+        proxy.initialize().await;
+        let created = proxy
+            .request(
+                json!(1),
+                "tools/call",
+                json!({"name": "create_entities", "arguments": {"entities": [
+                {"name": "builtin", "entityType": "note", "observations": ["x"]}]}}),
+            )
+            .await;
+        assert!(created.get("result").is_some(), "{created}");
+        let files: Vec<_> = std::fs::read_dir(home.path().join("memory"))
+            .expect("memory dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(
+            files[0].ends_with(".jsonl") && files[0].len() == 16 + 6,
+            "{files:?}"
+        );
+        assert!(home.path().join("memory.log").exists());
+        let _ = host.kill().await;
+    }
+}
+
+/// The child dies with the host, even when the host is killed with SIGKILL
+/// (Linux: the parent-death signal).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_child_dies_with_the_host() {
+    let home = TestHome::new();
+    let mut host =
+        HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let health = host
+        .wait_health(|h| h["pid"].is_u64(), Duration::from_secs(20))
+        .await;
+    let child = health["pid"].as_u64().expect("pid");
+    let _ = host.child.start_kill(); // SIGKILL
+    let _ = host.child.wait().await;
+    let gone = async {
+        while std::path::Path::new(&format!("/proc/{child}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("the child outlived its host");
+}
