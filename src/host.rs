@@ -126,11 +126,11 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
         });
     }
     let backends: Vec<Arc<Backend>> = lock(&host.backends).values().cloned().collect();
-    for backend in backends {
-        backend.stop();
-    }
-    // Give the children their SIGTERM grace before the process exits.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every child gets its SIGTERM grace, in parallel, before the exit.
+    let stops = backends
+        .iter()
+        .map(|b| b.stop_and_wait(Duration::from_secs(5)));
+    futures_util::future::join_all(stops).await;
 }
 
 impl Host {
@@ -364,8 +364,10 @@ impl Host {
             match rx.recv().await {
                 Some(Outbound::Response(answer)) => answers.push(answer),
                 Some(Outbound::Message(message)) => {
-                    tracing::debug!(session = %short(&session.id), "a message during a JSON answer went to the GET stream or was dropped");
-                    let _ = message;
+                    // A JSON answer cannot carry it: the GET stream can.
+                    if !session.backend.send_to_stream(&session.id, message) {
+                        tracing::debug!(session = %short(&session.id), "a message for a JSON-only client with no GET stream; dropped");
+                    }
                 }
                 None => break,
             }

@@ -125,6 +125,8 @@ pub struct Backend {
     ids: AtomicU64,
     health: Mutex<ChildHealth>,
     cancel: CancellationToken,
+    /// The supervising task; done once the child is stopped and reaped.
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -213,14 +215,35 @@ impl Backend {
                 started_at: None,
             }),
             cancel: CancellationToken::new(),
+            supervisor: Mutex::new(None),
         });
-        tokio::spawn(Arc::clone(&backend).supervise());
+        let task = tokio::spawn(Arc::clone(&backend).supervise());
+        *lock(&backend.supervisor) = Some(task);
         backend
     }
 
-    /// Stops the child for good.
+    /// Stops the child for good (in the background).
     pub fn stop(&self) {
         self.cancel.cancel();
+    }
+
+    /// Stops the child and waits, up to `timeout`, until it is reaped.
+    pub async fn stop_and_wait(&self, timeout: Duration) {
+        self.cancel.cancel();
+        let task = lock(&self.supervisor).take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(timeout, task).await;
+        }
+    }
+
+    /// Sends a message to the session's GET stream; false if none is open.
+    pub fn send_to_stream(&self, session: &SessionId, message: Bytes) -> bool {
+        let state = lock(&self.state);
+        state
+            .sessions
+            .get(session)
+            .and_then(|s| s.stream.as_ref())
+            .is_some_and(|sink| sink.send(Outbound::Message(message)))
     }
 
     pub fn health(&self) -> ChildHealth {
