@@ -149,10 +149,9 @@ impl Host {
     /// The command with `{project}` and `{projectHash}` filled in.
     fn child_spec(&self, scope_key: &str) -> ChildSpec {
         let o = &self.options;
-        let project = if o.scope == Scope::Project {
-            scope_key
-        } else {
-            ""
+        let project = match (o.scope, scope_key) {
+            (Scope::Project, "default") | (Scope::Shared | Scope::Session, _) => "",
+            (Scope::Project, path) => path,
         };
         let hash = project_hash(project);
         let fill = |text: &str| {
@@ -323,8 +322,11 @@ impl Host {
                 )
             })
             .count();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let sink = Sink(tx);
+        let wants_sse = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        let (sink, rx) = Sink::new(wants_sse);
         let backend = Arc::clone(&session.backend);
         let session_id = Arc::clone(&session.id);
         tokio::spawn(async move {
@@ -332,7 +334,7 @@ impl Host {
                 match message {
                     Ok(message) => backend.handle(&session_id, message, sink.clone()).await,
                     Err(error) => {
-                        let _ = sink.0.send(Outbound::Response(error.to_response()));
+                        sink.send(Outbound::Response(error.to_response()));
                     }
                 }
             }
@@ -340,10 +342,6 @@ impl Host {
         if requests == 0 {
             return empty(StatusCode::ACCEPTED);
         }
-        let wants_sse = headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
         if wants_sse {
             sse(answer_stream(rx, requests))
         } else {
@@ -360,9 +358,14 @@ impl Host {
         requests: usize,
     ) -> Response<Body> {
         let mut answers = Vec::with_capacity(requests);
-        while answers.len() < requests {
+        let mut settled = 0;
+        while settled < requests {
             match rx.recv().await {
-                Some(Outbound::Response(answer)) => answers.push(answer),
+                Some(Outbound::Response(answer)) => {
+                    answers.push(answer);
+                    settled += 1;
+                }
+                Some(Outbound::Done) => settled += 1,
                 Some(Outbound::Message(message)) => {
                     // A JSON answer cannot carry it: the GET stream can.
                     if !session.backend.send_to_stream(&session.id, message) {
@@ -371,6 +374,9 @@ impl Host {
                 }
                 None => break,
             }
+        }
+        if answers.is_empty() {
+            return empty(StatusCode::ACCEPTED); // every request was cancelled
         }
         let body = if answers.len() == 1 {
             answers.remove(0)
@@ -396,12 +402,7 @@ impl Host {
         let session_id: SessionId = Arc::from(new_session_id().as_str());
         let scope_key = match self.options.scope {
             Scope::Shared => "shared".to_owned(),
-            Scope::Project => headers
-                .get(crate::proxy::PROJECT_PATH_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .unwrap_or("default")
-                .to_owned(),
+            Scope::Project => project_of(headers).unwrap_or_else(|| "default".to_owned()),
             Scope::Session => session_id.to_string(),
         };
         let backend = self.backend_for(&scope_key);
@@ -439,13 +440,14 @@ impl Host {
             id.as_json(),
             String::from_utf8_lossy(&result)
         );
-        backend.open_session(Arc::clone(&session_id));
+        let capabilities = client_capabilities(&message.raw);
+        backend.open_session(Arc::clone(&session_id), capabilities);
         let session = Arc::new(ClientSession {
             id: Arc::clone(&session_id),
             backend,
             scope_key,
             last_seen: Mutex::new(Instant::now()),
-            has_roots: declares_roots(&message.raw),
+            has_roots: capabilities.roots,
         });
         lock(&self.sessions).insert(Arc::clone(&session_id), session);
         tracing::info!(session = %short(&session_id), version, "session opened");
@@ -485,8 +487,8 @@ impl Host {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        if !session.backend.set_stream(&session.id, Sink(tx)) {
+        let (sink, rx) = Sink::new(true);
+        if !session.backend.set_stream(&session.id, sink) {
             return plain(
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
@@ -502,12 +504,15 @@ impl Host {
         sse(answer_stream(rx, usize::MAX))
     }
 
-    async fn delete(&self, request: &Request<Incoming>) -> Response<Body> {
+    async fn delete(self: &Arc<Self>, request: &Request<Incoming>) -> Response<Body> {
         let session = match self.session_of(request.headers()) {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
-        self.end_session(&session).await;
+        // Answer at once; the clean-up talks to the child, which may be slow.
+        lock(&self.sessions).remove(&session.id);
+        let host = Arc::clone(self);
+        tokio::spawn(async move { host.end_session(&session).await });
         empty(StatusCode::OK)
     }
 
@@ -533,6 +538,7 @@ impl Host {
                 .filter(|s| {
                     lock(&s.last_seen).elapsed() > self.options.session_timeout
                         && !s.backend.has_stream(&s.id)
+                        && !s.backend.has_pending(&s.id)
                 })
                 .cloned()
                 .collect();
@@ -549,20 +555,29 @@ fn answer_stream(
     rx: mpsc::UnboundedReceiver<Outbound>,
     answers: usize,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
-    futures_util::stream::unfold((rx, answers), |(mut rx, left)| async move {
-        if left == 0 {
-            return None;
+    futures_util::stream::unfold((rx, answers), |(mut rx, mut left)| async move {
+        loop {
+            if left == 0 {
+                return None;
+            }
+            let message = match rx.recv().await? {
+                Outbound::Response(m) => {
+                    left -= 1;
+                    m
+                }
+                // A cancelled request: nothing to write, one less to wait for.
+                Outbound::Done => {
+                    left -= 1;
+                    continue;
+                }
+                Outbound::Message(m) => m,
+            };
+            let mut event = Vec::with_capacity(message.len() + 24);
+            event.extend_from_slice(b"event: message\ndata: ");
+            event.extend_from_slice(&message);
+            event.extend_from_slice(b"\n\n");
+            return Some((Bytes::from(event), (rx, left)));
         }
-        let outbound = rx.recv().await?;
-        let (message, left) = match outbound {
-            Outbound::Response(m) => (m, left - 1),
-            Outbound::Message(m) => (m, left),
-        };
-        let mut event = Vec::with_capacity(message.len() + 24);
-        event.extend_from_slice(b"event: message\ndata: ");
-        event.extend_from_slice(&message);
-        event.extend_from_slice(b"\n\n");
-        Some((Bytes::from(event), (rx, left)))
     })
 }
 
@@ -664,8 +679,23 @@ fn create_data_dirs(env: &[(String, String)]) {
     }
 }
 
-/// Does the client's `initialize` declare the `roots` capability?
-fn declares_roots(raw: &[u8]) -> bool {
+/// The `Mcp-Project-Path` header, if it is a plain absolute path (no `..`:
+/// it ends up in a command line, an environment and a directory name).
+fn project_of(headers: &hyper::HeaderMap) -> Option<String> {
+    let text = headers
+        .get(crate::proxy::PROJECT_PATH_HEADER)?
+        .to_str()
+        .ok()?;
+    let path = std::path::Path::new(text);
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| !matches!(c, std::path::Component::ParentDir));
+    plain.then(|| text.to_owned())
+}
+
+/// What the client's `initialize` says it can answer.
+fn client_capabilities(raw: &[u8]) -> backend::ClientCapabilities {
     #[derive(Deserialize)]
     struct Init {
         params: Option<Params>,
@@ -676,12 +706,20 @@ fn declares_roots(raw: &[u8]) -> bool {
     }
     #[derive(Deserialize)]
     struct Capabilities {
+        sampling: Option<serde::de::IgnoredAny>,
+        elicitation: Option<serde::de::IgnoredAny>,
         roots: Option<serde::de::IgnoredAny>,
     }
-    serde_json::from_slice::<Init>(raw)
+    let declared = serde_json::from_slice::<Init>(raw)
         .ok()
-        .and_then(|i| i.params?.capabilities?.roots)
-        .is_some()
+        .and_then(|i| i.params?.capabilities);
+    declared.map_or_else(backend::ClientCapabilities::default, |c| {
+        backend::ClientCapabilities {
+            sampling: c.sampling.is_some(),
+            elicitation: c.elicitation.is_some(),
+            roots: c.roots.is_some(),
+        }
+    })
 }
 
 /// A new session id: 128 random bits, hex (visible ASCII, unguessable).

@@ -39,24 +39,45 @@ use crate::stdio::LineReader;
 /// A client session's id (`Mcp-Session-Id`).
 pub type SessionId = Arc<str>;
 
-/// What goes to a client: the answer to one of its requests, or anything else.
+/// What goes to a client.
 #[derive(Debug, Clone)]
 pub enum Outbound {
+    /// The answer to one of its requests.
     Response(Bytes),
+    /// A request of its own that will get no answer (the client cancelled it).
+    Done,
+    /// Anything else: server requests and notifications.
     Message(Bytes),
 }
 
-/// Where messages for a client go: an open POST or GET stream.
+/// Where messages for a client go: the body of one of its POSTs, or its GET
+/// stream.
 #[derive(Debug, Clone)]
-pub struct Sink(pub mpsc::UnboundedSender<Outbound>);
+pub struct Sink {
+    tx: mpsc::UnboundedSender<Outbound>,
+    /// An SSE body can carry any message; a JSON body only answers.
+    streaming: bool,
+}
 
 impl Sink {
-    fn is_open(&self) -> bool {
-        !self.0.is_closed()
+    /// A sink and the receiving end its HTTP body reads from.
+    pub fn new(streaming: bool) -> (Sink, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Sink { tx, streaming }, rx)
     }
 
-    fn send(&self, message: Outbound) -> bool {
-        self.0.send(message).is_ok()
+    fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    /// Open, and able to carry server requests and notifications.
+    fn carries_messages(&self) -> bool {
+        self.streaming && self.is_open()
+    }
+
+    /// Queues a message; false if the body is gone.
+    pub fn send(&self, message: Outbound) -> bool {
+        self.tx.send(message).is_ok()
     }
 }
 
@@ -133,15 +154,19 @@ pub struct Backend {
 enum Readiness {
     Starting,
     Ready(Bytes),
+    /// Ended; being started again.
     Down(String),
+    /// Cannot be started at all (the command is missing): clients are told
+    /// at once instead of waiting for a start that will not come.
+    Unstartable(String),
 }
 
 #[derive(Default)]
 struct MuxState {
     pending: HashMap<u64, Pending>,
     tokens: HashMap<u64, TokenRoute>,
-    /// A server request's raw id → the session it was sent to.
-    server_requests: HashMap<String, SessionId>,
+    /// The id a server request got towards its session → where it went.
+    server_requests: HashMap<u64, ServerRequest>,
     sessions: HashMap<SessionId, SessionState>,
     /// URI → number of sessions subscribed.
     subscriptions: HashMap<String, usize>,
@@ -161,6 +186,12 @@ enum Pending {
     Internal(oneshot::Sender<Bytes>),
 }
 
+struct ServerRequest {
+    session: SessionId,
+    /// The child's own id, as JSON text.
+    child_id: String,
+}
+
 struct TokenRoute {
     session: SessionId,
     token: String,
@@ -172,6 +203,27 @@ struct SessionState {
     level: Option<String>,
     subscriptions: HashSet<String>,
     stream: Option<Sink>,
+    capabilities: ClientCapabilities,
+}
+
+/// What a client said it can answer, in its `initialize`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCapabilities {
+    pub sampling: bool,
+    pub elicitation: bool,
+    pub roots: bool,
+}
+
+impl ClientCapabilities {
+    /// Can this client answer a server request of `method`?
+    fn answers(self, method: &str) -> bool {
+        match method {
+            "sampling/createMessage" => self.sampling,
+            "elicitation/create" => self.elicitation,
+            "roots/list" => self.roots,
+            _ => true,
+        }
+    }
 }
 
 /// The protocol version the host asks its child for.
@@ -256,25 +308,37 @@ impl Backend {
     /// [`BackendError::NotReady`] with the reason when no child is ready in time.
     pub async fn initialize_result(&self, timeout: Duration) -> Result<Bytes, BackendError> {
         let mut ready = self.ready.subscribe();
-        let wait = ready.wait_for(|r| matches!(r, Readiness::Ready(_)));
+        let wait = ready.wait_for(|r| matches!(r, Readiness::Ready(_) | Readiness::Unstartable(_)));
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(r)) => match &*r {
                 Readiness::Ready(result) => Ok(result.clone()),
-                _ => Err(BackendError::NotReady("starting".into())),
+                Readiness::Unstartable(reason) => Err(BackendError::NotReady(reason.clone())),
+                _ => Err(BackendError::NotReady("it is still starting".into())),
             },
             _ => Err(BackendError::NotReady(match &*self.ready.borrow() {
-                Readiness::Down(reason) => reason.clone(),
+                Readiness::Down(reason) | Readiness::Unstartable(reason) => reason.clone(),
                 _ => "it is still starting".into(),
             })),
         }
     }
 
-    pub fn open_session(&self, session: SessionId) {
+    /// Registers a session and what its client can answer.
+    pub fn open_session(&self, session: SessionId, capabilities: ClientCapabilities) {
         let mut state = lock(&self.state);
-        state
-            .sessions
-            .insert(Arc::clone(&session), SessionState::default());
+        let session_state = SessionState {
+            capabilities,
+            ..SessionState::default()
+        };
+        state.sessions.insert(Arc::clone(&session), session_state);
         state.last_active = Some(session);
+    }
+
+    /// Has this session requests waiting on the child?
+    pub fn has_pending(&self, session: &SessionId) -> bool {
+        lock(&self.state)
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Client { session: s, .. } if s == session))
     }
 
     /// Tells the child the roots may have changed: a session that can answer
@@ -331,15 +395,17 @@ impl Backend {
                     state.tokens.remove(&t);
                 }
             }
-            let refusals: Vec<String> = state
+            let refused: Vec<u64> = state
                 .server_requests
                 .iter()
-                .filter(|(_, s)| *s == session)
-                .map(|(id, _)| id.clone())
+                .filter(|(_, r)| r.session == *session)
+                .map(|(h, _)| *h)
                 .collect();
-            for id in &refusals {
-                state.server_requests.remove(id);
-            }
+            let refusals: Vec<String> = refused
+                .iter()
+                .filter_map(|h| state.server_requests.remove(h))
+                .map(|r| r.child_id)
+                .collect();
             let mut unsubscribes = Vec::new();
             for uri in closed.subscriptions {
                 if let Some(count) = state.subscriptions.get_mut(&uri) {
@@ -403,11 +469,24 @@ impl Backend {
                 }
             },
             Kind::Response { id } => {
-                let known = lock(&self.state).server_requests.remove(id.as_json());
-                if known.is_some() {
-                    self.to_child(message.raw).await;
-                } else {
-                    tracing::debug!(%id, "a client answered an unknown server request; dropped");
+                let request = {
+                    let mut state = lock(&self.state);
+                    let mine = id.as_json().parse::<u64>().ok().filter(|h| {
+                        state
+                            .server_requests
+                            .get(h)
+                            .is_some_and(|r| r.session == *session)
+                    });
+                    mine.and_then(|h| state.server_requests.remove(&h))
+                };
+                let answer = request.and_then(|r| rewrite::replace_id(&message.raw, &r.child_id));
+                match answer {
+                    Some(answer) => {
+                        self.to_child(answer).await;
+                    }
+                    None => {
+                        tracing::debug!(%id, "an answer to no server request of this session; dropped")
+                    }
                 }
             }
             Kind::OrphanError => {
@@ -460,14 +539,26 @@ impl Backend {
         let Some(client_id) = rewrite::cancelled_request_id(&message.raw) else {
             return;
         };
-        let upstream = lock(&self.state).pending.iter().find_map(|(u, p)| match p {
-            Pending::Client { session: s, id, .. } if s == session && *id == client_id => Some(*u),
-            _ => None,
-        });
-        if let Some(upstream) = upstream {
-            if let Some(raw) =
-                rewrite::replace_cancelled_request_id(&message.raw, &upstream.to_string())
-            {
+        let cancelled = {
+            let mut state = lock(&self.state);
+            let upstream = state.pending.iter().find_map(|(u, p)| match p {
+                Pending::Client { session: s, id, .. } if s == session && *id == client_id => {
+                    Some(*u)
+                }
+                _ => None,
+            });
+            // The request is released now: no answer will be written for it,
+            // and a late one from the child is dropped.
+            let pending = upstream.and_then(|u| state.pending.remove(&u).map(|p| (u, p)));
+            if let Some((_, Pending::Client { token: Some(t), .. })) = &pending {
+                state.tokens.remove(t);
+            }
+            pending
+        };
+        if let Some((upstream, Pending::Client { sink, .. })) = cancelled {
+            sink.send(Outbound::Done);
+            let upstream = upstream.to_string();
+            if let Some(raw) = rewrite::replace_cancelled_request_id(&message.raw, &upstream) {
                 self.to_child(raw).await;
             }
         }
@@ -653,36 +744,25 @@ impl Backend {
 
     fn on_child_request(&self, id: &str, method: &str, raw: Bytes) {
         let mut state = lock(&self.state);
-        // The session whose request went to the child last, still waiting.
-        let waiting = state
-            .pending
-            .iter()
-            .filter_map(|(u, p)| match p {
-                Pending::Client { session, sink, .. } => Some((*u, session, sink)),
-                Pending::Internal(_) => None,
-            })
-            .max_by_key(|(u, _, _)| *u)
-            .map(|(_, session, sink)| (Arc::clone(session), sink.clone()));
-        let target = match waiting {
-            Some((session, sink)) if sink.is_open() => Some((session, sink)),
-            Some((session, _)) => session_sink(&state, &session).map(|sink| (session, sink)),
-            None => state
-                .last_active
-                .clone()
-                .and_then(|s| session_sink(&state, &s).map(|sink| (s, sink))),
-        };
-        match target {
-            Some((session, sink)) => {
-                state.server_requests.insert(id.to_owned(), session);
-                sink.send(Outbound::Message(raw));
+        let target = server_request_target(&state, method);
+        let host_id = self.ids.fetch_add(1, Ordering::SeqCst);
+        let forwarded = rewrite::replace_id(&raw, &host_id.to_string());
+        match (target, forwarded) {
+            (Some((session, sink)), Some(forwarded)) => {
+                let request = ServerRequest {
+                    session,
+                    child_id: id.to_owned(),
+                };
+                state.server_requests.insert(host_id, request);
+                sink.send(Outbound::Message(forwarded));
             }
-            None => {
+            _ => {
                 drop(state);
-                tracing::warn!(backend = %self.label, method, "a server request with no session to answer it");
+                tracing::warn!(backend = %self.label, method, "a server request that no session can answer");
                 let refusal = jsonrpc::error_response(
                     None,
                     jsonrpc::code::INTERNAL_ERROR,
-                    "no client session can answer this request",
+                    &format!("no client session that can answer {method} is connected"),
                 );
                 if let (Some(refusal), Some(stdin)) =
                     (rewrite::replace_id(&refusal, id), lock(&self.stdin).clone())
@@ -740,10 +820,24 @@ impl Backend {
                 }
             }
             "notifications/cancelled" => {
-                let target = rewrite::cancelled_request_id(&raw)
-                    .and_then(|id| state.server_requests.get(&id).cloned());
-                if let Some(sink) = target.and_then(|s| session_sink(&state, &s)) {
-                    sink.send(Outbound::Message(raw));
+                drop(state);
+                let mut state = lock(&self.state);
+                let child_id = rewrite::cancelled_request_id(&raw);
+                let host_id = state
+                    .server_requests
+                    .iter()
+                    .find(|(_, r)| Some(&r.child_id) == child_id.as_ref())
+                    .map(|(h, _)| *h);
+                let Some(request) =
+                    host_id.and_then(|h| state.server_requests.remove(&h).map(|r| (h, r)))
+                else {
+                    return;
+                };
+                let (host_id, request) = request;
+                let cancel = rewrite::replace_cancelled_request_id(&raw, &host_id.to_string());
+                if let (Some(sink), Some(cancel)) = (session_sink(&state, &request.session), cancel)
+                {
+                    sink.send(Outbound::Message(cancel));
                 }
             }
             _ => {
@@ -764,7 +858,13 @@ impl Backend {
             let reason = self.run_child().await;
             let Some(reason) = reason else { return };
             tracing::warn!(backend = %self.label, reason, "the server process ended; starting it again");
-            self.ready.send_replace(Readiness::Down(reason.clone()));
+            self.ready.send_if_modified(|r| {
+                if matches!(r, Readiness::Unstartable(_)) {
+                    return false; // keep saying why it cannot start
+                }
+                *r = Readiness::Down(reason.clone());
+                true
+            });
             self.fail_all(&reason);
             {
                 let mut health = lock(&self.health);
@@ -804,7 +904,11 @@ impl Backend {
     async fn run_child(self: &Arc<Self>) -> Option<String> {
         let mut child = match self.spawn() {
             Ok(child) => child,
-            Err(reason) => return Some(reason),
+            Err(reason) => {
+                self.ready
+                    .send_replace(Readiness::Unstartable(reason.clone()));
+                return Some(reason);
+            }
         };
         let pid = child.id();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -998,11 +1102,45 @@ fn session_sink(state: &MuxState, session: &SessionId) -> Option<Sink> {
         .filter_map(|(u, p)| match p {
             Pending::Client {
                 session: s, sink, ..
-            } if s == session && sink.is_open() => Some((*u, sink)),
+            } if s == session && sink.carries_messages() => Some((*u, sink)),
             _ => None,
         })
         .max_by_key(|(u, _)| *u)
         .map(|(_, sink)| sink.clone())
+}
+
+/// Who gets a server request: among the sessions whose client declared the
+/// capability it needs, the one whose request went to the child last (on
+/// that request's stream when it can carry it); with none waiting, the one
+/// active last; else any.
+fn server_request_target(state: &MuxState, method: &str) -> Option<(SessionId, Sink)> {
+    let capable = |session: &SessionId| {
+        state
+            .sessions
+            .get(session)
+            .is_some_and(|s| s.capabilities.answers(method))
+    };
+    let mut waiting: Vec<(u64, &SessionId, &Sink)> = state
+        .pending
+        .iter()
+        .filter_map(|(u, p)| match p {
+            Pending::Client { session, sink, .. } if capable(session) => Some((*u, session, sink)),
+            _ => None,
+        })
+        .collect();
+    waiting.sort_by_key(|(u, _, _)| std::cmp::Reverse(*u));
+    for (_, session, sink) in waiting {
+        if sink.carries_messages() {
+            return Some((Arc::clone(session), sink.clone()));
+        }
+        if let Some(sink) = session_sink(state, session) {
+            return Some((Arc::clone(session), sink));
+        }
+    }
+    let last = state.last_active.iter().filter(|s| capable(s));
+    let any = state.sessions.keys().filter(|s| capable(s));
+    last.chain(any)
+        .find_map(|s| session_sink(state, s).map(|sink| (Arc::clone(s), sink)))
 }
 
 fn answer_ok(sink: &Sink, id: &str) {

@@ -44,12 +44,14 @@ pub async fn terminate_group(child: &mut Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         signal_group(pid, libc::SIGTERM);
-        if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok() {
-            // Reaped: the group id may now be free for another program, so
-            // no further signal goes to it.
+        let exited = tokio::time::timeout(STOP_GRACE, child.wait()).await.is_ok();
+        // Members that ignored SIGTERM (or outlived the leader) get SIGKILL.
+        // The kernel keeps a group id reserved while any member lives, so
+        // this reaches only our own processes; with none left it finds nothing.
+        signal_group(pid, libc::SIGKILL);
+        if exited {
             return;
         }
-        signal_group(pid, libc::SIGKILL);
     }
     let _ = child.kill().await;
 }

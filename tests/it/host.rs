@@ -606,3 +606,88 @@ async fn the_child_dies_with_the_host() {
         .await
         .expect("the child outlived its host");
 }
+
+/// A session cannot answer another session's server request: the answer
+/// is dropped, and the real one still reaches the child.
+#[tokio::test]
+async fn a_server_request_is_answered_only_by_its_session() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let mut other = proxy_to(&host, &home).await;
+    let mut asking = proxy_to(&host, &home).await;
+    asking
+        .send(
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}}),
+        )
+        .await;
+    let sampling = asking
+        .until(|v| v["method"] == "sampling/createMessage")
+        .await;
+    let answer = |text: &str| {
+        json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": text}, "model": "m", "stopReason": "endTurn"}})
+    };
+    other.send(&answer("from-the-intruder")).await;
+    let pong = other.request(json!("p"), "ping", json!({})).await; // the intruder's answer was handled
+    assert_eq!(pong["result"], json!({}));
+    asking.send(&answer("from-the-asker")).await;
+    let result = asking.response(&json!(7)).await;
+    let text = result.to_string();
+    assert!(
+        text.contains("from-the-asker") && !text.contains("intruder"),
+        "{result}"
+    );
+}
+
+/// Cancelling a request releases it: its answer stream ends (nothing is
+/// owed), and the session can go on.
+#[tokio::test]
+async fn a_cancelled_request_ends_its_answer_stream() {
+    let home = TestHome::new();
+    let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
+    let client = mcp_session_manager::transport::loopback_client_builder()
+        .build()
+        .expect("client");
+    let post = |body: String, session: Option<&str>| {
+        let mut request = client
+            .post(host.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let r = post(init.to_owned(), None).await.expect("initialize");
+    let session = r.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let long = r#"{"jsonrpc":"2.0","id":"long","method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":30,"steps":30}}}"#;
+    let stream = post(long.to_owned(), Some(&session)).await.expect("call");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel =
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"long"}}"#;
+    let r = post(cancel.to_owned(), Some(&session))
+        .await
+        .expect("cancel");
+    assert_eq!(r.status().as_u16(), 202);
+    let body = tokio::time::timeout(Duration::from_secs(10), stream.bytes())
+        .await
+        .expect("the answer stream ends after the cancel")
+        .expect("body");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("\"result\""),
+        "no answer for a cancelled request"
+    );
+    let ping = post(
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_owned(),
+        Some(&session),
+    )
+    .await
+    .expect("ping");
+    assert_eq!(ping.status().as_u16(), 200);
+}
