@@ -111,7 +111,15 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let host = Arc::clone(&host);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
@@ -640,7 +648,11 @@ fn json_bytes(status: StatusCode, body: Bytes, session: Option<&str>) -> Respons
 
 /// An HTTP error whose body is a JSON-RPC error (what MCP clients read).
 fn rpc_error(status: StatusCode, message: &str) -> Response<Body> {
-    json_bytes(status, jsonrpc::error_response(None, -32000, message), None)
+    json_bytes(
+        status,
+        jsonrpc::error_response(None, jsonrpc::code::SERVER_ERROR, message),
+        None,
+    )
 }
 
 /// `params.protocolVersion` of an `initialize` request.

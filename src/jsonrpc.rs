@@ -24,6 +24,10 @@ pub mod code {
     pub const INVALID_REQUEST: i32 = -32600;
     /// The proxy could not get an answer from the daemon.
     pub const INTERNAL_ERROR: i32 = -32603;
+    /// Parameters the receiver cannot use (an unknown log level).
+    pub const INVALID_PARAMS: i32 = -32602;
+    /// A transport-level refusal (no session, unknown session, bad version).
+    pub const SERVER_ERROR: i32 = -32000;
 }
 
 /// A request id as the raw JSON text it was sent with (`"abc"`, `7`).

@@ -566,7 +566,8 @@ impl Backend {
 
     async fn set_level(&self, session: &SessionId, message: &Message, id: &str, sink: &Sink) {
         let Some(level) = rewrite::level(&message.raw).filter(|l| rank(l).is_some()) else {
-            let error = jsonrpc::error_response(None, -32602, "unknown log level");
+            let error =
+                jsonrpc::error_response(None, jsonrpc::code::INVALID_PARAMS, "unknown log level");
             if let Some(error) = rewrite::replace_id(&error, id) {
                 sink.send(Outbound::Response(error));
             }
@@ -662,13 +663,17 @@ impl Backend {
             .pending
             .insert(upstream, Pending::Internal(tx));
         let request = serde_json::json!({"jsonrpc": "2.0", "id": upstream, "method": method, "params": params});
-        if !self.to_child(Bytes::from(request.to_string())).await {
-            lock(&self.state).pending.remove(&upstream);
-            return None;
-        }
-        let answer = tokio::time::timeout(self.timing.ping_timeout, rx).await;
+        // The whole exchange is bounded, writing included: a child that
+        // stops reading its stdin fills the queue and must count as wedged.
+        let exchange = async {
+            if !self.to_child(Bytes::from(request.to_string())).await {
+                return None;
+            }
+            rx.await.ok()
+        };
+        let answer = tokio::time::timeout(self.timing.ping_timeout, exchange).await;
         lock(&self.state).pending.remove(&upstream);
-        answer.ok().and_then(Result::ok)
+        answer.ok().flatten()
     }
 
     /// Writes a line to the child; false if no child is running.
