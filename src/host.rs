@@ -112,7 +112,12 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
             () = &mut shutdown => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok((stream, _)) => {
+                // Answers are small writes after the headers: without this,
+                // Nagle holds each one for the client's delayed ACK (~40 ms).
+                let _ = stream.set_nodelay(true);
+                stream
+            }
             Err(error) => {
                 // Out of file descriptors, say: back off instead of spinning.
                 tracing::warn!(%error, "cannot accept a connection");

@@ -922,12 +922,16 @@ impl Backend {
         let (tx, mut rx) = mpsc::channel::<Bytes>(256);
         *lock(&self.stdin) = Some(tx);
         let writer = tokio::spawn(async move {
-            let mut stdin = stdin;
+            let mut stdin = tokio::io::BufWriter::new(stdin);
             while let Some(line) = rx.recv().await {
                 let written = async {
                     stdin.write_all(&line).await?;
                     stdin.write_all(b"\n").await?;
-                    stdin.flush().await
+                    // One write per burst, and never half a line.
+                    if rx.is_empty() {
+                        stdin.flush().await?;
+                    }
+                    Ok::<_, std::io::Error>(())
                 };
                 if written.await.is_err() {
                     return;
