@@ -37,6 +37,9 @@ use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, Timing};
 /// Protocol versions the host accepts from clients.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
+/// How long a single request's answer may take to be sent as plain JSON.
+const QUICK_ANSWER: Duration = Duration::from_millis(50);
+
 /// The largest POST body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -355,10 +358,25 @@ impl Host {
         if requests == 0 {
             return empty(StatusCode::ACCEPTED);
         }
-        if wants_sse {
-            sse(answer_stream(rx, requests))
-        } else {
-            self.json_answers(&session, rx, requests).await
+        if !wants_sse {
+            return self.json_answers(&session, rx, requests).await;
+        }
+        if requests > 1 {
+            return sse(answer_stream(rx, requests));
+        }
+        // One request: if its answer comes quickly and before anything else,
+        // send it as plain JSON (headers and body in one write). Otherwise
+        // open the event stream at once, so that a client waiting on a long
+        // call gets its headers (HTTP clients time out waiting for them).
+        let mut rx = rx;
+        match tokio::time::timeout(QUICK_ANSWER, rx.recv()).await {
+            Ok(Some(Outbound::Response(answer))) => json_bytes(StatusCode::OK, answer, None),
+            Ok(Some(Outbound::Message(first))) => {
+                let rest = answer_stream(rx, 1);
+                sse(futures_util::stream::once(async move { sse_event(&first) }).chain(rest))
+            }
+            Ok(Some(Outbound::Done) | None) => empty(StatusCode::ACCEPTED),
+            Err(_) => sse(answer_stream(rx, 1)),
         }
     }
 
@@ -585,13 +603,18 @@ fn answer_stream(
                 }
                 Outbound::Message(m) => m,
             };
-            let mut event = Vec::with_capacity(message.len() + 24);
-            event.extend_from_slice(b"event: message\ndata: ");
-            event.extend_from_slice(&message);
-            event.extend_from_slice(b"\n\n");
-            return Some((Bytes::from(event), (rx, left)));
+            return Some((sse_event(&message), (rx, left)));
         }
     })
+}
+
+/// One JSON-RPC message as an SSE `message` event.
+fn sse_event(message: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(message.len() + 24);
+    event.extend_from_slice(b"event: message\ndata: ");
+    event.extend_from_slice(message);
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
 }
 
 fn sse(events: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static) -> Response<Body> {
