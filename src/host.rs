@@ -412,16 +412,7 @@ impl Host {
         let body = if answers.len() == 1 {
             answers.remove(0)
         } else {
-            let mut joined = Vec::new();
-            joined.push(b'[');
-            for (i, a) in answers.iter().enumerate() {
-                if i > 0 {
-                    joined.push(b',');
-                }
-                joined.extend_from_slice(a);
-            }
-            joined.push(b']');
-            Bytes::from(joined)
+            jsonrpc::batch(&answers)
         };
         json_bytes(StatusCode::OK, body, None)
     }

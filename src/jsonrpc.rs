@@ -253,6 +253,21 @@ pub fn error_response_with_data(
     ))
 }
 
+/// Messages joined into one JSON array (a batch answer).
+pub fn batch(messages: &[Bytes]) -> Bytes {
+    let len = messages.iter().map(|m| m.len() + 1).sum::<usize>() + 1;
+    let mut line = Vec::with_capacity(len);
+    line.push(b'[');
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            line.push(b',');
+        }
+        line.extend_from_slice(message);
+    }
+    line.push(b']');
+    Bytes::from(line)
+}
+
 /// Makes a message fit on one line: raw CR and LF can only be whitespace
 /// between JSON tokens (inside strings they must be escaped), so turning them
 /// into spaces keeps the JSON valid and every value unchanged.

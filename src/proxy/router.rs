@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 
 use crate::jsonrpc::{self, Kind, RawId};
@@ -101,17 +101,7 @@ impl Batch {
         if answers.is_empty() {
             return None; // every request was cancelled: nothing to write
         }
-        let len = answers.iter().map(|a| a.len() + 1).sum::<usize>() + 1;
-        let mut line = BytesMut::with_capacity(len);
-        line.put_u8(b'[');
-        for (i, answer) in answers.iter().enumerate() {
-            if i > 0 {
-                line.put_u8(b',');
-            }
-            line.put_slice(answer);
-        }
-        line.put_u8(b']');
-        Some(line.freeze())
+        Some(jsonrpc::batch(&answers))
     }
 }
 
