@@ -311,20 +311,6 @@ impl Host {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
-        if let Some(version) = headers.get("mcp-protocol-version") {
-            let known = version
-                .to_str()
-                .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
-            if !known {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "unsupported MCP-Protocol-Version {version:?}; supported: {}",
-                        SUPPORTED_VERSIONS.join(", ")
-                    ),
-                );
-            }
-        }
         *lock(&session.last_seen) = Instant::now();
         let requests = messages
             .iter()
@@ -476,8 +462,23 @@ impl Host {
         json_bytes(StatusCode::OK, Bytes::from(answer), Some(&session_id))
     }
 
+    /// The session a request names, after checking its `MCP-Protocol-Version`.
     #[expect(clippy::result_large_err, reason = "the error is the response to send")]
     fn session_of(&self, headers: &hyper::HeaderMap) -> Result<Arc<ClientSession>, Response<Body>> {
+        if let Some(version) = headers.get("mcp-protocol-version") {
+            let known = version
+                .to_str()
+                .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
+            if !known {
+                return Err(rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "unsupported MCP-Protocol-Version {version:?}; supported: {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                ));
+            }
+        }
         let Some(id) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -538,13 +539,32 @@ impl Host {
         empty(StatusCode::OK)
     }
 
-    async fn end_session(&self, session: &ClientSession) {
+    async fn end_session(self: &Arc<Self>, session: &ClientSession) {
         lock(&self.sessions).remove(&session.id);
         session.backend.close_session(&session.id).await;
-        if self.options.scope == Scope::Session {
-            if let Some(backend) = lock(&self.backends).remove(&session.scope_key) {
-                backend.stop();
+        match self.options.scope {
+            Scope::Session => {
+                if let Some(backend) = lock(&self.backends).remove(&session.scope_key) {
+                    backend.stop();
+                }
             }
+            // A project's child stops when no session has used it for a
+            // while; the next session of that project starts it again.
+            Scope::Project if session.backend.session_count() == 0 => {
+                let host = Arc::clone(self);
+                let key = session.scope_key.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(host.options.session_timeout).await;
+                    let mut backends = lock(&host.backends);
+                    if backends.get(&key).is_some_and(|b| b.session_count() == 0) {
+                        if let Some(backend) = backends.remove(&key) {
+                            tracing::info!(project = %key, "stopping an unused project child");
+                            backend.stop();
+                        }
+                    }
+                });
+            }
+            _ => {}
         }
         tracing::info!(session = %short(&session.id), "session ended");
     }

@@ -352,6 +352,19 @@ async fn bad_input_gets_clear_errors() {
         .await
         .expect("answer");
     assert_eq!(status(r), 400, "unsupported protocol version");
+    let r = client
+        .get(host.url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        status(r),
+        400,
+        "unsupported protocol version on the GET stream"
+    );
     let pong = proxy.request(json!("still"), "ping", json!({})).await;
     assert_eq!(pong["result"], json!({}));
 }
@@ -690,4 +703,28 @@ async fn a_cancelled_request_ends_its_answer_stream() {
     .await
     .expect("ping");
     assert_eq!(ping.status().as_u16(), 200);
+}
+
+/// A project's child stops once no session has used it for `sessionTimeout`.
+#[tokio::test]
+async fn an_unused_project_child_stops() {
+    let home = TestHome::new();
+    let mut entry = everything_stdio_entry(free_port());
+    entry["scope"] = json!("project");
+    entry["sessionTimeout"] = json!(1);
+    let host = HostProcess::start(&home, "perproject", entry).await;
+    let mut proxy = proxy_to(&host, &home).await;
+    let health = host.health().await;
+    assert_eq!(
+        health["children"].as_array().map(Vec::len),
+        Some(1),
+        "{health}"
+    );
+    proxy.close_stdin(); // DELETE
+    assert!(proxy.wait(Duration::from_secs(10)).await.success());
+    host.wait_health(
+        |h| h["children"].as_array().is_some_and(Vec::is_empty),
+        Duration::from_secs(15),
+    )
+    .await;
 }
