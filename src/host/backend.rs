@@ -465,7 +465,13 @@ impl Backend {
                 "notifications/initialized" => {}
                 "notifications/cancelled" => self.forward_cancel(session, &message).await,
                 _ => {
-                    self.to_child(message.raw).await;
+                    // A child being started again hears nothing before its
+                    // own `initialized`; the wait is bounded like a request's.
+                    if self.initialize_result(self.timing.initialize).await.is_ok() {
+                        self.to_child(message.raw).await;
+                    } else {
+                        tracing::debug!(backend = %self.label, method, "no child to take a notification; dropped");
+                    }
                 }
             },
             Kind::Response { id } => {
