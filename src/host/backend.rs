@@ -175,6 +175,21 @@ struct MuxState {
     last_active: Option<SessionId>,
 }
 
+impl MuxState {
+    /// One subscriber of `uri` fewer; true if it was the last one.
+    fn release_subscription(&mut self, uri: &str) -> bool {
+        let Some(count) = self.subscriptions.get_mut(uri) else {
+            return false;
+        };
+        *count -= 1;
+        let last = *count == 0;
+        if last {
+            self.subscriptions.remove(uri);
+        }
+        last
+    }
+}
+
 enum Pending {
     Client {
         session: SessionId,
@@ -408,12 +423,8 @@ impl Backend {
                 .collect();
             let mut unsubscribes = Vec::new();
             for uri in closed.subscriptions {
-                if let Some(count) = state.subscriptions.get_mut(&uri) {
-                    *count -= 1;
-                    if *count == 0 {
-                        state.subscriptions.remove(&uri);
-                        unsubscribes.push(uri);
-                    }
+                if state.release_subscription(&uri) {
+                    unsubscribes.push(uri);
                 }
             }
             if state.last_active.as_ref() == Some(session) {
@@ -455,8 +466,14 @@ impl Backend {
                 let id = id.as_json().to_owned();
                 match method.as_str() {
                     "logging/setLevel" => self.set_level(session, &message, &id, &sink).await,
-                    "resources/subscribe" => self.subscribe(session, message, id, sink).await,
-                    "resources/unsubscribe" => self.unsubscribe(session, message, id, sink).await,
+                    "resources/subscribe" => {
+                        self.change_subscription(session, message, id, sink, true)
+                            .await;
+                    }
+                    "resources/unsubscribe" => {
+                        self.change_subscription(session, message, id, sink, false)
+                            .await;
+                    }
                     _ => self.forward_request(session, message, id, sink).await,
                 }
             }
@@ -607,54 +624,40 @@ impl Backend {
         None
     }
 
-    async fn subscribe(&self, session: &SessionId, message: Message, id: String, sink: Sink) {
+    /// `resources/subscribe` (or unsubscribe): counted per URI, so only the
+    /// first subscriber's request (or the last one's unsubscribe) reaches the
+    /// child; the others are answered here.
+    async fn change_subscription(
+        &self,
+        session: &SessionId,
+        message: Message,
+        id: String,
+        sink: Sink,
+        subscribe: bool,
+    ) {
         let Some(uri) = rewrite::uri(&message.raw) else {
             return self.forward_request(session, message, id, sink).await;
         };
-        let first = {
+        let reaches_child = {
             let mut state = lock(&self.state);
-            let newly = state
-                .sessions
-                .get_mut(session)
-                .is_some_and(|s| s.subscriptions.insert(uri.clone()));
-            if newly {
-                let count = state.subscriptions.entry(uri).or_insert(0);
-                *count += 1;
-                *count == 1
-            } else {
-                false
-            }
-        };
-        if first {
-            self.forward_request(session, message, id, sink).await;
-        } else {
-            answer_ok(&sink, &id);
-        }
-    }
-
-    async fn unsubscribe(&self, session: &SessionId, message: Message, id: String, sink: Sink) {
-        let Some(uri) = rewrite::uri(&message.raw) else {
-            return self.forward_request(session, message, id, sink).await;
-        };
-        let last = {
-            let mut state = lock(&self.state);
-            let was = state
-                .sessions
-                .get_mut(session)
-                .is_some_and(|s| s.subscriptions.remove(&uri));
-            match state.subscriptions.get_mut(&uri) {
-                Some(count) if was => {
-                    *count -= 1;
-                    let last = *count == 0;
-                    if last {
-                        state.subscriptions.remove(&uri);
-                    }
-                    last
+            let changed = state.sessions.get_mut(session).is_some_and(|s| {
+                if subscribe {
+                    s.subscriptions.insert(uri.clone())
+                } else {
+                    s.subscriptions.remove(&uri)
                 }
-                _ => false,
+            });
+            match (changed, subscribe) {
+                (false, _) => false,
+                (true, true) => {
+                    let count = state.subscriptions.entry(uri).or_insert(0);
+                    *count += 1;
+                    *count == 1
+                }
+                (true, false) => state.release_subscription(&uri),
             }
         };
-        if last {
+        if reaches_child {
             self.forward_request(session, message, id, sink).await;
         } else {
             answer_ok(&sink, &id);

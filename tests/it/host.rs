@@ -51,6 +51,20 @@ async fn each_session_gets_only_its_own_progress() {
     }
 }
 
+/// Calls server-everything's sampling tool (request `id`) and returns the
+/// `sampling/createMessage` it causes.
+async fn start_sampling(proxy: &mut Proxy, id: u64) -> Value {
+    proxy
+        .send(
+            &json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}}),
+        )
+        .await;
+    proxy
+        .until(|v| v["method"] == "sampling/createMessage")
+        .await
+}
+
 /// A sampling request from the child reaches the session whose tool call
 /// caused it, not the other one, and that session's answer reaches the child.
 #[tokio::test]
@@ -59,15 +73,7 @@ async fn sampling_reaches_the_session_that_asked() {
     let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
     let mut idle = proxy_to(&host, &home).await;
     let mut asking = proxy_to(&host, &home).await;
-    asking
-        .send(
-            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-            "name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}}),
-        )
-        .await;
-    let sampling = asking
-        .until(|v| v["method"] == "sampling/createMessage")
-        .await;
+    let sampling = start_sampling(&mut asking, 7).await;
     asking
         .send(&json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {
             "role": "assistant", "content": {"type": "text", "text": "from-the-asker"},
@@ -628,15 +634,7 @@ async fn a_server_request_is_answered_only_by_its_session() {
     let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
     let mut other = proxy_to(&host, &home).await;
     let mut asking = proxy_to(&host, &home).await;
-    asking
-        .send(
-            &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
-            "name": "trigger-sampling-request", "arguments": {"prompt": "hi", "maxTokens": 5}}}),
-        )
-        .await;
-    let sampling = asking
-        .until(|v| v["method"] == "sampling/createMessage")
-        .await;
+    let sampling = start_sampling(&mut asking, 7).await;
     let answer = |text: &str| {
         json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {
         "role": "assistant", "content": {"type": "text", "text": text}, "model": "m", "stopReason": "endTurn"}})
