@@ -29,10 +29,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
-use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, Timing};
+use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, SinkReceiver, Timing};
 
 /// Protocol versions the host accepts from clients.
 pub const SUPPORTED_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -371,7 +370,7 @@ impl Host {
     async fn json_answers(
         &self,
         session: &ClientSession,
-        mut rx: mpsc::UnboundedReceiver<Outbound>,
+        mut rx: SinkReceiver,
         requests: usize,
     ) -> Response<Body> {
         let mut answers = Vec::with_capacity(requests);
@@ -594,7 +593,7 @@ impl Host {
 
 /// An SSE body of the messages on `rx`; ends after `answers` responses.
 fn answer_stream(
-    rx: mpsc::UnboundedReceiver<Outbound>,
+    rx: SinkReceiver,
     answers: usize,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
     futures_util::stream::unfold((rx, answers), |(mut rx, mut left)| async move {

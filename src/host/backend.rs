@@ -21,7 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,24 +50,65 @@ pub enum Outbound {
     Message(Bytes),
 }
 
+/// Most bytes queued for one client body. A client that stops reading its
+/// stream must not grow the host without bound: past this, its body ends
+/// (dropping what is queued) and the client reconnects.
+const SINK_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Where messages for a client go: the body of one of its POSTs, or its GET
 /// stream.
 #[derive(Debug, Clone)]
 pub struct Sink {
     tx: mpsc::UnboundedSender<Outbound>,
+    queue: Arc<SinkQueue>,
     /// An SSE body can carry any message; a JSON body only answers.
     streaming: bool,
 }
 
+/// Bytes queued between a [`Sink`] and its [`SinkReceiver`].
+#[derive(Debug, Default)]
+struct SinkQueue {
+    bytes: AtomicUsize,
+    overflowed: AtomicBool,
+}
+
+/// The HTTP body's end of a [`Sink`].
+#[derive(Debug)]
+pub struct SinkReceiver {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    queue: Arc<SinkQueue>,
+}
+
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Response(b) | Outbound::Message(b) => b.len(),
+            Outbound::Done => 0,
+        }
+    }
+}
+
 impl Sink {
     /// A sink and the receiving end its HTTP body reads from.
-    pub fn new(streaming: bool) -> (Sink, mpsc::UnboundedReceiver<Outbound>) {
+    pub fn new(streaming: bool) -> (Sink, SinkReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Sink { tx, streaming }, rx)
+        let queue = Arc::new(SinkQueue::default());
+        let receiver = SinkReceiver {
+            rx,
+            queue: Arc::clone(&queue),
+        };
+        (
+            Sink {
+                tx,
+                queue,
+                streaming,
+            },
+            receiver,
+        )
     }
 
     fn is_open(&self) -> bool {
-        !self.tx.is_closed()
+        !self.tx.is_closed() && !self.queue.overflowed.load(Ordering::Relaxed)
     }
 
     /// Open, and able to carry server requests and notifications.
@@ -75,9 +116,34 @@ impl Sink {
         self.streaming && self.is_open()
     }
 
-    /// Queues a message; false if the body is gone.
+    /// Queues a message; false if the body is gone or too far behind (it
+    /// is then ended).
     pub fn send(&self, message: Outbound) -> bool {
+        let len = message.len();
+        let queued = self.queue.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > SINK_LIMIT {
+            if !self.queue.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    queued,
+                    "a client stopped reading its stream; ending it (it can reconnect)"
+                );
+            }
+            return false;
+        }
         self.tx.send(message).is_ok()
+    }
+}
+
+impl SinkReceiver {
+    /// The next message; `None` once every sink is gone or the queue
+    /// overflowed.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        if self.queue.overflowed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let message = self.rx.recv().await?;
+        self.queue.bytes.fetch_sub(message.len(), Ordering::Relaxed);
+        Some(message)
     }
 }
 
@@ -1192,4 +1258,39 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sink_that_is_not_read_ends_at_its_limit() {
+        let (sink, mut receiver) = Sink::new(true);
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let mut accepted = 0;
+        while sink.send(Outbound::Message(chunk.clone())) {
+            accepted += 1;
+            assert!(accepted <= 16, "more than SINK_LIMIT was queued");
+        }
+        assert_eq!(accepted, 16);
+        assert!(
+            !sink.carries_messages(),
+            "an overflowed sink must count as closed"
+        );
+        assert!(receiver.recv().await.is_none(), "its body must end");
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_is_read_never_overflows() {
+        let (sink, mut receiver) = Sink::new(true);
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        for _ in 0..64 {
+            assert!(sink.send(Outbound::Message(chunk.clone())));
+            assert!(
+                matches!(receiver.recv().await, Some(Outbound::Message(m)) if m.len() == chunk.len())
+            );
+        }
+        assert!(sink.carries_messages());
+    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::util::{
-    HostProcess, Proxy, TestHome, everything_stdio_entry, fixtures, free_port, tool_text,
-    venv_python,
+    HostProcess, Proxy, TestHome, everything_js, everything_stdio_entry, fixtures, free_port,
+    tool_text, venv_python,
 };
 
 async fn proxy_to(host: &HostProcess, home: &TestHome) -> Proxy {
@@ -624,6 +624,65 @@ async fn the_child_dies_with_the_host() {
     tokio::time::timeout(Duration::from_secs(10), gone)
         .await
         .expect("the child outlived its host");
+}
+
+/// A server started through a wrapper (`npx`, a shell) runs as the host's
+/// grandchild, which the parent-death signal does not reach. When the host
+/// is SIGKILLed, the grandchild's stdin closes and, as the MCP stdio
+/// transport asks, it exits: nothing outlives the host.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_grandchild_dies_with_the_host() {
+    let home = TestHome::new();
+    let script = format!("node '{}' stdio; exit 0", everything_js().to_string_lossy());
+    let entry = json!({"command": "sh", "args": ["-c", script], "port": free_port()});
+    let mut host = HostProcess::start(&home, "everything", entry).await;
+    let health = host
+        .wait_health(|h| h["state"] == "ok", Duration::from_secs(20))
+        .await;
+    let shell = health["pid"].as_u64().expect("pid");
+    let grandchild = children_of(shell)
+        .into_iter()
+        .next()
+        .expect("the shell's node child");
+    let _ = host.child.start_kill(); // SIGKILL
+    let _ = host.child.wait().await;
+    let gone = async {
+        while is_alive(grandchild) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("the grandchild outlived its host");
+}
+
+/// Live processes whose parent is `pid`.
+#[cfg(target_os = "linux")]
+fn children_of(pid: u64) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid …`; comm may hold spaces.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+/// Neither gone nor a zombie.
+#[cfg(target_os = "linux")]
+fn is_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// A session cannot answer another session's server request: the answer
