@@ -65,6 +65,8 @@ pub struct Config {
     /// The file it came from; `None` for the built-in defaults.
     pub source: Option<PathBuf>,
     pub manager_port: u16,
+    /// How often the manager checks that each daemon answers HTTP.
+    pub health_check_interval: std::time::Duration,
     pub servers: BTreeMap<String, ServerConfig>,
 }
 
@@ -93,7 +95,15 @@ pub struct ServerConfig {
     /// For a hosted stdio server: a child that does not answer `ping`
     /// within this while requests wait is started again.
     pub ping_timeout: std::time::Duration,
+    /// How long a starting daemon may take to answer HTTP (the first `npx`
+    /// or `uvx` run downloads the server).
+    pub start_timeout: std::time::Duration,
 }
+
+/// How long a daemon may take to start by default.
+pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often the manager checks each daemon by default (the original's).
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long an idle hosted session lives by default.
 pub const DEFAULT_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
@@ -154,6 +164,8 @@ pub struct RawConfig {
     _schema: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     pub manager_port: Option<u16>,
+    /// Seconds between the manager's HTTP checks of each daemon (default 30).
+    pub health_check_interval: Option<f64>,
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, RawServer>,
 }
@@ -185,6 +197,8 @@ pub struct RawServer {
     pub session_timeout: Option<u64>,
     /// Seconds a hosted child may take to answer `ping` (default 30).
     pub ping_timeout: Option<u64>,
+    /// Seconds a daemon may take to start answering HTTP (default 60).
+    pub start_timeout: Option<f64>,
 }
 
 impl Config {
@@ -218,6 +232,7 @@ impl Config {
             scope: crate::host::Scope::Shared,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             ping_timeout: DEFAULT_PING_TIMEOUT,
+            start_timeout: DEFAULT_START_TIMEOUT,
         };
         let memory_file = crate::paths::home()
             .map(|home| home.join("memory").join("{projectHash}.jsonl"))
@@ -232,14 +247,29 @@ impl Config {
             scope: crate::host::Scope::Project,
             ..daemon("memory", 3100, TransportKind::Stdio)
         };
-        let servers = [
-            memory,
-            daemon("code-index", 3101, TransportKind::StreamableHttp),
-            daemon("ast-grep", 3102, TransportKind::Sse),
-        ];
+        // PyPI's code-index-mcp, one index per project.
+        let code_index = ServerConfig {
+            command: Some("uvx".into()),
+            args: vec![
+                "code-index-mcp".into(),
+                "--project-path".into(),
+                "{project}".into(),
+            ],
+            scope: crate::host::Scope::Project,
+            ..daemon("code-index", 3101, TransportKind::Stdio)
+        };
+        // npm's ast-grep MCP server; it runs the `ast-grep` CLI, which npm's
+        // `@ast-grep/cli` ships (see the README).
+        let ast_grep = ServerConfig {
+            command: Some("npx".into()),
+            args: vec!["-y".into(), "@notprolands/ast-grep-mcp".into()],
+            ..daemon("ast-grep", 3102, TransportKind::Stdio)
+        };
+        let servers = [memory, code_index, ast_grep];
         Config {
             source: None,
             manager_port: DEFAULT_MANAGER_PORT,
+            health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
             servers: servers.into_iter().map(|s| (s.name.clone(), s)).collect(),
         }
     }
@@ -356,6 +386,8 @@ impl Config {
                 crate::transport::parse_header(&format!("{}: {}", header.0, header.1))
                     .map_err(|p| invalid(format!("{}.{}", key("headers"), header.0), p))?;
             }
+            let start_timeout = seconds(entry.start_timeout, DEFAULT_START_TIMEOUT)
+                .map_err(|p| invalid(key("startTimeout"), p))?;
             servers.insert(
                 name.clone(),
                 ServerConfig {
@@ -375,12 +407,18 @@ impl Config {
                     ping_timeout: entry
                         .ping_timeout
                         .map_or(DEFAULT_PING_TIMEOUT, std::time::Duration::from_secs),
+                    start_timeout,
                 },
             );
         }
         Ok(Config {
             source: Some(path.to_owned()),
             manager_port: raw.manager_port.unwrap_or(DEFAULT_MANAGER_PORT),
+            health_check_interval: seconds(
+                raw.health_check_interval,
+                DEFAULT_HEALTH_CHECK_INTERVAL,
+            )
+            .map_err(|p| invalid("healthCheckInterval".into(), p))?,
             servers,
         })
     }
@@ -388,6 +426,22 @@ impl Config {
     /// The configured names, for "valid names are …" messages.
     pub fn names(&self) -> Vec<&str> {
         self.servers.keys().map(String::as_str).collect()
+    }
+}
+
+/// A duration given in (possibly fractional) seconds.
+fn seconds(
+    value: Option<f64>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            Ok(std::time::Duration::from_secs_f64(secs))
+        }
+        Some(secs) => Err(format!(
+            "{secs} is not a duration; give seconds between 0 and 86400 (for example 30 or 0.5)"
+        )),
     }
 }
 
@@ -451,13 +505,26 @@ mod tests {
         );
         assert_eq!(memory.scope, crate::host::Scope::Project);
         assert!(memory.env["MEMORY_FILE_PATH"].ends_with("{projectHash}.jsonl"));
-        assert_eq!(config.servers["code-index"].port, Some(3101));
+        let code_index = &config.servers["code-index"];
+        assert_eq!(
+            (code_index.port, code_index.transport, code_index.scope),
+            (
+                Some(3101),
+                TransportKind::Stdio,
+                crate::host::Scope::Project
+            )
+        );
+        assert_eq!(code_index.command.as_deref(), Some("uvx"));
         let ast = &config.servers["ast-grep"];
-        assert_eq!((ast.port, ast.transport), (Some(3102), TransportKind::Sse));
+        assert_eq!(
+            (ast.port, ast.transport),
+            (Some(3102), TransportKind::Stdio)
+        );
         assert_eq!(
             ast.endpoint_url().expect("url").as_str(),
-            "http://127.0.0.1:3102/sse"
+            "http://127.0.0.1:3102/mcp"
         );
+        assert_eq!(config.health_check_interval, DEFAULT_HEALTH_CHECK_INTERVAL);
         assert_eq!(config.manager_port, 3199);
     }
 

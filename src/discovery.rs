@@ -1,26 +1,31 @@
 //! Finding the daemon that serves `--target NAME`.
 //!
 //! In the original's order: something answering on the configured port, then
-//! the port in `NAME.lock`, then `POST /ensure` to the manager. A remote
-//! (`url`) entry needs no search. When nothing serves the name, the error says
-//! what was tried and what to run.
+//! the port in `NAME.lock`, then `POST /ensure` to the manager. With no
+//! manager running, the proxy starts one (detached, so it outlives the
+//! proxy) and asks again; if even that fails it starts the daemon itself,
+//! under the same start guard as the manager ([`crate::launch`]), so exactly
+//! one daemon runs either way. A remote (`url`) entry needs no search. When
+//! nothing serves the name, the error says what was tried and what to run.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::net::TcpStream;
 use url::Url;
 
 use crate::config::{self, ServerConfig, TransportKind};
-use crate::{lockfile, paths};
+use crate::manager::api::{ApiClient, ApiError};
+use crate::{launch, lockfile, paths};
 
 /// How long a port probe may take: loopback answers in microseconds.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-/// The manager may have to start the daemon (and `npx` may download it).
-const ENSURE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Beyond the daemon's own start timeout, for the manager's work.
+const ENSURE_MARGIN: Duration = Duration::from_secs(15);
+/// How long a manager the proxy started may take to answer `/ping`.
+const MANAGER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A daemon ready to be connected to.
 #[derive(Debug, Clone)]
@@ -95,22 +100,123 @@ pub async fn find(
         )),
         None => tried.push(format!("no lock file at {}", lock_path.display())),
     }
-    match ensure(&server.name, manager_port).await {
-        Ok((port, transport)) => {
-            return Ok(found(
-                port,
-                transport.unwrap_or(server.transport),
-                "manager",
-            ));
-        }
-        Err(reason) => tried.push(reason),
+    let api = ApiClient::new(manager_port, server.start_timeout + ENSURE_MARGIN)
+        .map_err(|e| not_found(server, vec![e.to_string()], manager_port))?;
+    match ensure(&api, server, home).await {
+        Ok((port, transport, via)) => return Ok(found(port, transport, via)),
+        Err(mut reasons) => tried.append(&mut reasons),
     }
-    Err(NotFound {
+    Err(not_found(server, tried, manager_port))
+}
+
+fn not_found(server: &ServerConfig, tried: Vec<String>, manager_port: u16) -> NotFound {
+    NotFound {
         name: server.name.clone(),
         tried,
         port: server.port,
         manager_port,
-    })
+    }
+}
+
+/// The manager's `/ensure`; with no manager, one started now, else the
+/// daemon started here.
+async fn ensure(
+    api: &ApiClient,
+    server: &ServerConfig,
+    home: &Path,
+) -> Result<(u16, TransportKind, &'static str), Vec<String>> {
+    let name = &server.name;
+    let with_default = |(port, transport): (u16, Option<TransportKind>)| {
+        (port, transport.unwrap_or(server.transport), "manager")
+    };
+    let mut tried = Vec::new();
+    match api.ensure(name).await {
+        Ok(answer) => return Ok(with_default(answer)),
+        Err(ApiError::NotRunning { .. }) => {}
+        Err(error) => return Err(vec![format!("the manager could not start it: {error}")]),
+    }
+    let manager = sibling_program("mcp-manager");
+    match start_manager(&manager, api).await {
+        Ok(()) => match api.ensure(name).await {
+            Ok(answer) => return Ok(with_default(answer)),
+            Err(error) => return Err(vec![format!("the manager could not start it: {error}")]),
+        },
+        Err(reason) => tried.push(reason),
+    }
+    // No manager: start the daemon here, under the same guard.
+    let launched = launch::Launch {
+        home,
+        server,
+        manager_exe: &manager,
+    }
+    .ensure()
+    .await;
+    match launched {
+        Ok(running) => {
+            let lock = running.lock().clone();
+            if let launch::Running::Spawned { mut child, .. } = running {
+                // Reap it if it ends while this proxy lives; it is detached,
+                // so it outlives the proxy.
+                tokio::spawn(async move { child.wait().await });
+            }
+            Ok((lock.port, lock.transport, "started by the proxy"))
+        }
+        Err(error) => {
+            tried.push(format!("starting it here failed: {error}"));
+            Err(tried)
+        }
+    }
+}
+
+/// Starts `mcp-manager --port P` detached and waits for it to answer. Many
+/// proxies may do this at once: one manager wins the instance lock, the
+/// others exit, and everyone waits for the winner.
+async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
+    let port = api.port();
+    let mut command = tokio::process::Command::new(manager);
+    command
+        .arg("--port")
+        .arg(port.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(false);
+    launch::detach(&mut command);
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "no manager answers on 127.0.0.1:{port}, and {} cannot be started: {e}",
+            manager.display()
+        )
+    })?;
+    tracing::info!(port, "started the manager");
+    let deadline = tokio::time::Instant::now() + MANAGER_START_TIMEOUT;
+    loop {
+        match api.call::<serde_json::Value>("/ping", None).await {
+            Ok(_) => break,
+            Err(ApiError::NotRunning { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "the manager started on 127.0.0.1:{port} does not answer: {error}"
+                ));
+            }
+        }
+    }
+    // Reap it if it exits (a loser of the instance lock) while we live.
+    tokio::spawn(async move { child.wait().await });
+    Ok(())
+}
+
+/// `name` beside this program (the binaries are installed together), else
+/// `name` on PATH.
+fn sibling_program(name: &str) -> PathBuf {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&file)))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(file))
 }
 
 fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {
@@ -129,54 +235,4 @@ pub async fn answers(port: u16) -> bool {
         tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr)).await,
         Ok(Ok(_))
     )
-}
-
-#[derive(Deserialize)]
-struct EnsureAnswer {
-    running: bool,
-    port: Option<u16>,
-    transport: Option<TransportKind>,
-    error: Option<String>,
-}
-
-/// Asks the manager to make sure the daemon runs; its port and transport.
-async fn ensure(name: &str, manager_port: u16) -> Result<(u16, Option<TransportKind>), String> {
-    let url = format!("http://127.0.0.1:{manager_port}/ensure");
-    let client = crate::transport::loopback_client_builder()
-        .timeout(ENSURE_TIMEOUT)
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let response = client
-        .post(&url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::json!({ "name": name }).to_string())
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_connect() {
-                format!("no manager answers on 127.0.0.1:{manager_port}")
-            } else {
-                format!("the manager on 127.0.0.1:{manager_port} did not answer: {e}")
-            }
-        })?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| format!("cannot read the manager's /ensure answer: {e}"))?;
-    let answer: EnsureAnswer = serde_json::from_slice(&body).map_err(|e| {
-        format!("the manager's /ensure answer (HTTP {status}) is not understood: {e}")
-    })?;
-    match answer {
-        EnsureAnswer {
-            running: true,
-            port: Some(port),
-            transport,
-            ..
-        } => Ok((port, transport)),
-        EnsureAnswer { error, .. } => Err(format!(
-            "the manager could not start it: {}",
-            error.unwrap_or_else(|| format!("HTTP {status}"))
-        )),
-    }
 }

@@ -21,12 +21,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, ORIGIN};
+use hyper::header::{ACCEPT, CONTENT_TYPE, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -88,7 +86,7 @@ struct ClientSession {
     has_roots: bool,
 }
 
-type Body = BoxBody<Bytes, Infallible>;
+use crate::http_server::Body;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -107,39 +105,13 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
         host.backend_for("shared");
     }
     tokio::spawn(Arc::clone(&host).reap_idle_sessions());
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                // Answers are small writes after the headers: without this,
-                // Nagle holds each one for the client's delayed ACK (~40 ms).
-                let _ = stream.set_nodelay(true);
-                stream
-            }
-            Err(error) => {
-                // Out of file descriptors, say: back off instead of spinning.
-                tracing::warn!(%error, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let host = Arc::clone(&host);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let host = Arc::clone(&host);
-                async move { Ok::<_, Infallible>(host.handle(request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "client connection ended with an error");
-            }
-        });
-    }
+    let serving = Arc::clone(&host);
+    crate::http_server::serve(
+        listener,
+        move |request| Arc::clone(&serving).handle(request),
+        shutdown,
+    )
+    .await;
     let backends: Vec<Arc<Backend>> = lock(&host.backends).values().cloned().collect();
     // Every child gets its SIGTERM grace, in parallel, before the exit.
     let stops = backends
@@ -212,14 +184,7 @@ impl Host {
     /// Origin (browsers send one) must be a loopback origin.
     #[expect(clippy::result_large_err, reason = "the error is the response to send")]
     fn check_origin(&self, request: &Request<Incoming>) -> Result<(), Response<Body>> {
-        let port = self.options.port;
-        let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
-        let allowed_hosts = [
-            format!("127.0.0.1:{port}"),
-            format!("localhost:{port}"),
-            format!("[::1]:{port}"),
-        ];
-        if !host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(h))) {
+        if !crate::http_server::is_own_host(request.headers(), self.options.port) {
             return Err(plain(
                 StatusCode::FORBIDDEN,
                 "forbidden: the Host header must name this loopback port",

@@ -18,16 +18,29 @@
 //! - [`host`]: a stdio server shared behind one Streamable HTTP endpoint
 //!   (`mcp-manager host`); [`host::backend`] multiplexes sessions onto a child.
 //! - [`discovery`]: finding the daemon for `--target` (port, lock, manager).
-//! - [`lockfile`]: reading `NAME.lock`.
+//! - [`lockfile`]: `NAME.lock`, read and written atomically.
+//! - [`launch`]: starting a daemon race-free under its start guard (the
+//!   manager's way and, without a manager, the proxy's).
+//! - [`manager`]: `mcp-manager`: one task per supervised daemon
+//!   ([`manager::daemon`]), the control API ([`manager::control`]) and its
+//!   client ([`manager::api`]), daemon logs, `generate-config`.
+//! - [`http_server`]: the accept loop and Host check the host and the
+//!   control API share.
+//! - [`procinfo`]: facts about other processes (alive, start time, port
+//!   holder, command line) and signals, so nothing kills what it did not start.
 //! - [`signals`]: SIGINT ignored, SIGTERM/SIGHUP as a clean end.
 #![deny(clippy::print_stdout)]
 
 pub mod config;
 pub mod discovery;
 pub mod host;
+pub mod http_server;
 pub mod jsonrpc;
+pub mod launch;
 pub mod lockfile;
+pub mod manager;
 pub mod paths;
+pub mod procinfo;
 pub mod proxy;
 pub mod signals;
 pub mod stdio;

@@ -2,8 +2,10 @@
 //!
 //! The JSON keeps the original's fields (`pid`, `port`, `startedAt`,
 //! `transport`), pretty-printed, so tools written for the original still read
-//! it. This module only reads it; writing (under an exclusive lock) belongs to
-//! the manager. Its contents are an API boundary.
+//! it, and adds `processStart`: the pid's start time, so that a pid reused by
+//! another program is never taken for the daemon. Written only by whoever
+//! holds the daemon's start guard (see [`crate::launch`]), atomically
+//! (a temporary file renamed over it). Its contents are an API boundary.
 
 use std::path::Path;
 
@@ -20,6 +22,16 @@ pub struct DaemonLock {
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,
     pub transport: TransportKind,
+    /// [`crate::procinfo::start_time`] of `pid` when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_start: Option<u64>,
+}
+
+impl DaemonLock {
+    /// Does `pid` still name the process this lock was written for?
+    pub fn is_live(&self) -> bool {
+        crate::procinfo::is_same_process(self.pid, self.process_start)
+    }
 }
 
 /// Reads a lock file; `None` if there is none or it cannot be understood
@@ -32,6 +44,29 @@ pub fn read(path: &Path) -> Option<DaemonLock> {
             tracing::warn!(path = %path.display(), %error, "ignoring an unreadable lock file");
             None
         }
+    }
+}
+
+/// Writes a lock file atomically: readers see the old or the new one.
+///
+/// # Errors
+/// The file system's error.
+pub fn write(path: &Path, lock: &DaemonLock) -> std::io::Result<()> {
+    let mut text = serde_json::to_string_pretty(lock).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let temporary = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, text)?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
+/// Removes a lock file; one that is already gone is fine.
+pub fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(path = %path.display(), %error, "cannot remove a lock file"),
     }
 }
 
@@ -53,5 +88,35 @@ mod tests {
         std::fs::write(&path, "garbage").expect("write");
         assert_eq!(read(&path), None);
         assert_eq!(read(&dir.path().join("none.lock")), None);
+    }
+
+    #[test]
+    fn writes_what_it_reads_and_names_the_process() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.lock");
+        let lock = DaemonLock {
+            pid: std::process::id(),
+            port: 3100,
+            started_at: 1,
+            transport: TransportKind::Stdio,
+            process_start: crate::procinfo::start_time(std::process::id()),
+        };
+        write(&path, &lock).expect("write");
+        assert_eq!(read(&path), Some(lock.clone()));
+        assert!(lock.is_live(), "this process is alive");
+        #[cfg(target_os = "linux")]
+        {
+            let reused = DaemonLock {
+                process_start: lock.process_start.map(|s| s + 1),
+                ..lock
+            };
+            assert!(
+                !reused.is_live(),
+                "a pid with another start time is another process"
+            );
+        }
+        remove(&path);
+        remove(&path);
+        assert_eq!(read(&path), None);
     }
 }

@@ -1,8 +1,13 @@
-//! `mcp-manager`: runs and supervises shared MCP daemons. This first part
-//! has one subcommand, `host NAME`: serve a stdio MCP server from the config
-//! to many sessions over Streamable HTTP, in the foreground.
+//! `mcp-manager`: runs and supervises shared MCP daemons (in the
+//! foreground), and talks to a running one (`status`, `start`, `stop`,
+//! `restart`, `logs`); `generate-config` writes Claude's MCP config;
+//! `host NAME` serves one stdio server to many sessions.
+
+// The CLI subcommands print their results; logs go through tracing.
+#![allow(clippy::print_stdout)]
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,18 +15,54 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use mcp_session_manager::config::{Config, TransportKind};
 use mcp_session_manager::host::{self, HostOptions, backend::Timing};
+use mcp_session_manager::manager::api::{ApiClient, DaemonList, DaemonStatus};
+use mcp_session_manager::manager::{self, ManagerOptions, generate_config, logfile};
 use mcp_session_manager::paths;
 
 /// Run shared MCP daemons for many Claude Code sessions.
 #[derive(Debug, Parser)]
 #[command(name = "mcp-manager", version, about, after_help = AFTER_HELP)]
 struct Args {
+    /// The control API's port [default: the config's managerPort, else 3199]
+    #[arg(long, global = true)]
+    port: Option<u16>,
+    /// Start every configured daemon at once
+    #[arg(long)]
+    start_all: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write ~/.claude/mcp.json: every daemon through mcp-proxy
+    GenerateConfig {
+        /// Print it only; write nothing
+        #[arg(long)]
+        print: bool,
+    },
+    /// Show every daemon of the running manager
+    Status {
+        /// The manager's JSON, as is
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a daemon (through the running manager)
+    Start { name: String },
+    /// Stop a daemon (through the running manager)
+    Stop { name: String },
+    /// Stop and start a daemon again (through the running manager)
+    Restart { name: String },
+    /// Show a daemon's log (NAME.log)
+    Logs {
+        name: String,
+        /// How many lines from the end
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing what is appended
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Serve a stdio MCP server from config.json to many sessions over
     /// Streamable HTTP on 127.0.0.1:PORT (in the foreground)
     Host {
@@ -31,14 +72,22 @@ enum Command {
 }
 
 const AFTER_HELP: &str = "\
+Without a command, runs the manager in the foreground: it supervises every
+configured daemon and serves the control API (curl localhost:3199/status).
+
 Environment:
   MCP_SESSION_MANAGER_HOME  directory of config.json, locks and logs [default: ~/.mcp-session-manager]
-  MCP_MANAGER_LOG           log filter for stderr [default: info]";
+  MCP_MANAGER_LOG           log filter [default: info]";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging();
-    // One thread: the host is I/O-bound, and this keeps it small.
+    let log_file = match &args.command {
+        None => paths::home().ok().map(|home| home.join("manager.log")),
+        Some(_) => None,
+    };
+    init_logging(log_file);
+    // One thread: the manager and the host are I/O-bound, and this keeps
+    // them small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,9 +98,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let port = args.port;
     let result = runtime.block_on(async {
         match args.command {
-            Command::Host { name } => run_host(&name).await,
+            None => run_manager(port, args.start_all).await,
+            Some(Command::Host { name }) => run_host(&name).await,
+            Some(Command::GenerateConfig { print }) => generate(port, print),
+            Some(Command::Status { json }) => status(port, json).await,
+            Some(Command::Start { name }) => daemon_command(port, "/start", &name).await,
+            Some(Command::Stop { name }) => daemon_command(port, "/stop", &name).await,
+            Some(Command::Restart { name }) => daemon_command(port, "/restart", &name).await,
+            Some(Command::Logs {
+                name,
+                lines,
+                follow,
+            }) => logs(&name, lines, follow).await,
         }
     });
     match result {
@@ -61,6 +122,169 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The config, and the control API's port: `--port`, else the config's.
+fn load(port: Option<u16>) -> anyhow::Result<(PathBuf, Config, u16)> {
+    let home = paths::home()?;
+    let config = Config::load(&home)?;
+    let port = port.unwrap_or(config.manager_port);
+    Ok((home, config, port))
+}
+
+async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
+    let (home, config, port) = load(port)?;
+    let manager_exe = std::env::current_exe().context("cannot find this program's path")?;
+    let options = ManagerOptions {
+        home,
+        config,
+        port,
+        start_all,
+        manager_exe,
+    };
+    manager::run(options, stop_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn generate(port: Option<u16>, print_only: bool) -> anyhow::Result<()> {
+    let (_, config, port) = load(port)?;
+    let document = generate_config::render(&config, &generate_config::proxy_path(), port);
+    let text = serde_json::to_string_pretty(&document)?;
+    if print_only {
+        println!("{text}");
+        return Ok(());
+    }
+    let user_home = dirs::home_dir().context("cannot find your home directory")?;
+    let written = generate_config::write(&generate_config::target(&user_home), &document)
+        .map_err(anyhow::Error::msg)?;
+    println!("{text}");
+    println!();
+    println!("Wrote {}", written.path.display());
+    if let Some(backup) = &written.backup {
+        println!("The previous file is kept as {}", backup.display());
+    }
+    println!(
+        "Next: start the manager (`mcp-manager --start-all`), or let the proxies start it on demand. \
+         Claude Code reads MCP servers from ~/.claude.json and a project's .mcp.json: \
+         copy these entries there (or `claude mcp add-json NAME '<entry>'`), then restart Claude Code."
+    );
+    Ok(())
+}
+
+fn api(port: u16) -> anyhow::Result<ApiClient> {
+    // /start waits for the daemon, which may be downloading on first run.
+    Ok(ApiClient::new(port, Duration::from_secs(180))?)
+}
+
+async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
+    let (_, _, port) = load(port)?;
+    let list: DaemonList = api(port)?.call("/status", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    print_table(&list.daemons);
+    Ok(())
+}
+
+async fn daemon_command(port: Option<u16>, route: &str, name: &str) -> anyhow::Result<()> {
+    let (_, _, port) = load(port)?;
+    let status: DaemonStatus = api(port)?.call(route, Some(name)).await?;
+    print_table(std::slice::from_ref(&status));
+    let wanted_running = route != "/stop";
+    if status.running != wanted_running {
+        bail!(
+            "{name} is {}{}",
+            status.state.as_str(),
+            status
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn print_table(daemons: &[DaemonStatus]) {
+    let rows: Vec<[String; 8]> = daemons
+        .iter()
+        .map(|d| {
+            [
+                d.name.clone(),
+                d.state.as_str().to_owned(),
+                d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                d.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                d.transport.as_str().to_owned(),
+                d.uptime.map(human).unwrap_or_else(|| "-".into()),
+                d.restarts.to_string(),
+                d.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "TRANSPORT",
+        "UPTIME",
+        "RESTARTS",
+        "LAST ERROR",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 8]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 7 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    println!("{}", line(header));
+    for row in &rows {
+        println!("{}", line(row.each_ref().map(String::as_str)));
+    }
+}
+
+/// `3h 04m`, `12m 05s`, `42s`.
+fn human(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs / 60 % 60),
+    }
+}
+
+async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
+    let home = paths::home()?;
+    let path = paths::log_file(&home, name);
+    if !path.exists() {
+        bail!("no log for {name:?} at {}", path.display());
+    }
+    if follow {
+        let mut stdout = tokio::io::stdout();
+        logfile::follow(&path, lines, &mut stdout, stop_signal())
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    } else {
+        for line in logfile::tail(&path, lines)
+            .with_context(|| format!("cannot read {}", path.display()))?
+        {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
 
 async fn run_host(name: &str) -> anyhow::Result<()> {
@@ -137,15 +361,22 @@ async fn stop_signal() {
     tracing::info!("stopping");
 }
 
-fn init_logging() {
+/// Logs to stderr and, for the manager, to `manager.log` as well.
+fn init_logging(file: Option<PathBuf>) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = std::env::var("MCP_MANAGER_LOG")
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+    let file = file.and_then(|path| logfile::open_append(&path).ok());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match file {
+        Some(file) => builder
+            .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
 }

@@ -1,0 +1,216 @@
+//! The control API's shapes, and a client for it (the CLI subcommands and
+//! the proxy's `/ensure`). The JSON is an API boundary: the original's
+//! fields (`name`, `running`, `pid`, `port`, `uptime`, `lastError`) keep
+//! their names and meaning; the rest is added.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TransportKind;
+
+/// Where a daemon is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DaemonState {
+    /// Not running, and not wanted.
+    Stopped,
+    /// Spawned (or being spawned), not answering HTTP yet.
+    Starting,
+    /// Answering HTTP.
+    Running,
+    /// Waiting out a back-off before the next start.
+    Backoff,
+    /// Being stopped.
+    Stopping,
+    /// Cannot start (a foreign program holds the port, the runner is
+    /// missing); tried again after a back-off.
+    Failed,
+    /// A `url` entry: lives elsewhere, never started here.
+    Remote,
+}
+
+impl DaemonState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DaemonState::Stopped => "stopped",
+            DaemonState::Starting => "starting",
+            DaemonState::Running => "running",
+            DaemonState::Backoff => "backoff",
+            DaemonState::Stopping => "stopping",
+            DaemonState::Failed => "failed",
+            DaemonState::Remote => "remote",
+        }
+    }
+}
+
+/// One daemon, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonStatus {
+    pub name: String,
+    pub running: bool,
+    pub state: DaemonState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub transport: TransportKind,
+    /// Milliseconds since it started answering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime: Option<u64>,
+    /// Starts after the first one (crashes, failed checks, restarts asked).
+    #[serde(default)]
+    pub restarts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Started by an earlier manager and taken over from its lock.
+    #[serde(default)]
+    pub adopted: bool,
+    /// The log's last lines (`GET /status/NAME` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_tail: Option<Vec<String>>,
+}
+
+/// `{"daemons": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonList {
+    pub daemons: Vec<DaemonStatus>,
+}
+
+/// The answer to `/ensure` (the original's, plus `transport`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnsureAnswer {
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<TransportKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Talking to the control API failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "no manager is running on 127.0.0.1:{port}; start one with `mcp-manager --port {port}`"
+    )]
+    NotRunning { port: u16 },
+    #[error("the manager on 127.0.0.1:{port} did not answer: {reason}")]
+    Failed { port: u16, reason: String },
+    /// The manager answered with an error (`{"error": ...}`).
+    #[error("{message}")]
+    Refused { status: u16, message: String },
+}
+
+/// A client of one manager's control API.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client whose every call may take up to `timeout` (`/start` waits for
+    /// the daemon to answer).
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn new(port: u16, timeout: Duration) -> Result<ApiClient, ApiError> {
+        let http = crate::transport::loopback_client_builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| ApiError::Failed {
+                port,
+                reason: format!("cannot build an HTTP client: {e}"),
+            })?;
+        Ok(ApiClient { port, http })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `GET path` or `POST path` with `{"name": ...}`; the JSON answer.
+    ///
+    /// # Errors
+    /// [`ApiError`]: none running, no answer, or the manager's own error.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        name: Option<&str>,
+    ) -> Result<T, ApiError> {
+        let port = self.port;
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let request = match name {
+            Some(name) => self
+                .http
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::json!({ "name": name }).to_string()),
+            None if path.starts_with("/st") && path.ends_with("-all") => self.http.post(url),
+            None => self.http.get(url),
+        };
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                ApiError::NotRunning { port }
+            } else {
+                ApiError::Failed {
+                    port,
+                    reason: e.to_string(),
+                }
+            }
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| ApiError::Failed {
+            port,
+            reason: format!("cannot read the answer: {e}"),
+        })?;
+        if !status.is_success() {
+            #[derive(Deserialize)]
+            struct Refusal {
+                error: Option<String>,
+            }
+            let message = serde_json::from_slice::<Refusal>(&body)
+                .ok()
+                .and_then(|r| r.error)
+                .unwrap_or_else(|| format!("HTTP {status}"));
+            return Err(ApiError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::Failed {
+            port,
+            reason: format!("the answer to {path} is not understood: {e}"),
+        })
+    }
+
+    /// Asks the manager to make sure `name` runs.
+    ///
+    /// # Errors
+    /// As [`ApiClient::call`]; a daemon that cannot start is
+    /// [`ApiError::Refused`] with the manager's reason.
+    pub async fn ensure(&self, name: &str) -> Result<(u16, Option<TransportKind>), ApiError> {
+        let answer: EnsureAnswer = match self.call("/ensure", Some(name)).await {
+            Ok(answer) => answer,
+            Err(ApiError::Refused { status, message }) => {
+                return Err(ApiError::Refused { status, message });
+            }
+            Err(other) => return Err(other),
+        };
+        match answer {
+            EnsureAnswer {
+                running: true,
+                port: Some(port),
+                transport,
+                ..
+            } => Ok((port, transport)),
+            EnsureAnswer { error, .. } => Err(ApiError::Refused {
+                status: 500,
+                message: error.unwrap_or_else(|| "the daemon is not running".into()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The control API on 127.0.0.1:PORT: the original's routes and JSON
+//! shapes, plus `/restart`, `/status/NAME` and `/events`.
+//!
+//! It starts and kills processes, so only this machine's own tools may call
+//! it: the socket is bound to 127.0.0.1, the Host header must name it (no
+//! DNS rebinding) and any `Origin` (a browser page) is refused; no CORS
+//! header is ever sent. Bodies are JSON whatever their content type (curl's
+//! `-d` sends a form type), capped at [`MAX_BODY`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, ORIGIN};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Manager;
+use super::api::{DaemonList, EnsureAnswer};
+use crate::http_server::Body;
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Lines of the log shown by `/status/NAME`.
+const LOG_TAIL: usize = 20;
+
+/// Serves the API until `stop` is cancelled.
+pub async fn serve(manager: Arc<Manager>, listener: TcpListener, stop: CancellationToken) {
+    let stopping = stop.clone();
+    crate::http_server::serve(
+        listener,
+        move |request| handle(Arc::clone(&manager), request, stopping.clone()),
+        stop.cancelled_owned(),
+    )
+    .await;
+}
+
+async fn handle(
+    manager: Arc<Manager>,
+    request: Request<Incoming>,
+    stop: CancellationToken,
+) -> Response<Body> {
+    if !crate::http_server::is_own_host(request.headers(), manager.port) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the Host header must be 127.0.0.1, localhost or [::1] with this port",
+        );
+    }
+    if request.headers().contains_key(ORIGIN) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "requests from web pages are refused: this API starts and stops processes",
+        );
+    }
+    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let method = request.method().clone();
+    let post = |route: &str| -> Option<Response<Body>> {
+        (method != Method::POST).then(|| wrong_method(route, "POST"))
+    };
+    match path.as_str() {
+        "/ping" | "/status" | "/events" if method != Method::GET => wrong_method(&path, "GET"),
+        "/ping" => ok(&json!({
+            "status": "ok",
+            "message": "Manager is running",
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        "/status" => ok(&DaemonList {
+            daemons: manager.statuses(),
+        }),
+        "/events" => events(&manager, stop),
+        "/start-all" | "/stop-all" => {
+            if let Some(refusal) = post(&path) {
+                return refusal;
+            }
+            let daemons = if path == "/start-all" {
+                manager.start_all().await
+            } else {
+                manager.stop_all().await
+            };
+            ok(&DaemonList { daemons })
+        }
+        "/start" | "/stop" | "/restart" | "/ensure" => {
+            if let Some(refusal) = post(&path) {
+                return refusal;
+            }
+            let name = match daemon_name(request).await {
+                Ok(name) => name,
+                Err(refusal) => return refusal,
+            };
+            let Some(daemon) = manager.daemon(&name) else {
+                return unknown(&name);
+            };
+            match path.as_str() {
+                "/start" => ok(&daemon.start().await),
+                "/stop" => ok(&daemon.stop().await),
+                "/restart" => ok(&daemon.restart().await),
+                _ => match daemon.ensure().await {
+                    Ok(lock) => ok(&EnsureAnswer {
+                        running: true,
+                        port: Some(lock.port),
+                        transport: Some(lock.transport),
+                        error: None,
+                    }),
+                    Err(reason) => reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &EnsureAnswer {
+                            running: false,
+                            port: None,
+                            transport: None,
+                            error: Some(reason),
+                        },
+                    ),
+                },
+            }
+        }
+        _ => match path.strip_prefix("/status/") {
+            Some(_) if method != Method::GET => wrong_method(&path, "GET"),
+            Some(name) => match manager.daemon(name) {
+                Some(daemon) => {
+                    let mut status = daemon.status();
+                    let log = crate::paths::log_file(&manager.home, name);
+                    status.log_tail =
+                        Some(super::logfile::tail(&log, LOG_TAIL).unwrap_or_default());
+                    ok(&status)
+                }
+                None => unknown(name),
+            },
+            None => error(StatusCode::NOT_FOUND, "Not found"),
+        },
+    }
+}
+
+/// `{"name": "..."}` from the body.
+async fn daemon_name(request: Request<Incoming>) -> Result<String, Response<Body>> {
+    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is over {MAX_BODY} bytes; send {{\"name\": \"...\"}}"),
+            ));
+        }
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(error(StatusCode::BAD_REQUEST, "Missing daemon name"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not JSON ({e}); send {{\"name\": \"...\"}}"),
+        )
+    })?;
+    match value.get("name") {
+        None | Some(serde_json::Value::Null) => {
+            Err(error(StatusCode::BAD_REQUEST, "Missing daemon name"))
+        }
+        Some(serde_json::Value::String(name)) if name.is_empty() => {
+            Err(error(StatusCode::BAD_REQUEST, "Missing daemon name"))
+        }
+        Some(serde_json::Value::String(name)) => Ok(name.clone()),
+        Some(other) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("\"name\" must be a string, not {other}"),
+        )),
+    }
+}
+
+/// `GET /events`: the current status of every daemon, then each change.
+fn events(manager: &Manager, stop: CancellationToken) -> Response<Body> {
+    let receiver = manager.events.subscribe();
+    let first: Vec<Bytes> = manager.statuses().iter().map(sse_event).collect();
+    let changes =
+        futures_util::stream::unfold((receiver, stop), |(mut receiver, stop)| async move {
+            loop {
+                let next = tokio::select! {
+                    () = stop.cancelled() => return None,
+                    next = receiver.recv() => next,
+                };
+                match next {
+                    Ok(status) => return Some((sse_event(&status), (receiver, stop))),
+                    // A slow reader missed some: it still gets the latest.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+    let events = futures_util::stream::iter(first)
+        .chain(changes)
+        .map(|event| Ok::<_, Infallible>(Frame::data(event)));
+    Response::builder()
+        .header(CONTENT_TYPE, "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(BodyExt::boxed(StreamBody::new(events)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn sse_event(status: &impl Serialize) -> Bytes {
+    let data = serde_json::to_string(status).unwrap_or_default();
+    Bytes::from(format!("event: state\ndata: {data}\n\n"))
+}
+
+fn ok(value: &impl Serialize) -> Response<Body> {
+    reply(StatusCode::OK, value)
+}
+
+fn reply(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+/// `{"error": message}`, the original's error shape.
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    reply(status, &json!({ "error": message }))
+}
+
+fn unknown(name: &str) -> Response<Body> {
+    error(StatusCode::NOT_FOUND, &format!("Unknown daemon: {name}"))
+}
+
+fn wrong_method(route: &str, allowed: &'static str) -> Response<Body> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("use {allowed} for {route}"),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, hyper::header::HeaderValue::from_static(allowed));
+    response
+}
