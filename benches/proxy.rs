@@ -5,7 +5,7 @@
 //! Prints a Markdown table on stdout, a cold-start breakdown and a one-line
 //! summary of the targets, then the host table (below) and its summary.
 //! `BENCH_QUICK=1` runs much smaller counts (a smoke test, well under 30 s
-//! once built). `BENCH_ONLY=proxy` or `BENCH_ONLY=host` runs one table.
+//! once built). `BENCH_ONLY=proxy`, `host` or `manager` runs one table.
 //!
 //! - **direct**: reqwest in this process, POST per message, minimal SSE parsing.
 //! - **mcp-proxy**: the real binary with piped stdio, `--url` to server A.
@@ -182,11 +182,14 @@ async fn run(plan: Plan) {
     }
     // `BENCH_ONLY=proxy` or `BENCH_ONLY=host` runs one table.
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    if only != "host" {
+    if only.is_empty() || only == "proxy" {
         run_proxy(plan, &everything).await;
     }
-    if only != "proxy" {
+    if only.is_empty() || only == "host" {
         run_host(plan, &everything).await;
+    }
+    if only.is_empty() || only == "manager" {
+        run_manager(plan, &everything).await;
     }
 }
 
@@ -1836,6 +1839,281 @@ async fn run_host(plan: Plan, everything: &Path) {
 }
 
 // ---------------------------------------------------------------------------
+// The manager table: supervision costs
+// ---------------------------------------------------------------------------
+
+// Targets for the manager.
+const TARGET_MANAGER_RSS_KIB: u64 = 10 * 1024;
+const TARGET_RECOVERY_OVERHEAD: Duration = Duration::from_millis(300);
+
+/// `mcp-manager` (no subcommand) over three server-everything daemons
+/// (streamableHttp, sse, stdio hosted), killed when dropped.
+struct ManagerRun {
+    child: Child,
+    port: u16,
+    daemon_port: u16,
+    http: reqwest::Client,
+    _home: tempfile::TempDir,
+}
+
+impl ManagerRun {
+    async fn start(everything: &Path) -> Result<ManagerRun, String> {
+        let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+        let [port, http_port, sse_port, stdio_port] =
+            [free_port()?, free_port()?, free_port()?, free_port()?];
+        let js = everything.to_string_lossy();
+        let config = json!({"managerPort": port, "mcpServers": {
+            "http": {"command": "node", "args": [js, "streamableHttp"],
+                     "env": {"PORT": http_port.to_string()}, "port": http_port,
+                     "transport": "streamable-http"},
+            "sse": {"command": "node", "args": [js, "sse"],
+                    "env": {"PORT": sse_port.to_string()}, "port": sse_port, "transport": "sse"},
+            "stdio": {"command": "node", "args": [js, "stdio"], "port": stdio_port},
+        }});
+        let file = mcp_session_manager::paths::config_file(home.path());
+        std::fs::write(&file, config.to_string())
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let child = Command::new(manager_bin())
+            .arg("--start-all")
+            .env("MCP_SESSION_MANAGER_HOME", home.path())
+            .env("MCP_MANAGER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start mcp-manager: {e}"))?;
+        let http = mcp_session_manager::transport::loopback_client_builder()
+            .timeout(ANSWER_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let run = ManagerRun {
+            child,
+            port,
+            daemon_port: http_port,
+            http,
+            _home: home,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = run.status().await {
+                let daemons = status["daemons"].as_array().cloned().unwrap_or_default();
+                if daemons.len() == 3 && daemons.iter().all(|d| d["state"] == "running") {
+                    return Ok(run);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("the three daemons were not running within 60 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn status(&self) -> Option<Value> {
+        let url = format!("http://127.0.0.1:{}/status", self.port);
+        let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
+        serde_json::from_slice(&body).ok()
+    }
+
+    async fn daemon_pid(&self, name: &str) -> Option<u32> {
+        let status = self.status().await?;
+        let daemons = status["daemons"].as_array()?;
+        let daemon = daemons.iter().find(|d| d["name"] == name)?;
+        u32::try_from(daemon["pid"].as_u64()?).ok()
+    }
+
+    /// SIGTERM: the manager stops its daemons and exits.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY-free: a plain signal to our own child.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Polls `GET /mcp` on `port` every 2 ms until it answers HTTP (400, the
+/// answer without a session); the time it took.
+async fn until_serving(http: &reqwest::Client, port: u16, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    while start.elapsed() < limit {
+        if http.get(&url).send().await.is_ok() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+/// server-everything (streamableHttp) started by hand: spawn → serving.
+async fn own_start(everything: &Path, http: &reqwest::Client) -> Result<Duration, String> {
+    let port = free_port()?;
+    let start = Instant::now();
+    let mut child = Command::new("node")
+        .arg(everything)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start node: {e}"))?;
+    let serving = until_serving(http, port, Duration::from_secs(20)).await;
+    let elapsed = start.elapsed();
+    let _ = child.kill().await;
+    serving
+        .map(|_| elapsed)
+        .ok_or_else(|| "server-everything did not start".into())
+}
+
+/// The third table: the manager's own cost and how fast it heals.
+async fn run_manager(plan: Plan, everything: &Path) {
+    let started = Instant::now();
+    let rounds = if plan.quick { 2 } else { 5 };
+    let mut errors = Vec::new();
+    let http = match mcp_session_manager::transport::loopback_client_builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+    {
+        Ok(http) => http,
+        Err(error) => {
+            println!("cannot run the manager benchmark: {error}");
+            return;
+        }
+    };
+    let run = match ManagerRun::start(everything).await {
+        Ok(run) => run,
+        Err(error) => {
+            println!("cannot run the manager benchmark: {error}");
+            return;
+        }
+    };
+    let manager_pid = run.child.id();
+    // Idle: three daemons up, nothing asked for two health-check-free seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = manager_pid.and_then(|pid| proc_status_kib(pid, "VmRSS:"));
+    // /status, sequential, on one keep-alive connection.
+    let mut status_latencies = Vec::new();
+    for _ in 0..if plan.quick { 50 } else { 500 } {
+        let call = Instant::now();
+        if run.status().await.is_none() {
+            errors.push("a /status call failed".to_owned());
+            break;
+        }
+        status_latencies.push(call.elapsed());
+    }
+    // kill -9 → serving again, against the daemon's own start time.
+    let mut recoveries = Vec::new();
+    let mut own_starts = Vec::new();
+    for round in 0..rounds {
+        match own_start(everything, &http).await {
+            Ok(own) => own_starts.push(own),
+            Err(error) => errors.push(error),
+        }
+        if round > 0 {
+            // Past the manager's stability window, so each kill is a first
+            // crash (a crash loop backs off by design).
+            tokio::time::sleep(mcp_session_manager::manager::daemon::STABLE_AFTER).await;
+        }
+        let Some(pid) = run.daemon_pid("http").await else {
+            errors.push("no pid for the http daemon".into());
+            break;
+        };
+        let killed = Instant::now();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        // Wait until the old one is gone (its port closes), then time the new.
+        let url = format!("http://127.0.0.1:{}/mcp", run.daemon_port);
+        while http.get(&url).send().await.is_ok() && killed.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        match until_serving(&http, run.daemon_port, Duration::from_secs(30)).await {
+            Some(_) => recoveries.push(killed.elapsed()),
+            None => errors.push(format!("round {round}: not serving 30 s after kill -9")),
+        }
+    }
+    let peak_rss = manager_pid.and_then(vm_hwm_kib);
+    run.stop().await;
+
+    let recovery = median(&recoveries);
+    let own = median(&own_starts);
+    let overhead = match (recovery, own) {
+        (Some(r), Some(o)) => Some(r.saturating_sub(o)),
+        _ => None,
+    };
+    let status_p50 = median(&status_latencies);
+    println!();
+    println!(
+        "## mcp-manager benchmark — three server-everything daemons (streamableHttp, sse, stdio hosted){}",
+        if plan.quick { " (BENCH_QUICK)" } else { "" }
+    );
+    println!();
+    println!("| metric | value | target | met |");
+    println!("|---|---:|---:|---:|");
+    let met = |ok: Option<bool>| match ok {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "—",
+    };
+    println!(
+        "| manager RSS, idle with three daemons (VmRSS) | {} | ≤ 10 MiB | {} |",
+        show(idle_rss.map(|k| k as f64), Unit::KiB),
+        met(idle_rss.map(|k| k <= TARGET_MANAGER_RSS_KIB))
+    );
+    println!(
+        "| manager peak RSS (VmHWM) | {} | | |",
+        show(peak_rss.map(|k| k as f64), Unit::KiB)
+    );
+    println!(
+        "| kill -9 → serving again, median of {} | {} | | |",
+        recoveries.len(),
+        show(secs(recovery), Unit::Time)
+    );
+    println!(
+        "| the daemon's own start (spawn → serving), median of {} | {} | | |",
+        own_starts.len(),
+        show(secs(own), Unit::Time)
+    );
+    println!(
+        "| recovery minus own start | {} | ≤ 300 ms | {} |",
+        show(secs(overhead), Unit::Time),
+        met(overhead.map(|o| o <= TARGET_RECOVERY_OVERHEAD))
+    );
+    println!(
+        "| `GET /status` p50 / p99 ({} calls, keep-alive) | {} / {} | | |",
+        status_latencies.len(),
+        show(secs(status_p50), Unit::Time),
+        show(secs(percentile(&status_latencies, 99.0)), Unit::Time)
+    );
+    for error in &errors {
+        println!("- {error}");
+    }
+    println!();
+    println!(
+        "manager bench took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`); `None` off Linux.
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------
 // Processes, ports, /proc
 // ---------------------------------------------------------------------------
 
@@ -1849,9 +2127,7 @@ fn manager_bin() -> PathBuf {
 
 /// `VmHWM` (peak RSS) of a process, in KiB; `None` off Linux.
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    proc_status_kib(pid, "VmHWM:")
 }
 
 fn everything_js() -> PathBuf {

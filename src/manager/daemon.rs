@@ -4,8 +4,9 @@
 //! and every change on the manager's event channel (`/events`).
 //!
 //! A daemon that exits is seen at once (the manager is its parent; an
-//! adopted one's pid is polled) and started again after a back-off (1 s,
-//! 2 s, 4 s … 60 s, reset after a minute of good health). A periodic HTTP
+//! adopted one's pid is polled) and started again: at once the first time,
+//! then after a back-off (1 s, 2 s, 4 s … 60 s) while it keeps failing; the
+//! back-off starts over once it has run [`STABLE_AFTER`]. A periodic HTTP
 //! probe that fails [`HEALTH_FAILURES`] times in a row restarts it too.
 
 use std::path::PathBuf;
@@ -25,11 +26,12 @@ use crate::paths;
 
 /// Failed probes in a row before a restart.
 pub const HEALTH_FAILURES: u32 = 3;
-/// The first back-off, doubled each time up to [`MAX_BACKOFF`].
+/// The first back-off (after one immediate retry), doubled each time up to
+/// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Up this long, a daemon's back-off starts again from the first.
-const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Up this long, a daemon's back-off starts again from an immediate retry.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often an adopted daemon's pid is checked.
 const PID_POLL: Duration = Duration::from_millis(250);
 /// SIGTERM to SIGKILL.
@@ -330,6 +332,8 @@ impl Daemon {
     }
 
     async fn on_command(&mut self, command: Command, retry_at: &mut Option<tokio::time::Instant>) {
+        // Asked by a person (or a proxy): no back-off owed.
+        self.attempt = 0;
         match command {
             Command::Start(reply) => {
                 if !self.is_remote() && self.process.is_none() {
@@ -366,6 +370,7 @@ impl Daemon {
                     self.set(|s| s.state = DaemonState::Stopping);
                     self.stop_process().await;
                 }
+                self.running_since = None;
                 if !self.is_remote() {
                     self.set(|s| {
                         s.state = DaemonState::Stopped;
@@ -449,9 +454,7 @@ impl Daemon {
         {
             self.attempt = 0;
         }
-        let delay = FIRST_BACKOFF
-            .saturating_mul(1 << self.attempt.min(6))
-            .min(MAX_BACKOFF);
+        let delay = backoff(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         self.set(|s| {
             s.state = state;
@@ -476,7 +479,6 @@ impl Daemon {
         process.stop().await;
         lockfile::remove(&paths::lock_file(&self.context.home, self.name()));
         drop(guard);
-        self.running_since = None;
     }
 
     /// One HTTP probe of the running daemon.
@@ -526,5 +528,27 @@ impl Daemon {
         if changed {
             let _ = self.context.events.send(self.snapshot());
         }
+    }
+}
+
+/// The wait before start number `attempt` (0-based) since the daemon was
+/// last stable: none, then 1 s, 2 s, 4 s … [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 => Duration::ZERO,
+        n => FIRST_BACKOFF
+            .saturating_mul(1 << (n - 1).min(6))
+            .min(MAX_BACKOFF),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_is_immediate_then_doubles_to_a_minute() {
+        let secs: Vec<u64> = (0..10).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

@@ -183,6 +183,7 @@ async fn target_found_through_the_manager() {
 
 /// Nothing serves the target: `initialize` gets a JSON-RPC error that says
 /// what to run, and the proxy exits 1.
+#[cfg(unix)] // the manager helper signals with libc
 #[tokio::test]
 async fn no_daemon_answers_initialize_with_the_fix() {
     let home = TestHome::new();
@@ -204,6 +205,12 @@ async fn no_daemon_answers_initialize_with_the_fix() {
         "{message}"
     );
     assert!(message.contains(&manager_port), "{message}");
+    // The proxy started a manager (detached) to ask; it said why it could
+    // not start "gone", and stays up for the next proxy: stop it.
+    assert!(message.contains("no \"command\""), "{message}");
+    let mut manager =
+        crate::util::ManagerProcess::attach(&home, manager_port.parse().expect("port")).await;
     let status = proxy.wait(Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(1));
+    manager.stop().await;
 }

@@ -5,6 +5,7 @@ mod cli;
 mod fake_daemon;
 mod faults;
 mod host;
+mod manager;
 mod process;
 mod real_servers;
 mod sdk_clients;
