@@ -24,6 +24,8 @@ use crate::{launch, lockfile, paths};
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Beyond the daemon's own start timeout, for the manager's work.
 const ENSURE_MARGIN: Duration = Duration::from_secs(15);
+/// `/ping` answers at once from a manager.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a manager the proxy started may take to answer `/ping`.
 const MANAGER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,24 +132,61 @@ async fn ensure(
         (port, transport.unwrap_or(server.transport), "manager")
     };
     let mut tried = Vec::new();
-    match api.ensure(name).await {
-        Ok(answer) => return Ok(with_default(answer)),
-        Err(ApiError::NotRunning { .. }) => {}
-        Err(error) => return Err(vec![format!("the manager could not start it: {error}")]),
-    }
     let manager = sibling_program("mcp-manager");
-    match start_manager(&manager, api).await {
-        Ok(()) => match api.ensure(name).await {
-            Ok(answer) => return Ok(with_default(answer)),
-            Err(error) => return Err(vec![format!("the manager could not start it: {error}")]),
-        },
-        Err(reason) => tried.push(reason),
+    match ping(api.port()).await {
+        Ping::Manager => {}
+        Ping::Nothing => {
+            if let Err(reason) = start_manager(&manager, api).await {
+                tried.push(reason);
+                return launch_here(server, home, &manager, tried).await;
+            }
+        }
+        Ping::Stranger(what) => {
+            tried.push(format!(
+                "127.0.0.1:{} is held by something that is not mcp-manager ({what})",
+                api.port()
+            ));
+            return launch_here(server, home, &manager, tried).await;
+        }
     }
-    // No manager: start the daemon here, under the same guard.
+    match api.ensure(name).await {
+        Ok(answer) => Ok(with_default(answer)),
+        Err(error) => Err(vec![format!("the manager could not start it: {error}")]),
+    }
+}
+
+/// Who answers on the manager's port.
+enum Ping {
+    Manager,
+    Nothing,
+    /// Something else: what it said.
+    Stranger(String),
+}
+
+async fn ping(port: u16) -> Ping {
+    let client = match ApiClient::new(port, PING_TIMEOUT) {
+        Ok(client) => client,
+        Err(error) => return Ping::Stranger(error.to_string()),
+    };
+    match client.call::<serde_json::Value>("/ping", None).await {
+        Ok(answer) if answer["message"] == "Manager is running" => Ping::Manager,
+        Ok(answer) => Ping::Stranger(format!("/ping answered {answer}")),
+        Err(ApiError::NotRunning { .. }) => Ping::Nothing,
+        Err(error) => Ping::Stranger(error.to_string()),
+    }
+}
+
+/// No manager to ask: start the daemon here, under the same guard.
+async fn launch_here(
+    server: &ServerConfig,
+    home: &Path,
+    manager: &Path,
+    mut tried: Vec<String>,
+) -> Result<(u16, TransportKind, &'static str), Vec<String>> {
     let launched = launch::Launch {
         home,
         server,
-        manager_exe: &manager,
+        manager_exe: manager,
     }
     .ensure()
     .await;

@@ -71,7 +71,7 @@ pub enum Running {
     /// Started earlier (by anyone) and still the same process.
     Existing(DaemonLock),
     /// Started now; `child` is ours to wait on.
-    Spawned { lock: DaemonLock, child: Child },
+    Spawned { lock: DaemonLock, child: Box<Child> },
 }
 
 impl Running {
@@ -205,7 +205,10 @@ impl Launch<'_> {
             )));
         }
         match self.wait_ready(&mut child, port).await {
-            Ok(()) => Ok(Running::Spawned { lock, child }),
+            Ok(()) => Ok(Running::Spawned {
+                lock,
+                child: Box::new(child),
+            }),
             Err(error) => {
                 stop_child(&mut child).await;
                 lockfile::remove(&lock_path);

@@ -63,7 +63,16 @@ pub fn is_alive(pid: u32) -> bool {
         };
         exists && !is_zombie(pid)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        // No libc here; `tasklist` ships with every Windows.
+        let filter = format!("PID eq {pid}");
+        std::process::Command::new("tasklist")
+            .args(["/FI", &filter, "/NH", "/FO", "CSV"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&format!("\"{pid}\"")))
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = pid;
         false

@@ -1,12 +1,11 @@
 //! Process-level care of a hosted child: its own process group, death with
 //! the host, and stopping the whole tree (`npx` → `node` …).
 
-use std::time::Duration;
-
 use tokio::process::{Child, Command};
 
 /// How long a child gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+#[cfg(unix)]
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Puts the child in a process group of its own (a terminal's SIGINT never
 /// reaches it; the host can signal the whole tree), and on Linux has the

@@ -182,7 +182,7 @@ pub fn spawn(
 #[derive(Debug)]
 enum Process {
     /// Spawned by this manager: its exit is seen at once.
-    Child { child: Child, lock: DaemonLock },
+    Child { child: Box<Child>, lock: DaemonLock },
     /// Started by an earlier manager (or a proxy): its pid is polled.
     Adopted(DaemonLock),
 }

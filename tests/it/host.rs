@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::util::{
-    HostProcess, Proxy, TestHome, everything_js, everything_stdio_entry, fixtures, free_port,
-    tool_text, venv_python,
+    HostProcess, Proxy, TestHome, everything_stdio_entry, fixtures, free_port, tool_text,
+    venv_python,
 };
 
 async fn proxy_to(host: &HostProcess, home: &TestHome) -> Proxy {
@@ -634,7 +634,10 @@ async fn the_child_dies_with_the_host() {
 #[tokio::test]
 async fn a_grandchild_dies_with_the_host() {
     let home = TestHome::new();
-    let script = format!("node '{}' stdio; exit 0", everything_js().to_string_lossy());
+    let script = format!(
+        "node '{}' stdio; exit 0",
+        crate::util::everything_js().to_string_lossy()
+    );
     let entry = json!({"command": "sh", "args": ["-c", script], "port": free_port()});
     let mut host = HostProcess::start(&home, "everything", entry).await;
     let health = host

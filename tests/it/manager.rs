@@ -18,9 +18,11 @@ use tokio::process::Command;
 
 use crate::util::{
     ManagerProcess, Mode, Proxy, TestHome, everything_daemon_entry, free_port,
-    hosted_everything_entry, manager_bin, manager_config, pid_alive, port_answers, proxy_bin,
-    run_manager_cli, send_signal, tool_text, wait_until,
+    hosted_everything_entry, manager_config, pid_alive, port_answers, proxy_bin, run_manager_cli,
+    send_signal, tool_text,
 };
+#[cfg(target_os = "linux")]
+use crate::util::{manager_bin, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -38,6 +40,7 @@ fn read_lock(home: &TestHome, name: &str) -> Option<Value> {
 }
 
 /// The lock files of daemons in the home (the manager's own excluded).
+#[cfg(target_os = "linux")]
 fn daemon_locks(home: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(home)
         .expect("read home")
@@ -1045,4 +1048,84 @@ async fn cli_status_start_stop_and_logs() {
     let stopped = manager.status_of("web").await;
     assert_eq!(stopped["state"], "stopped", "after `stop web`: {stopped}");
     assert!(!port_answers(web).await);
+}
+
+/// A foreign program holds the manager's port (it answers HTTP, but not as
+/// mcp-manager): proxies start the daemon themselves, under the same start
+/// guard, so three at once still give exactly one daemon, and no manager.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn without_a_manager_proxies_start_one_daemon_themselves() {
+    use crate::util::{process_cmdline, processes_of_home};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let home = TestHome::new();
+    let port = free_port();
+    let web = free_port();
+    home.write_config(&manager_config(
+        port,
+        json!({"web": everything_daemon_entry(web, Mode::StreamableHttp)}),
+    ));
+    // The stranger: 404 to everything, then closes.
+    let stranger = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the manager port");
+    let answering = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = stranger.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..3 {
+        let mut proxy = Proxy::start(
+            &home,
+            &["--target", "web", "--manager-port", &port.to_string()],
+        );
+        tasks.spawn(async move {
+            proxy.initialize().await;
+            let pong = proxy.request(json!(i), "ping", json!({})).await;
+            assert_eq!(pong["result"], json!({}), "proxy {i}");
+            proxy
+        });
+    }
+    let mut proxies = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        proxies.push(joined.expect("a proxy initialized and answered ping"));
+    }
+    let lock = read_lock(&home, "web").expect("web.lock");
+    let daemon = u32::try_from(lock["pid"].as_u64().expect("pid")).expect("pid");
+    // Everything started for this home but the proxies themselves.
+    let started: Vec<u32> = processes_of_home(home.path())
+        .into_iter()
+        .filter(|pid| {
+            !process_cmdline(*pid)
+                .first()
+                .is_some_and(|exe| exe.ends_with("mcp-proxy"))
+        })
+        .collect();
+    let managers: Vec<&u32> = started
+        .iter()
+        .filter(|pid| {
+            process_cmdline(**pid)
+                .first()
+                .is_some_and(|exe| exe.ends_with("mcp-manager"))
+        })
+        .collect();
+    assert!(managers.is_empty(), "no manager may run: {managers:?}");
+    assert_eq!(started, [daemon], "exactly one daemon for the home");
+    assert!(port_answers(web).await);
+    answering.abort();
+    drop(proxies);
+    // Detached, it outlives the proxies: stop it (it is ours, by its lock).
+    send_signal(daemon, libc::SIGKILL);
 }

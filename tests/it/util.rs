@@ -998,6 +998,10 @@ impl Drop for ManagerProcess {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        #[cfg_attr(
+            not(target_os = "linux"),
+            allow(unused_mut, reason = "only Linux adds the home's daemons")
+        )]
         let mut tracked = std::mem::take(
             &mut *self
                 .tracked
