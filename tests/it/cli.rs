@@ -157,18 +157,28 @@ async fn target_found_through_the_manager() {
     let manager = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let manager_port = manager.local_addr().expect("addr").port();
     let daemon_port = server.port;
+    // A stand-in manager: answers `/ping` as mcp-manager does, then the
+    // `/ensure` with the daemon's port.
     let asked = tokio::spawn(async move {
-        let (mut socket, _) = manager.accept().await.expect("the proxy asks the manager");
-        let mut request = vec![0u8; 4096];
-        let n = socket.read(&mut request).await.expect("read request");
-        let body =
-            format!(r#"{{"running":true,"port":{daemon_port},"transport":"streamable-http"}}"#);
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        socket.write_all(response.as_bytes()).await.expect("answer");
-        String::from_utf8_lossy(&request[..n]).into_owned()
+        loop {
+            let (mut socket, _) = manager.accept().await.expect("the proxy asks the manager");
+            let mut request = vec![0u8; 4096];
+            let n = socket.read(&mut request).await.expect("read request");
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            let body = if request.starts_with("GET /ping") {
+                r#"{"status":"ok","message":"Manager is running"}"#.to_owned()
+            } else {
+                format!(r#"{{"running":true,"port":{daemon_port},"transport":"streamable-http"}}"#)
+            };
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.expect("answer");
+            if !request.starts_with("GET /ping") {
+                return request;
+            }
+        }
     });
     let home = TestHome::new();
     home.write_config(
