@@ -25,6 +25,7 @@ use crate::config::{ServerConfig, TransportKind};
 use crate::discovery::{self, NotFound};
 use crate::jsonrpc::{self, Incoming, Kind, Message, ParseError};
 use crate::stdio::{self, LineReader};
+use crate::transport::recovery::{Recovery, Rediscover};
 use crate::transport::{Endpoint, Upstream};
 use router::{Batch, Router};
 
@@ -61,6 +62,8 @@ pub struct Options {
     pub target: Target,
     /// How long requests in flight may take to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// How long requests wait for a lost daemon to come back.
+    pub reconnect_timeout: Duration,
 }
 
 /// How many client lines may wait while the daemon is being found.
@@ -94,8 +97,8 @@ where
         () = &mut shutdown => return Outcome::Finished,
         () = stdout_closed.cancelled() => return Outcome::Finished,
     };
-    let endpoint = match endpoint {
-        Ok(endpoint) => endpoint,
+    let (endpoint, rediscover) = match endpoint {
+        Ok(found) => found,
         Err(not_found) => {
             tracing::error!("{not_found}");
             report_no_daemon(&router, &mut lines, &not_found).await;
@@ -107,7 +110,11 @@ where
     };
     let shown = crate::transport::redacted(&endpoint.url);
     tracing::info!(url = %shown, transport = %endpoint.transport, "connecting to the daemon");
-    let upstream = match Upstream::connect(endpoint, Arc::clone(&router)) {
+    let recovery = Recovery {
+        rediscover,
+        timeout: options.reconnect_timeout,
+    };
+    let upstream = match Upstream::connect(endpoint, Arc::clone(&router), recovery) {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::error!(%error, "cannot set up the connection to the daemon");
@@ -170,14 +177,16 @@ async fn read_lines<R: AsyncRead + Unpin>(input: R, lines: mpsc::Sender<Bytes>) 
     }
 }
 
-async fn resolve(target: Target) -> Result<Endpoint, NotFound> {
+/// The endpoint, and for `--target` how to find (or start) the daemon
+/// again after it is lost.
+async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFound> {
     let project = project_path_header();
     match target {
         Target::Url(mut endpoint) => {
             if let Some(value) = project {
                 endpoint.headers.entry(PROJECT_PATH_HEADER).or_insert(value);
             }
-            Ok(endpoint)
+            Ok((endpoint, None))
         }
         Target::Named {
             server,
@@ -198,14 +207,26 @@ async fn resolve(target: Target) -> Result<Endpoint, NotFound> {
             if let Some(value) = project {
                 headers.entry(PROJECT_PATH_HEADER).or_insert(value);
             }
-            Ok(Endpoint {
+            let endpoint = Endpoint {
                 url: found.url,
                 transport: match found.transport {
                     TransportKind::Stdio => TransportKind::StreamableHttp,
                     other => other,
                 },
                 headers,
-            })
+            };
+            let server = Arc::new(*server);
+            let home = Arc::new(home);
+            let rediscover: Rediscover = Arc::new(move || {
+                let (server, home) = (Arc::clone(&server), Arc::clone(&home));
+                Box::pin(async move {
+                    discovery::find(&server, &home, manager_port)
+                        .await
+                        .map(|found| found.url)
+                        .map_err(|not_found| not_found.to_string())
+                })
+            });
+            Ok((endpoint, Some(rediscover)))
         }
     }
 }

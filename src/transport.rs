@@ -12,6 +12,7 @@
 //! `initialize`, and reading an SSE body. It knows nothing of stdio.
 
 pub mod legacy_sse;
+pub mod recovery;
 pub mod streamable_http;
 
 use std::sync::Arc;
@@ -61,8 +62,12 @@ impl Upstream {
     ///
     /// # Errors
     /// [`Error::Client`] if the HTTP client cannot be built (TLS set-up).
-    pub fn connect(endpoint: Endpoint, router: Arc<Router>) -> Result<Upstream, Error> {
-        let link = Link::new(&endpoint, router)?;
+    pub fn connect(
+        endpoint: Endpoint,
+        router: Arc<Router>,
+        recovery: recovery::Recovery,
+    ) -> Result<Upstream, Error> {
+        let link = Link::new(&endpoint, router, recovery)?;
         Ok(match endpoint.transport {
             TransportKind::Sse => {
                 Upstream::Legacy(legacy_sse::LegacySse::start(link, endpoint.url))
@@ -104,17 +109,55 @@ pub(crate) struct Link {
     pub router: Arc<Router>,
     pub order: Sequencer,
     pub replay: InitializeCache,
+    /// What the client set on its session, for a new one.
+    pub kept: Arc<recovery::KeptState>,
+    pub recovery: recovery::Recovery,
+    /// Numbers the proxy's own requests.
+    internal_ids: AtomicU64,
 }
 
 impl Link {
-    fn new(endpoint: &Endpoint, router: Arc<Router>) -> Result<Link, Error> {
+    fn new(
+        endpoint: &Endpoint,
+        router: Arc<Router>,
+        recovery: recovery::Recovery,
+    ) -> Result<Link, Error> {
+        let kept = Arc::new(recovery::KeptState::default());
+        router.observe_answers(Arc::clone(&kept));
         Ok(Link {
             http: http_client(&endpoint.url).map_err(Error::Client)?,
             headers: endpoint.headers.clone(),
             router,
             order: Sequencer::default(),
             replay: InitializeCache::default(),
+            kept,
+            recovery,
+            internal_ids: AtomicU64::new(0),
         })
+    }
+
+    /// Notes a client message before it is sent: `initialize` for a replay,
+    /// and the state it sets.
+    pub fn remember(&self, message: &Message) {
+        self.replay.remember(message);
+        self.kept.observe(message);
+    }
+
+    /// A request of the proxy's own, registered with the router: its id
+    /// and the message. `params` is JSON text.
+    pub fn internal_message(
+        &self,
+        method: &str,
+        params: &str,
+    ) -> Option<(RawId, Message, tokio::sync::oneshot::Receiver<Bytes>)> {
+        let n = self.internal_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let raw = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":"mcp-proxy-internal-{n}","method":"{method}","params":{params}}}"#
+        ));
+        let message = jsonrpc::classify(raw).ok()?;
+        let id = message.id()?.clone();
+        let answer = self.router.begin_internal(id.clone());
+        Some((id, message, answer))
     }
 }
 

@@ -48,6 +48,11 @@ struct Args {
     /// Time requests in flight get to finish when the session ends
     #[arg(long, value_name = "MS", default_value_t = 3000)]
     shutdown_grace_ms: u64,
+
+    /// How long requests wait for a lost daemon to come back (it is found
+    /// again, or started, and a new session opened) before they get an error
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    reconnect_timeout: f64,
 }
 
 const AFTER_HELP: &str = "\
@@ -86,6 +91,10 @@ fn run(args: Args) -> anyhow::Result<Outcome> {
     let options = Options {
         target,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        reconnect_timeout: Duration::try_from_secs_f64(args.reconnect_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .context("--reconnect-timeout takes a positive number of seconds")?,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

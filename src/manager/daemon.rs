@@ -440,6 +440,9 @@ impl Daemon {
                     | LaunchError::Spawn { .. } => DaemonState::Failed,
                     _ => DaemonState::Backoff,
                 };
+                // It never served: no immediate retry (only a crash of a
+                // daemon that ran gets one).
+                self.attempt = self.attempt.max(1);
                 Err(self.fail(state, error.to_string()))
             }
         }

@@ -32,6 +32,8 @@ pub struct Router {
     state: Mutex<State>,
     /// Woken whenever a request leaves the table.
     settled: Notify,
+    /// Sees every daemon answer the client is given (the lists it knows).
+    observer: std::sync::OnceLock<Arc<crate::transport::recovery::KeptState>>,
 }
 
 #[derive(Default)]
@@ -111,7 +113,13 @@ impl Router {
             output,
             state: Mutex::new(State::default()),
             settled: Notify::new(),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Shows every daemon answer given to the client to `kept` (once).
+    pub fn observe_answers(&self, kept: Arc<crate::transport::recovery::KeptState>) {
+        let _ = self.observer.set(kept);
     }
 
     /// Registers a client request before it is sent.
@@ -299,6 +307,11 @@ impl Router {
             pending
         };
         self.settled.notify_waiters();
+        if from_daemon && matches!(pending, Some(Pending::Client { .. })) {
+            if let Some(observer) = self.observer.get() {
+                observer.observe_answer(id.as_json(), &line);
+            }
+        }
         match pending {
             Some(Pending::Internal(tx)) => {
                 let _ = tx.send(line);

@@ -4,13 +4,17 @@
 //! event, `endpoint`, names the URL to POST client messages to (resolved
 //! against the stream URL, query string kept byte for byte, same origin
 //! only). A POST is answered 202; the response arrives later on the stream.
-//! The session lives as long as the stream: when it drops, requests that were
-//! posted get an error, a new stream is opened, and the client's `initialize`
-//! is replayed on it before anything else is posted.
+//! The session lives as long as the stream: when it drops, a new stream is
+//! opened (the daemon found again, or started, for `--target`), the client's
+//! `initialize` is replayed on it and its state restored before anything
+//! else is posted; reads that were waiting are posted again, other requests
+//! get an error saying they may or may not have run.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
@@ -18,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::recovery::{self, Backoff, InternalRequests};
 use super::{
     Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason, short_body,
 };
@@ -27,23 +32,21 @@ use crate::jsonrpc::{Kind, Message, RawId};
 /// stream, so this bounds only the hand-over; some servers never answer a
 /// POST for an unknown session).
 const POST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a message waits for the stream's `endpoint` event.
-const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
 /// How long closing waits for queued notifications to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A legacy SSE session with one daemon.
 pub struct LegacySse {
     link: Link,
-    sse_url: Url,
+    /// The stream's URL; another port after a restart, maybe.
+    sse_url: Mutex<Url>,
     /// Where to POST: the current stream's endpoint once it is known, or why
     /// it cannot be used (another origin).
     endpoint: watch::Sender<Option<Result<Url, String>>>,
     ordered: mpsc::UnboundedSender<Message>,
-    /// Requests posted on the current stream: they fail if it drops.
-    posted: Mutex<HashSet<RawId>>,
+    /// Requests posted on the current stream: if it drops, reads are posted
+    /// again on the next one and the others get an error.
+    posted: Mutex<HashMap<RawId, Message>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -53,10 +56,10 @@ impl LegacySse {
         let (ordered, queue) = mpsc::unbounded_channel();
         let this = Arc::new(LegacySse {
             link,
-            sse_url,
+            sse_url: Mutex::new(sse_url),
             endpoint: watch::Sender::new(None),
             ordered,
-            posted: Mutex::new(HashSet::new()),
+            posted: Mutex::new(HashMap::new()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -67,7 +70,7 @@ impl LegacySse {
 
     /// See [`super::Upstream::send`].
     pub fn send(self: &Arc<Self>, message: Message) {
-        self.link.replay.remember(&message);
+        self.link.remember(&message);
         if matches!(message.kind, Kind::Request { .. }) {
             let ticket = self.link.order.ticket();
             self.tasks.spawn(Arc::clone(self).request(message, ticket));
@@ -90,8 +93,8 @@ impl LegacySse {
 
     async fn run_ordered(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Message>) {
         while let Some(message) = queue.recv().await {
-            if let Err((error, _)) = self.post(&message).await {
-                tracing::warn!(method = message.method(), %error, "cannot send a message to the daemon");
+            if let Err(error) = self.post(&message).await {
+                tracing::warn!(method = message.method(), error = %error.message, "cannot send a message to the daemon");
             }
             self.link.order.mark_sent();
         }
@@ -107,32 +110,45 @@ impl LegacySse {
             // request is among those that get an error.
             let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
             if posted.len() >= 1024 {
-                posted.retain(|id| self.link.router.is_pending(id));
+                posted.retain(|id, _| self.link.router.is_pending(id));
             }
-            posted.insert(id.clone());
+            posted.insert(id.clone(), message.clone());
         }
-        if let Err((error, data)) = self.post(&message).await {
-            tracing::warn!(%id, method, %error, "request failed");
-            let _ = self.link.router.fail(id, &error, data.as_ref()).await;
+        let mut posted = self.post(&message).await;
+        if posted.as_ref().is_err_and(|e| e.not_sent) && self.link.router.is_pending(id) {
+            // The daemon went away before it got this: post it once more
+            // on the next stream (once this one is seen to be gone).
+            let mut endpoint = self.endpoint.subscribe();
+            if endpoint.borrow_and_update().is_some() {
+                let _ = tokio::time::timeout(self.link.recovery.timeout, endpoint.changed()).await;
+            }
+            posted = self.post(&message).await;
+        }
+        if let Err(error) = posted {
+            tracing::warn!(%id, method, error = %error.message, "request failed");
+            let _ = self
+                .link
+                .router
+                .fail(id, &error.message, error.data.as_ref())
+                .await;
         }
     }
 
     /// POSTs one message to the current endpoint.
-    async fn post(&self, message: &Message) -> Result<(), (String, Option<serde_json::Value>)> {
+    async fn post(&self, message: &Message) -> Result<(), PostError> {
         let endpoint = match self.wait_endpoint().await {
             Some(Ok(url)) => url,
             Some(Err(reason)) => {
-                return Err((
-                    format!("the daemon's SSE endpoint is unusable: {reason}"),
-                    None,
-                ));
+                return Err(PostError::new(format!(
+                    "the daemon's SSE endpoint is unusable: {reason}"
+                )));
             }
             None => {
-                let url = &self.sse_url;
-                return Err((
-                    format!("the daemon's SSE stream at {url} sent no endpoint"),
-                    None,
-                ));
+                let url = redacted(&self.sse_url());
+                let waited = self.link.recovery.timeout;
+                return Err(PostError::new(format!(
+                    "the daemon's SSE stream at {url} gave no endpoint within {waited:?} (the daemon is unreachable)"
+                )));
             }
         };
         self.post_to(&endpoint, message.raw.clone()).await
@@ -142,7 +158,7 @@ impl LegacySse {
         &self,
         endpoint: &Url,
         body: bytes::Bytes,
-    ) -> Result<(), (String, Option<serde_json::Value>)> {
+    ) -> Result<(), PostError> {
         let response = self
             .link
             .http
@@ -156,10 +172,11 @@ impl LegacySse {
             .map_err(|e| {
                 let reason = reqwest_reason(&e);
                 let shown = redacted(endpoint);
-                (
-                    format!("cannot reach the daemon at {shown}: {reason}"),
-                    None,
-                )
+                PostError {
+                    message: format!("cannot reach the daemon at {shown}: {reason}"),
+                    data: None,
+                    not_sent: e.is_connect(),
+                }
             })?;
         let status = response.status();
         if status.is_success() {
@@ -167,30 +184,42 @@ impl LegacySse {
         }
         let body = short_body(response).await;
         let data = http_error_data(status, &body);
-        Err((
-            format!("the daemon answered HTTP {status}: {body}"),
-            Some(data),
-        ))
+        Err(PostError {
+            message: format!("the daemon answered HTTP {status}: {body}"),
+            data: Some(data),
+            not_sent: false,
+        })
     }
 
     async fn wait_endpoint(&self) -> Option<Result<Url, String>> {
         let mut endpoint = self.endpoint.subscribe();
-        let found = tokio::time::timeout(ENDPOINT_WAIT, endpoint.wait_for(Option::is_some)).await;
+        let wait = self.link.recovery.timeout;
+        let found = tokio::time::timeout(wait, endpoint.wait_for(Option::is_some)).await;
         match found {
             Ok(Ok(url)) => url.clone(),
             _ => None,
         }
     }
 
+    fn sse_url(&self) -> Url {
+        self.sse_url
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Keeps a stream open, reconnecting (and re-initializing) when it drops.
     async fn run_stream(self: Arc<Self>) {
-        let mut delay = RETRY_FIRST;
+        let mut backoff = Backoff::default();
         let mut streams = 0u64;
+        // When the current outage began, for the log.
+        let mut lost_since: Option<Instant> = None;
         loop {
+            let url = self.sse_url();
             let request = self
                 .link
                 .http
-                .get(self.sse_url.clone())
+                .get(url.clone())
                 .headers(self.link.headers.clone())
                 .header(ACCEPT, "text/event-stream")
                 .send();
@@ -200,9 +229,13 @@ impl LegacySse {
             };
             match response {
                 Ok(r) if r.status() == StatusCode::OK => {
-                    delay = RETRY_FIRST;
+                    backoff = Backoff::default();
                     streams += 1;
                     let reconnected = streams > 1;
+                    if let Some(since) = lost_since.take() {
+                        let ms = since.elapsed().as_millis();
+                        tracing::warn!(ms, "reconnected to the daemon's SSE stream");
+                    }
                     let mut cursor = StreamCursor::default();
                     let on_event = |event: &str, data: &str| {
                         if event == "endpoint" {
@@ -219,28 +252,51 @@ impl LegacySse {
                         return;
                     }
                     self.endpoint.send_replace(None);
-                    tracing::warn!("the daemon's SSE stream closed; reconnecting");
-                    self.fail_posted().await;
+                    lost_since = Some(Instant::now());
+                    tracing::warn!("daemon lost: its SSE stream closed; reconnecting");
+                    self.settle_posted().await;
                 }
                 Ok(r) => {
                     let status = r.status();
                     let body = short_body(r).await;
-                    tracing::warn!(%status, body, url = %self.sse_url, "the daemon refused the SSE stream");
+                    tracing::warn!(%status, body, url = %redacted(&url), "the daemon refused the SSE stream");
                 }
                 Err(error) => {
-                    tracing::warn!(error = %reqwest_reason(&error), url = %self.sse_url, "cannot open the SSE stream");
+                    tracing::debug!(error = %reqwest_reason(&error), url = %redacted(&url), "cannot open the SSE stream");
+                    self.rediscover().await;
                 }
             }
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
                 () = self.cancel.cancelled() => return,
             }
-            delay = delay.mul_f32(1.5).min(RETRY_MAX);
+        }
+    }
+
+    /// Finds the daemon again (starting it if need be), for `--target`.
+    async fn rediscover(&self) {
+        let Some(rediscover) = &self.link.recovery.rediscover else {
+            return;
+        };
+        let found = tokio::select! {
+            found = tokio::time::timeout(self.link.recovery.timeout, rediscover()) => found,
+            () = self.cancel.cancelled() => return,
+        };
+        match found {
+            Ok(Ok(url)) => {
+                let mut current = self.sse_url.lock().unwrap_or_else(PoisonError::into_inner);
+                if *current != url {
+                    tracing::info!(url = %redacted(&url), "the daemon moved");
+                    *current = url;
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot find the daemon again yet"),
+            Err(_) => tracing::warn!("finding the daemon again timed out"),
         }
     }
 
     fn on_endpoint(self: &Arc<Self>, data: &str, reconnected: bool) {
-        let endpoint = match resolve_endpoint(&self.sse_url, data.trim()) {
+        let endpoint = match resolve_endpoint(&self.sse_url(), data.trim()) {
             Ok(url) => url,
             Err(reason) => {
                 tracing::error!(
@@ -257,49 +313,130 @@ impl LegacySse {
             self.endpoint.send_replace(Some(Ok(endpoint)));
             return;
         }
-        // A new stream is a new session: initialize it before anything else
-        // is posted there.
+        // A new stream is a new session: initialize it and restore the
+        // client's state before anything else is posted there.
         let this = Arc::clone(self);
         self.tasks.spawn(async move {
-            this.reinitialize(&endpoint).await;
-            this.endpoint.send_replace(Some(Ok(endpoint)));
+            if this.reinitialize(&endpoint).await {
+                let session = OnEndpoint {
+                    sse: &this,
+                    endpoint: &endpoint,
+                };
+                recovery::restore(&session, &this.link.kept, &this.link.router).await;
+            }
+            this.endpoint.send_replace(Some(Ok(endpoint.clone())));
+            this.post_again(&endpoint).await;
         });
     }
 
-    async fn reinitialize(&self, endpoint: &Url) {
+    /// Opens the new stream's session with the client's `initialize`; true
+    /// if it was answered and `initialized` sent.
+    async fn reinitialize(&self, endpoint: &Url) -> bool {
         let Some((id, raw, initialized)) = self.link.replay.replay() else {
-            return;
+            return false;
         };
         let answer = self.link.router.begin_internal(id.clone());
-        if let Err((error, _)) = self.post_to(endpoint, raw).await {
-            tracing::warn!(error, "cannot re-initialize the new SSE session");
+        if let Err(error) = self.post_to(endpoint, raw).await {
+            tracing::warn!(error = error.message, "cannot re-initialize the new SSE session");
             self.link.router.abandon_internal(&id);
-            return;
+            return false;
         }
         if tokio::time::timeout(POST_TIMEOUT, answer).await.is_err() {
             tracing::warn!("the daemon did not answer the replayed initialize");
             self.link.router.abandon_internal(&id);
-            return;
+            return false;
         }
-        if let Err((error, _)) = self.post_to(endpoint, initialized).await {
-            tracing::warn!(error, "cannot send initialized to the new SSE session");
+        if let Err(error) = self.post_to(endpoint, initialized).await {
+            tracing::warn!(error = error.message, "cannot send initialized to the new SSE session");
+            return false;
         }
         tracing::info!("the daemon's SSE session was opened again");
+        true
     }
 
-    async fn fail_posted(&self) {
-        let posted: Vec<RawId> = self
-            .posted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        for id in posted {
-            let message = "the daemon's SSE stream closed before the response; the request may or may not have run";
+    /// The stream dropped: requests posted on it will get no answer there.
+    /// Reads stay, to be posted again on the next stream; the others get an
+    /// error now (they may have run: never twice).
+    async fn settle_posted(&self) {
+        let cut: Vec<RawId> = {
+            let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
+            let cut: Vec<RawId> = posted
+                .iter()
+                .filter(|(_, m)| !m.method().is_some_and(recovery::is_safe_read))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &cut {
+                posted.remove(id);
+            }
+            cut
+        };
+        for id in cut {
+            let message = "the daemon was lost (its SSE stream closed) before the response; the request may or may not have run, so it was not sent again";
             if self.link.router.fail(&id, message, None).await.is_err() {
                 return;
             }
         }
+    }
+
+    /// Posts the reads cut with the last stream again, on the new one.
+    async fn post_again(&self, endpoint: &Url) {
+        let reads: Vec<(RawId, Message)> = self
+            .posted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(id, _)| self.link.router.is_pending(id))
+            .map(|(id, m)| (id.clone(), m.clone()))
+            .collect();
+        for (id, message) in reads {
+            tracing::info!(%id, method = message.method(), "sending again on the new daemon session");
+            if let Err(error) = self.post_to(endpoint, message.raw.clone()).await {
+                let _ = self
+                    .link
+                    .router
+                    .fail(&id, &error.message, error.data.as_ref())
+                    .await;
+            }
+        }
+    }
+}
+
+/// Why a POST failed.
+struct PostError {
+    message: String,
+    /// HTTP details for the JSON-RPC error's `data`.
+    data: Option<serde_json::Value>,
+    /// The connection was never made: the daemon did not get it.
+    not_sent: bool,
+}
+
+impl PostError {
+    fn new(message: String) -> PostError {
+        PostError {
+            message,
+            data: None,
+            not_sent: false,
+        }
+    }
+}
+
+/// A new stream's session, before its endpoint is open to client messages.
+struct OnEndpoint<'a> {
+    sse: &'a LegacySse,
+    endpoint: &'a Url,
+}
+
+impl InternalRequests for OnEndpoint<'_> {
+    async fn internal_request(&self, method: &'static str, params: String) -> Option<Bytes> {
+        let link = &self.sse.link;
+        let (id, message, answer) = link.internal_message(method, &params)?;
+        if self.sse.post_to(self.endpoint, message.raw).await.is_err() {
+            link.router.abandon_internal(&id);
+            return None;
+        }
+        let answer = tokio::time::timeout(recovery::INTERNAL_TIMEOUT, answer).await;
+        link.router.abandon_internal(&id);
+        answer.ok()?.ok()
     }
 }
 

@@ -6,11 +6,18 @@
 //! arrives. The GET stream, for messages outside any request, is opened as
 //! soon as the session exists (servers send `roots/list` and list changes
 //! right after initialization; without a stream they would be lost). A POST stream cut before its response is
-//! resumed with `Last-Event-ID`; a 404 for our session opens a new session
-//! with the client's own `initialize` and sends the message again once.
+//! resumed with `Last-Event-ID`.
+//!
+//! A lost daemon (connection refused or reset, the GET stream gone, 404 or
+//! "no valid session" for our session id) is recovered from
+//! ([`StreamableHttp::recover`]): the daemon is found again (and started,
+//! for `--target`), a new session is opened with the client's own
+//! `initialize`, its state restored ([`super::recovery`]); requests that
+//! never reached the daemon, and reads, are sent again; anything else that
+//! was cut gets an error saying it may or may not have run.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
@@ -19,6 +26,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::recovery::{self, Backoff, InternalRequests};
 use super::{
     Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason,
     session_prefix, short_body, split_json_body,
@@ -38,6 +46,8 @@ const MAX_RESUMES: u32 = 5;
 const ONE_WAY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A replayed `initialize` holds every other message back: bound it.
 const REINITIALIZE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A `ping` that tells whether the old session still works.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 /// `DELETE` at shutdown must not hold the exit up.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 /// GET stream reconnects: 1 s, then ×1.5, at most 30 s (a `retry:` overrides).
@@ -47,7 +57,8 @@ const GET_RETRY_MAX: Duration = Duration::from_secs(30);
 /// A Streamable HTTP session with one daemon.
 pub struct StreamableHttp {
     link: Link,
-    endpoint: Url,
+    /// Where the daemon is; another port after a restart, maybe.
+    endpoint: std::sync::Mutex<Url>,
     /// `false` for the plain `http` transport: JSON answers only.
     get_stream: bool,
     session: watch::Sender<Session>,
@@ -69,6 +80,8 @@ struct Session {
     generation: u64,
     /// The generation whose GET stream has been opened.
     get_stream_opened: Option<u64>,
+    /// Why the daemon could not be reached again (phase `Lost`).
+    lost: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,16 +89,25 @@ enum Phase {
     /// No `initialize` yet: messages go out without session headers.
     #[default]
     New,
-    /// `initialize` is on its way: everything else waits for its session id.
+    /// `initialize` is on its way (or the daemon is being recovered):
+    /// everything else waits.
     Initializing,
     Ready,
+    /// The daemon did not come back within the bound: requests waiting got
+    /// an error; the next one tries again.
+    Lost,
 }
 
 /// Why a request got no answer from the daemon.
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error("cannot reach the daemon at {}: {reason}", redacted(url))]
-    Unreachable { url: Url, reason: String },
+    Unreachable {
+        url: Url,
+        reason: String,
+        /// The connection was never made: the request was not sent.
+        connect: bool,
+    },
     #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status { status: StatusCode, body: String },
     #[error("the daemon no longer knows this session (HTTP 404)")]
@@ -103,9 +125,34 @@ enum Failure {
     Body(String),
     #[error("the client has gone")]
     ClientGone,
+    #[error("the daemon is unreachable: {0}")]
+    Lost(String),
+    #[error(
+        "the daemon was lost while this request ran ({0}); it may or may not have run, so it was not sent again"
+    )]
+    Restarted(String),
 }
 
 impl Failure {
+    /// Does this look like the daemon went away (or forgot the session)?
+    fn lost_daemon(&self) -> bool {
+        matches!(
+            self,
+            Failure::Unreachable { .. }
+                | Failure::SessionExpired { .. }
+                | Failure::StreamEnded(_)
+                | Failure::Body(_)
+        )
+    }
+
+    /// The daemon never saw the request: sending it again runs it once.
+    fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            Failure::SessionExpired { .. } | Failure::Unreachable { connect: true, .. }
+        )
+    }
+
     fn data(&self) -> Option<serde_json::Value> {
         match self {
             Failure::Status { status, body } => Some(http_error_data(*status, body)),
@@ -119,7 +166,7 @@ impl StreamableHttp {
         let (ordered, queue) = mpsc::unbounded_channel();
         let this = Arc::new(StreamableHttp {
             link,
-            endpoint,
+            endpoint: std::sync::Mutex::new(endpoint),
             get_stream,
             session: watch::Sender::new(Session::default()),
             ordered,
@@ -133,7 +180,7 @@ impl StreamableHttp {
 
     /// See [`super::Upstream::send`].
     pub fn send(self: &Arc<Self>, message: Message) {
-        self.link.replay.remember(&message);
+        self.link.remember(&message);
         match message.method() {
             Some(method) if matches!(message.kind, Kind::Request { .. }) => {
                 if method == "initialize" {
@@ -168,7 +215,7 @@ impl StreamableHttp {
         let request = self
             .link
             .http
-            .delete(self.endpoint.clone())
+            .delete(self.endpoint())
             .headers(self.link.headers.clone())
             .header(MCP_SESSION_ID, id.clone())
             .timeout(DELETE_TIMEOUT);
@@ -216,7 +263,8 @@ impl StreamableHttp {
                         && session.id.is_some()
                         && attempt == 0 =>
                 {
-                    if !self.reinitialize(session.generation).await {
+                    let lost = "the daemon no longer knows our session (HTTP 404)";
+                    if self.recover(session.generation, lost).await.is_err() {
                         return false;
                     }
                 }
@@ -244,19 +292,44 @@ impl StreamableHttp {
         let is_initialize = method == "initialize";
         self.link.order.wait_for(ticket).await;
         if !is_initialize {
-            self.wait_ready().await;
+            if let Err(reason) = self.ready_or_recover().await {
+                let _ = self.link.router.fail(id, &reason, None).await;
+                return;
+            }
         }
         if self.cancel.is_cancelled() {
             return; // the session is over; the client is gone or going
         }
-        let mut result = self.exchange(&message, id, is_initialize).await;
-        if let Err(Failure::SessionExpired { generation }) = result {
-            result = if self.reinitialize(generation).await {
-                self.exchange(&message, id, false).await
-            } else {
-                Err(Failure::SessionExpired { generation })
+        let mut resent = false;
+        let result = loop {
+            let generation = self.session.borrow().generation;
+            let result = self.exchange(&message, id, is_initialize).await;
+            let failure = match result {
+                Err(failure) if !is_initialize && !resent && failure.lost_daemon() => failure,
+                other => break other,
             };
-        }
+            if !self.link.router.is_pending(id) {
+                break Ok(()); // cancelled meanwhile: nothing is owed
+            }
+            resent = true;
+            let reason = failure.to_string();
+            let check_alive = !failure.never_sent();
+            if failure.never_sent() || recovery::is_safe_read(method) {
+                match self.recover_checked(generation, &reason, check_alive).await {
+                    Ok(()) => {
+                        tracing::info!(%id, method, "sending again on the new daemon session");
+                        continue;
+                    }
+                    Err(lost) => break Err(Failure::Lost(lost)),
+                }
+            }
+            // Recover for the requests to come, without this one.
+            let this = Arc::clone(&self);
+            let why = reason.clone();
+            self.tasks
+                .spawn(async move { this.recover_checked(generation, &why, true).await });
+            break Err(Failure::Restarted(reason));
+        };
         if is_initialize {
             // On success `exchange` made the session ready; on failure let
             // the messages waiting for it go (they will fail on their own).
@@ -303,10 +376,23 @@ impl StreamableHttp {
         } else {
             None
         };
-        if status == StatusCode::NOT_FOUND && session.id.is_some() && !is_initialize {
-            return Err(Failure::SessionExpired {
-                generation: session.generation,
-            });
+        if session.id.is_some() && !is_initialize {
+            if status == StatusCode::NOT_FOUND {
+                return Err(Failure::SessionExpired {
+                    generation: session.generation,
+                });
+            }
+            if status == StatusCode::BAD_REQUEST {
+                // Some servers (the TypeScript SDK's) answer an unknown
+                // session with 400 "No valid session ID provided".
+                let body = short_body(response).await;
+                if body.to_ascii_lowercase().contains("session") {
+                    return Err(Failure::SessionExpired {
+                        generation: session.generation,
+                    });
+                }
+                return Err(Failure::Status { status, body });
+            }
         }
         if let Some(session_id) = new_session_id.clone() {
             // Known before the answer is read, so a cut answer stream can be
@@ -472,10 +558,11 @@ impl StreamableHttp {
                     tracing::debug!("the daemon already has a GET stream for this session (409)");
                     return;
                 }
-                Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                    tracing::info!(
-                        "the GET stream's session is gone; the next request opens a new one"
-                    );
+                Ok(r)
+                    if matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) =>
+                {
+                    let lost = format!("the GET stream's session is gone (HTTP {})", r.status());
+                    self.recover(generation, &lost).await.ok();
                     return;
                 }
                 Ok(r)
@@ -496,6 +583,11 @@ impl StreamableHttp {
                     }
                 }
                 Ok(r) => tracing::debug!(status = %r.status(), "GET stream refused"),
+                Err(error) if error.is_connect() => {
+                    let lost = format!("cannot reopen the GET stream: {}", reqwest_reason(&error));
+                    self.recover(generation, &lost).await.ok();
+                    return;
+                }
                 Err(error) => {
                     tracing::debug!(error = %reqwest_reason(&error), "cannot open the GET stream")
                 }
@@ -509,51 +601,155 @@ impl StreamableHttp {
         }
     }
 
-    /// Opens a new session with the client's own `initialize` after the
-    /// daemon lost ours (HTTP 404). True if a session is ready afterwards.
-    async fn reinitialize(self: &Arc<Self>, lost_generation: u64) -> bool {
+    /// Gets the client a working session again after the daemon was lost
+    /// (or forgot ours): finds the daemon (starting it, for `--target`),
+    /// opens a new session with the client's `initialize`, restores its
+    /// state. One recovery at a time; requests wait meanwhile. Bounded by
+    /// the recovery timeout; `Err` says why the daemon is still lost.
+    async fn recover(self: &Arc<Self>, lost_generation: u64, reason: &str) -> Result<(), String> {
+        self.recover_checked(lost_generation, reason, false).await
+    }
+
+    /// [`Self::recover`]; with `check_alive`, first asks the old session
+    /// for a `ping` (the sign of loss was ambiguous: a cut stream).
+    async fn recover_checked(
+        self: &Arc<Self>,
+        lost_generation: u64,
+        reason: &str,
+        check_alive: bool,
+    ) -> Result<(), String> {
         let _one_at_a_time = self.reinitializing.lock().await;
         if self.cancel.is_cancelled() {
-            return false; // the session is ending: never open a new one
+            return Err("the session is ending".into()); // never open a new one
         }
-        if self.session.borrow().generation != lost_generation {
-            return true; // another task already did it
+        {
+            let session = self.session.borrow();
+            if session.generation != lost_generation && session.phase != Phase::Lost {
+                return Ok(()); // another task already did it
+            }
         }
-        let Some((id, raw, initialized)) = self.link.replay.replay() else {
+        if self.link.replay.replay().is_none() || lost_generation == 0 {
+            // No session was ever opened: nothing to recover, only to report.
+            return Err(reason.to_owned());
+        }
+        if check_alive && self.session_works().await {
+            return Ok(()); // a passing hiccup: the daemon still knows us
+        }
+        let started = Instant::now();
+        tracing::warn!(reason, "daemon lost; reconnecting");
+        self.session.send_modify(|s| {
+            s.phase = Phase::Initializing;
+            s.lost = None;
+        });
+        let deadline = started + self.link.recovery.timeout;
+        let mut backoff = Backoff::default();
+        let mut last = reason.to_owned();
+        loop {
+            if let Some(rediscover) = &self.link.recovery.rediscover {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, rediscover()).await {
+                    Ok(Ok(url)) => self.set_endpoint(url),
+                    Ok(Err(error)) => last = error,
+                    Err(_) => break,
+                }
+            }
+            if !self.cancel.is_cancelled() {
+                match self.open_session().await {
+                    Ok(()) => {
+                        recovery::restore(self, &self.link.kept, &self.link.router).await;
+                        self.session.send_modify(|s| s.phase = Phase::Ready);
+                        self.open_get_stream();
+                        let ms = started.elapsed().as_millis();
+                        tracing::warn!(ms, "reconnected to the daemon");
+                        return Ok(());
+                    }
+                    Err(error) => last = error,
+                }
+            }
+            let delay = backoff.next_delay();
+            if self.cancel.is_cancelled() || Instant::now() + delay >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => break,
+            }
+        }
+        let timeout = self.link.recovery.timeout;
+        let lost = format!("not back after {timeout:?} ({last})");
+        tracing::error!(%lost, "the daemon is lost; the next request tries again");
+        self.session.send_modify(|s| {
+            s.phase = Phase::Lost;
+            s.lost = Some(lost.clone());
+        });
+        Err(lost)
+    }
+
+    /// Does the current session still answer a `ping`?
+    async fn session_works(self: &Arc<Self>) -> bool {
+        if self.session.borrow().id.is_none() {
             return false;
-        };
-        let Ok(message) = jsonrpc::classify(raw) else {
-            return false;
-        };
-        tracing::warn!("the daemon lost our session; opening a new one");
-        self.session.send_modify(|s| s.phase = Phase::Initializing);
+        }
+        let ping = self.internal_request("ping", "{}".to_owned());
+        matches!(tokio::time::timeout(LIVENESS_TIMEOUT, ping).await, Ok(Some(_)))
+    }
+
+    /// Opens a new session with the client's own `initialize` and sends its
+    /// `initialized`; the phase stays `Initializing` for the caller.
+    async fn open_session(self: &Arc<Self>) -> Result<(), String> {
+        let (id, raw, initialized) = self
+            .link
+            .replay
+            .replay()
+            .ok_or("the client has not initialized")?;
+        let message = jsonrpc::classify(raw).map_err(|e| e.to_string())?;
         let answer = self.link.router.begin_internal(id.clone());
         let replayed =
             tokio::time::timeout(REINITIALIZE_TIMEOUT, self.exchange(&message, &id, true)).await;
         self.link.router.abandon_internal(&id);
-        let answered = matches!(replayed, Ok(Ok(()))) && answer.await.is_ok();
-        let initialized_sent = answered && {
-            let session = self.session.borrow().clone();
-            let sent = self
-                .post(&session, false)
-                .timeout(ONE_WAY_TIMEOUT)
-                .body(initialized)
-                .send()
-                .await;
-            sent.is_ok_and(|r| r.status().is_success())
-        };
-        if !initialized_sent {
-            tracing::warn!("cannot open a new session with the daemon");
-            self.session.send_modify(|s| {
-                s.phase = Phase::New;
-                s.id = None;
-                s.protocol_version = None;
-            });
-            return false;
+        match replayed {
+            Ok(Ok(())) => {}
+            Ok(Err(failure)) => return Err(failure.to_string()),
+            Err(_) => return Err("the daemon did not answer initialize".into()),
         }
-        self.session.send_modify(|s| s.phase = Phase::Ready);
-        self.open_get_stream();
-        true
+        if answer.await.is_err() {
+            return Err("the daemon sent no answer to initialize".into());
+        }
+        let session = self.session.borrow().clone();
+        let sent = self
+            .post(&session, false)
+            .timeout(ONE_WAY_TIMEOUT)
+            .body(initialized)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("the daemon refused initialized (HTTP {})", r.status())),
+            Err(e) => Err(reqwest_reason(&e)),
+        }
+    }
+
+    /// Waits while the session is being opened or recovered. A request that
+    /// arrives while the daemon is lost tries to recover it; one that waited
+    /// through a recovery that failed gets its reason.
+    async fn ready_or_recover(self: &Arc<Self>) -> Result<(), String> {
+        let arrived_lost = self.session.borrow().phase == Phase::Lost;
+        let mut session = self.session.subscribe();
+        let now = match session.wait_for(|s| s.phase != Phase::Initializing).await {
+            Ok(now) => now.clone(),
+            Err(_) => return Ok(()),
+        };
+        if now.phase != Phase::Lost {
+            return Ok(());
+        }
+        if arrived_lost {
+            let lost = now.lost.clone().unwrap_or_default();
+            return self.recover(now.generation, &lost).await;
+        }
+        Err(format!(
+            "the daemon is unreachable: {}",
+            now.lost.unwrap_or_default()
+        ))
     }
 
     async fn wait_ready(&self) {
@@ -562,11 +758,29 @@ impl StreamableHttp {
         let _ = session.wait_for(|s| s.phase != Phase::Initializing).await;
     }
 
+    fn endpoint(&self) -> Url {
+        self.endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_endpoint(&self, url: Url) {
+        let mut endpoint = self
+            .endpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *endpoint != url {
+            tracing::info!(url = %redacted(&url), "the daemon moved");
+            *endpoint = url;
+        }
+    }
+
     fn post(&self, session: &Session, is_initialize: bool) -> RequestBuilder {
         let request = self
             .link
             .http
-            .post(self.endpoint.clone())
+            .post(self.endpoint())
             .headers(self.link.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
@@ -580,7 +794,7 @@ impl StreamableHttp {
         let mut request = self
             .link
             .http
-            .get(self.endpoint.clone())
+            .get(self.endpoint())
             .headers(self.link.headers.clone())
             .header(ACCEPT, EVENT_STREAM);
         if let Some(last) = last_event_id.and_then(|l| HeaderValue::from_str(l).ok()) {
@@ -591,9 +805,28 @@ impl StreamableHttp {
 
     fn unreachable(&self, error: &reqwest::Error) -> Failure {
         Failure::Unreachable {
-            url: self.endpoint.clone(),
+            url: self.endpoint(),
             reason: reqwest_reason(error),
+            connect: error.is_connect(),
         }
+    }
+}
+
+impl InternalRequests for Arc<StreamableHttp> {
+    async fn internal_request(&self, method: &'static str, params: String) -> Option<Bytes> {
+        let (id, message, answer) = self.link.internal_message(method, &params)?;
+        let sent = tokio::time::timeout(
+            recovery::INTERNAL_TIMEOUT,
+            self.exchange(&message, &id, false),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.link.router.abandon_internal(&id);
+            return None;
+        }
+        let answer = tokio::time::timeout(recovery::INTERNAL_TIMEOUT, answer).await;
+        self.link.router.abandon_internal(&id);
+        answer.ok()?.ok()
     }
 }
 
