@@ -154,11 +154,7 @@ impl LegacySse {
         self.post_to(&endpoint, message.raw.clone()).await
     }
 
-    async fn post_to(
-        &self,
-        endpoint: &Url,
-        body: bytes::Bytes,
-    ) -> Result<(), PostError> {
+    async fn post_to(&self, endpoint: &Url, body: bytes::Bytes) -> Result<(), PostError> {
         let response = self
             .link
             .http
@@ -337,7 +333,10 @@ impl LegacySse {
         };
         let answer = self.link.router.begin_internal(id.clone());
         if let Err(error) = self.post_to(endpoint, raw).await {
-            tracing::warn!(error = error.message, "cannot re-initialize the new SSE session");
+            tracing::warn!(
+                error = error.message,
+                "cannot re-initialize the new SSE session"
+            );
             self.link.router.abandon_internal(&id);
             return false;
         }
@@ -347,7 +346,10 @@ impl LegacySse {
             return false;
         }
         if let Err(error) = self.post_to(endpoint, initialized).await {
-            tracing::warn!(error = error.message, "cannot send initialized to the new SSE session");
+            tracing::warn!(
+                error = error.message,
+                "cannot send initialized to the new SSE session"
+            );
             return false;
         }
         tracing::info!("the daemon's SSE session was opened again");

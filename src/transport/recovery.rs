@@ -289,7 +289,10 @@ pub(crate) async fn restore(
         };
         if now != before {
             kept.set_list(kind, now);
-            tracing::info!(list = kind.method(), "the new daemon's list differs; telling the client");
+            tracing::info!(
+                list = kind.method(),
+                "the new daemon's list differs; telling the client"
+            );
             if router.reply(kind.notification()).await.is_err() {
                 return;
             }
@@ -329,35 +332,61 @@ mod tests {
 
     #[test]
     fn reads_are_safe_calls_are_not() {
-        assert!(is_safe_read("tools/list") && is_safe_read("resources/read") && is_safe_read("ping"));
+        assert!(
+            is_safe_read("tools/list") && is_safe_read("resources/read") && is_safe_read("ping")
+        );
         assert!(!is_safe_read("tools/call") && !is_safe_read("resources/subscribe"));
     }
 
     #[test]
     fn the_clients_level_and_subscriptions_are_kept() {
         let kept = KeptState::default();
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#));
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://1"}}"#));
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://2"}}"#));
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"a://1"}}"#));
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#,
+        ));
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://1"}}"#,
+        ));
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://2"}}"#,
+        ));
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"a://1"}}"#,
+        ));
         let requests = kept.restore_requests();
         assert_eq!(requests.len(), 2, "{requests:?}");
         assert_eq!(requests[0].0, "logging/setLevel");
         assert!(requests[0].1.contains("debug"));
-        assert_eq!(requests[1], ("resources/subscribe", r#"{"uri":"a://2"}"#.to_owned()));
+        assert_eq!(
+            requests[1],
+            ("resources/subscribe", r#"{"uri":"a://2"}"#.to_owned())
+        );
     }
 
     #[test]
     fn a_list_the_client_saw_is_fingerprinted() {
         let kept = KeptState::default();
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":"t","method":"tools/list"}"#));
-        kept.observe(&message(r#"{"jsonrpc":"2.0","id":"p2","method":"prompts/list","params":{"cursor":"x"}}"#));
-        kept.observe_answer(r#""t""#, br#"{"jsonrpc":"2.0","id":"t","result":{"tools":[{"name":"a"}]}}"#);
-        kept.observe_answer(r#""p2""#, br#"{"jsonrpc":"2.0","id":"p2","result":{"prompts":[]}}"#);
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":"t","method":"tools/list"}"#,
+        ));
+        kept.observe(&message(
+            r#"{"jsonrpc":"2.0","id":"p2","method":"prompts/list","params":{"cursor":"x"}}"#,
+        ));
+        kept.observe_answer(
+            r#""t""#,
+            br#"{"jsonrpc":"2.0","id":"t","result":{"tools":[{"name":"a"}]}}"#,
+        );
+        kept.observe_answer(
+            r#""p2""#,
+            br#"{"jsonrpc":"2.0","id":"p2","result":{"prompts":[]}}"#,
+        );
         let known = kept.known_lists();
         assert_eq!(known.len(), 1, "only first pages count: {known:?}");
         assert_eq!(known[0].0, ListKind::Tools);
-        let same = fingerprint(ListKind::Tools, br#"{"result":{"tools":[{"name":"a"}]},"id":9}"#);
+        let same = fingerprint(
+            ListKind::Tools,
+            br#"{"result":{"tools":[{"name":"a"}]},"id":9}"#,
+        );
         let other = fingerprint(ListKind::Tools, br#"{"result":{"tools":[{"name":"b"}]}}"#);
         assert_eq!(same, Some(known[0].1));
         assert_ne!(other, same);
@@ -366,7 +395,9 @@ mod tests {
     #[test]
     fn back_off_doubles_to_a_second() {
         let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..7).map(|_| backoff.next_delay().as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..7)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
         assert_eq!(delays, [50, 100, 200, 400, 800, 1000, 1000]);
     }
 }

@@ -558,9 +558,7 @@ impl StreamableHttp {
                     tracing::debug!("the daemon already has a GET stream for this session (409)");
                     return;
                 }
-                Ok(r)
-                    if matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) =>
-                {
+                Ok(r) if matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
                     let lost = format!("the GET stream's session is gone (HTTP {})", r.status());
                     self.recover(generation, &lost).await.ok();
                     return;
@@ -691,7 +689,10 @@ impl StreamableHttp {
             return false;
         }
         let ping = self.internal_request("ping", "{}".to_owned());
-        matches!(tokio::time::timeout(LIVENESS_TIMEOUT, ping).await, Ok(Some(_)))
+        matches!(
+            tokio::time::timeout(LIVENESS_TIMEOUT, ping).await,
+            Ok(Some(_))
+        )
     }
 
     /// Opens a new session with the client's own `initialize` and sends its
@@ -724,7 +725,10 @@ impl StreamableHttp {
             .await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("the daemon refused initialized (HTTP {})", r.status())),
+            Ok(r) => Err(format!(
+                "the daemon refused initialized (HTTP {})",
+                r.status()
+            )),
             Err(e) => Err(reqwest_reason(&e)),
         }
     }

@@ -8,6 +8,7 @@ mod host;
 mod manager;
 mod process;
 mod real_servers;
+mod restarts;
 mod sdk_clients;
 mod transparency;
 mod util;

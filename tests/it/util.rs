@@ -1042,3 +1042,155 @@ impl Drop for ManagerProcess {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Daemon restarts: a real server started again on the same port, a proxy
+// whose stderr is kept, reads with a deadline of one's own, memory.
+// ---------------------------------------------------------------------------
+
+impl RealServer {
+    /// Starts a real server on `port` (e.g. the port of one that was
+    /// killed); `extra` goes to FastMCP's command line (e.g. `--extra-tool
+    /// NAME`). Waits (≤ 30 s) until it accepts connections; panics if it
+    /// exits first (the port is taken).
+    pub async fn start_on(flavor: Flavor, mode: Mode, port: u16, extra: &[&str]) -> RealServer {
+        let mut command = match flavor {
+            Flavor::Everything => {
+                assert!(
+                    extra.is_empty(),
+                    "server-everything takes no extra arguments"
+                );
+                let mut c = Command::new("node");
+                c.arg(everything_js())
+                    .arg(match mode {
+                        Mode::StreamableHttp => "streamableHttp",
+                        Mode::Sse => "sse",
+                    })
+                    .env("PORT", port.to_string());
+                c
+            }
+            Flavor::FastMcp => {
+                let mut c = Command::new(venv_python());
+                c.arg(fixtures().join("fastmcp_server.py"))
+                    .arg("--transport")
+                    .arg(match mode {
+                        Mode::StreamableHttp => "streamable-http",
+                        Mode::Sse => "sse",
+                    })
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .args(extra);
+                c
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start the real MCP server");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the {flavor:?} server for port {port} exited with {status} before listening"
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the {flavor:?} server did not listen on {addr} within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        RealServer {
+            port,
+            flavor,
+            mode,
+            child,
+        }
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// The stderr of a proxy started by [`start_proxy_logged`].
+pub struct ProxyLog {
+    file: tempfile::NamedTempFile,
+}
+
+impl ProxyLog {
+    /// Everything the proxy wrote to stderr so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(self.file.path()).unwrap_or_default()
+    }
+
+    /// The last `n` lines (for failure messages).
+    pub fn tail(&self, n: usize) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// `mcp-proxy ARGS` (as [`Proxy::start`]) with `MCP_PROXY_LOG=filter` and
+/// its stderr kept in a file.
+pub fn start_proxy_logged(home: &TestHome, args: &[&str], filter: &str) -> (Proxy, ProxyLog) {
+    let file = tempfile::NamedTempFile::new().expect("stderr file");
+    let stderr = file.reopen().expect("reopen stderr file");
+    let proxy = Proxy::start_with(home, args, |command| {
+        command
+            .env("MCP_PROXY_LOG", filter)
+            .stderr(Stdio::from(stderr));
+    });
+    (proxy, ProxyLog { file })
+}
+
+impl Proxy {
+    /// The next message if one comes within `timeout` (it is not kept in
+    /// `seen`); panics on EOF.
+    pub async fn next_within(&mut self, timeout: Duration) -> Option<Value> {
+        match tokio::time::timeout(timeout, self.stdout.next_line()).await {
+            Err(_) => None,
+            Ok(Ok(Some(line))) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}")),
+            ),
+            Ok(Ok(None)) => panic!("mcp-proxy closed stdout; seen so far: {:#?}", self.seen),
+            Ok(Err(e)) => panic!("cannot read mcp-proxy stdout: {e}"),
+        }
+    }
+
+    /// Every message that arrives within `window` (none kept in `seen`).
+    pub async fn collect_for(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut messages = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return messages;
+            }
+            match self.next_within(left).await {
+                Some(message) => messages.push(message),
+                None => return messages,
+            }
+        }
+    }
+}
+
+/// The resident set size of `pid`, in KiB (`VmRSS` of `/proc/PID/status`).
+#[cfg(target_os = "linux")]
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
