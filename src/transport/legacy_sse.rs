@@ -44,9 +44,8 @@ pub struct LegacySse {
     /// it cannot be used (another origin).
     endpoint: watch::Sender<Option<Result<Url, String>>>,
     ordered: mpsc::UnboundedSender<Message>,
-    /// Requests posted on the current stream: if it drops, reads are posted
-    /// again on the next one and the others get an error.
-    posted: Mutex<HashMap<RawId, Message>>,
+    /// Requests posted on the current stream, and reads cut with the last.
+    posted: Mutex<Posted>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -59,7 +58,7 @@ impl LegacySse {
             sse_url: Mutex::new(sse_url),
             endpoint: watch::Sender::new(None),
             ordered,
-            posted: Mutex::new(HashMap::new()),
+            posted: Mutex::new(Posted::default()),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -105,26 +104,21 @@ impl LegacySse {
             return;
         };
         self.link.order.wait_for(ticket).await;
-        {
-            // Recorded before the POST: if the stream drops meanwhile, this
-            // request is among those that get an error.
-            let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
-            if posted.len() >= 1024 {
-                posted.retain(|id, _| self.link.router.is_pending(id));
+        let (mut outcome, token) = self.post_request(id, &message).await;
+        if outcome.as_ref().is_err_and(|e| e.not_sent) && self.link.router.is_pending(id) {
+            // The daemon went away before it got this. Unless the recovery
+            // has already taken it (to post again, or to fail), post it once
+            // more on the next stream, once this one is seen to be gone.
+            if !self.lock_posted().take_back(id, token) {
+                return;
             }
-            posted.insert(id.clone(), message.clone());
-        }
-        let mut posted = self.post(&message).await;
-        if posted.as_ref().is_err_and(|e| e.not_sent) && self.link.router.is_pending(id) {
-            // The daemon went away before it got this: post it once more
-            // on the next stream (once this one is seen to be gone).
             let mut endpoint = self.endpoint.subscribe();
             if endpoint.borrow_and_update().is_some() {
                 let _ = tokio::time::timeout(self.link.recovery.timeout, endpoint.changed()).await;
             }
-            posted = self.post(&message).await;
+            outcome = self.post_request(id, &message).await.0;
         }
-        if let Err(error) = posted {
+        if let Err(error) = outcome {
             tracing::warn!(%id, method, error = %error.message, "request failed");
             let _ = self
                 .link
@@ -134,24 +128,51 @@ impl LegacySse {
         }
     }
 
+    fn lock_posted(&self) -> std::sync::MutexGuard<'_, Posted> {
+        self.posted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Posts a request once the endpoint is known, recording it first: if
+    /// the stream drops before its answer, the recovery deals with it.
+    /// Returns the token of the record, for [`Posted::take_back`].
+    async fn post_request(&self, id: &RawId, message: &Message) -> (Result<(), PostError>, u64) {
+        let endpoint = match self.endpoint_or_error().await {
+            Ok(endpoint) => endpoint,
+            Err(error) => return (Err(error), 0),
+        };
+        let token = {
+            let mut posted = self.lock_posted();
+            if posted.on_stream.len() >= 1024 {
+                posted
+                    .on_stream
+                    .retain(|id, _| self.link.router.is_pending(id));
+            }
+            posted.record(id, message)
+        };
+        (self.post_to(&endpoint, message.raw.clone()).await, token)
+    }
+
     /// POSTs one message to the current endpoint.
     async fn post(&self, message: &Message) -> Result<(), PostError> {
-        let endpoint = match self.wait_endpoint().await {
-            Some(Ok(url)) => url,
-            Some(Err(reason)) => {
-                return Err(PostError::new(format!(
-                    "the daemon's SSE endpoint is unusable: {reason}"
-                )));
-            }
+        let endpoint = self.endpoint_or_error().await?;
+        self.post_to(&endpoint, message.raw.clone()).await
+    }
+
+    /// The current endpoint, waiting (bounded) for a stream to give one.
+    async fn endpoint_or_error(&self) -> Result<Url, PostError> {
+        match self.wait_endpoint().await {
+            Some(Ok(url)) => Ok(url),
+            Some(Err(reason)) => Err(PostError::new(format!(
+                "the daemon's SSE endpoint is unusable: {reason}"
+            ))),
             None => {
                 let url = redacted(&self.sse_url());
                 let waited = self.link.recovery.timeout;
-                return Err(PostError::new(format!(
+                Err(PostError::new(format!(
                     "the daemon's SSE stream at {url} gave no endpoint within {waited:?} (the daemon is unreachable)"
-                )));
+                )))
             }
-        };
-        self.post_to(&endpoint, message.raw.clone()).await
+        }
     }
 
     async fn post_to(&self, endpoint: &Url, body: bytes::Bytes) -> Result<(), PostError> {
@@ -168,8 +189,15 @@ impl LegacySse {
             .map_err(|e| {
                 let reason = reqwest_reason(&e);
                 let shown = redacted(endpoint);
+                let message = if e.is_connect() {
+                    format!("cannot reach the daemon at {shown}: {reason}")
+                } else {
+                    format!(
+                        "the daemon was lost while this was sent to {shown} ({reason}); it may or may not have run, so it was not sent again"
+                    )
+                };
                 PostError {
-                    message: format!("cannot reach the daemon at {shown}: {reason}"),
+                    message,
                     data: None,
                     not_sent: e.is_connect(),
                 }
@@ -357,18 +385,22 @@ impl LegacySse {
     }
 
     /// The stream dropped: requests posted on it will get no answer there.
-    /// Reads stay, to be posted again on the next stream; the others get an
-    /// error now (they may have run: never twice).
+    /// Reads are kept to be posted again on the next stream; the others get
+    /// an error now (they may have run: never twice).
     async fn settle_posted(&self) {
         let cut: Vec<RawId> = {
-            let mut posted = self.posted.lock().unwrap_or_else(PoisonError::into_inner);
-            let cut: Vec<RawId> = posted
-                .iter()
-                .filter(|(_, m)| !m.method().is_some_and(recovery::is_safe_read))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &cut {
-                posted.remove(id);
+            let mut posted = self.lock_posted();
+            let on_stream = std::mem::take(&mut posted.on_stream);
+            let mut cut = Vec::new();
+            for (id, message) in on_stream {
+                if !self.link.router.is_pending(&id) {
+                    continue;
+                }
+                if message.1.method().is_some_and(recovery::is_safe_read) {
+                    posted.resend.push((id, message));
+                } else {
+                    cut.push(id);
+                }
             }
             cut
         };
@@ -382,16 +414,13 @@ impl LegacySse {
 
     /// Posts the reads cut with the last stream again, on the new one.
     async fn post_again(&self, endpoint: &Url) {
-        let reads: Vec<(RawId, Message)> = self
-            .posted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter(|(id, _)| self.link.router.is_pending(id))
-            .map(|(id, m)| (id.clone(), m.clone()))
-            .collect();
-        for (id, message) in reads {
+        let reads = std::mem::take(&mut self.lock_posted().resend);
+        for (id, (_, message)) in reads {
+            if !self.link.router.is_pending(&id) {
+                continue;
+            }
             tracing::info!(%id, method = message.method(), "sending again on the new daemon session");
+            self.lock_posted().record(&id, &message);
             if let Err(error) = self.post_to(endpoint, message.raw.clone()).await {
                 let _ = self
                     .link
@@ -400,6 +429,41 @@ impl LegacySse {
                     .await;
             }
         }
+    }
+}
+
+/// Requests whose answer the stream owes, each with the token of the
+/// post that recorded it.
+#[derive(Default)]
+struct Posted {
+    /// Posted on the current stream.
+    on_stream: HashMap<RawId, (u64, Message)>,
+    /// Reads cut with the last stream, to post on the next.
+    resend: Vec<(RawId, (u64, Message))>,
+    tokens: u64,
+}
+
+impl Posted {
+    /// Records a post; its token.
+    fn record(&mut self, id: &RawId, message: &Message) -> u64 {
+        self.tokens += 1;
+        self.on_stream
+            .insert(id.clone(), (self.tokens, message.clone()));
+        self.tokens
+    }
+
+    /// Takes back the record `token` of a request whose POST never reached
+    /// the daemon; false if the recovery already posted it again (a newer
+    /// record) or failed it.
+    fn take_back(&mut self, id: &RawId, token: u64) -> bool {
+        let before = self.resend.len();
+        self.resend.retain(|(i, (t, _))| !(i == id && *t == token));
+        let in_resend = self.resend.len() != before;
+        let on_stream = self.on_stream.get(id).is_some_and(|(t, _)| *t == token);
+        if on_stream {
+            self.on_stream.remove(id);
+        }
+        on_stream || in_resend
     }
 }
 
@@ -462,6 +526,28 @@ pub fn resolve_endpoint(sse_url: &Url, data: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_post_is_taken_back_only_if_the_recovery_has_not_taken_it() {
+        let message = crate::jsonrpc::classify(bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        ))
+        .expect("valid");
+        let id = message.id().expect("id").clone();
+        let mut posted = Posted::default();
+        let first = posted.record(&id, &message);
+        assert!(posted.take_back(&id, first), "still ours");
+        assert!(!posted.take_back(&id, first), "taken once");
+        let second = posted.record(&id, &message);
+        // The stream drops: the read moves to `resend`; still ours to take.
+        let entry = posted.on_stream.remove(&id).expect("recorded");
+        posted.resend.push((id.clone(), entry));
+        assert!(posted.take_back(&id, second));
+        // The recovery posts it again under a new record: no longer ours.
+        let third = posted.record(&id, &message);
+        assert!(!posted.take_back(&id, second));
+        assert!(posted.take_back(&id, third));
+    }
 
     #[test]
     fn endpoints_resolve_as_url_references_keeping_the_query() {
