@@ -98,7 +98,15 @@ pub struct ServerConfig {
     /// How long a starting daemon may take to answer HTTP (the first `npx`
     /// or `uvx` run downloads the server).
     pub start_timeout: std::time::Duration,
+    /// A hosted server with no session for this long is stopped (and
+    /// started again on demand); `None`: never.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Not started by `--start-all`; only on demand.
+    pub lazy: bool,
 }
+
+/// How long a hosted server may go without sessions by default.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 /// How long a daemon may take to start by default.
 pub const DEFAULT_START_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -166,6 +174,9 @@ pub struct RawConfig {
     pub manager_port: Option<u16>,
     /// Seconds between the manager's HTTP checks of each daemon (default 30).
     pub health_check_interval: Option<f64>,
+    /// Seconds without sessions before a hosted server is stopped (default
+    /// 600; 0: never), for every entry that sets none.
+    pub idle_timeout: Option<f64>,
     #[serde(default)]
     pub mcp_servers: BTreeMap<String, RawServer>,
 }
@@ -199,6 +210,11 @@ pub struct RawServer {
     pub ping_timeout: Option<u64>,
     /// Seconds a daemon may take to start answering HTTP (default 60).
     pub start_timeout: Option<f64>,
+    /// Seconds without sessions before a hosted server is stopped; 0: never.
+    pub idle_timeout: Option<f64>,
+    /// Started only on demand, never by `--start-all`.
+    #[serde(default)]
+    pub lazy: bool,
 }
 
 impl Config {
@@ -233,6 +249,8 @@ impl Config {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             ping_timeout: DEFAULT_PING_TIMEOUT,
             start_timeout: DEFAULT_START_TIMEOUT,
+            idle_timeout: (transport == TransportKind::Stdio).then_some(DEFAULT_IDLE_TIMEOUT),
+            lazy: false,
         };
         let memory_file = crate::paths::home()
             .map(|home| home.join("memory").join("{projectHash}.jsonl"))
@@ -311,7 +329,28 @@ impl Config {
         };
         let mut servers = BTreeMap::new();
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
-        for (name, entry) in raw.mcp_servers {
+        let global_idle = idle(raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)
+            .map_err(|p| invalid("idleTimeout".into(), p))?;
+        for (name, mut entry) in raw.mcp_servers {
+            // `${VAR}` and `${VAR:-default}`, as Claude Code expands them:
+            // kept as references in the file, filled in here.
+            entry.command = entry.command.as_deref().map(expand_vars);
+            entry.args = entry.args.iter().map(|a| expand_vars(a)).collect();
+            entry.env = entry
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), expand_vars(v)))
+                .collect();
+            entry.headers = entry
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), expand_vars(v)))
+                .collect();
+            entry.url = entry.url.as_deref().map(expand_vars);
+            entry.cwd = entry
+                .cwd
+                .as_ref()
+                .map(|c| PathBuf::from(expand_vars(&c.to_string_lossy())));
             let key = |field: &str| format!("mcpServers.{name}.{field}");
             if !is_valid_name(&name) {
                 return Err(invalid(
@@ -388,6 +427,20 @@ impl Config {
             }
             let start_timeout = seconds(entry.start_timeout, DEFAULT_START_TIMEOUT)
                 .map_err(|p| invalid(key("startTimeout"), p))?;
+            let idle_timeout = match entry.idle_timeout {
+                _ if transport != TransportKind::Stdio
+                    && entry.idle_timeout.is_some_and(|t| t > 0.0) =>
+                {
+                    return Err(invalid(
+                        key("idleTimeout"),
+                        "only a hosted stdio server can be stopped when idle (its host counts the sessions; an HTTP daemon cannot tell the manager it is unused); remove the key".into(),
+                    ));
+                }
+                _ if transport != TransportKind::Stdio => None,
+                Some(own) => idle(Some(own), DEFAULT_IDLE_TIMEOUT)
+                    .map_err(|p| invalid(key("idleTimeout"), p))?,
+                None => global_idle,
+            };
             servers.insert(
                 name.clone(),
                 ServerConfig {
@@ -408,6 +461,8 @@ impl Config {
                         .ping_timeout
                         .map_or(DEFAULT_PING_TIMEOUT, std::time::Duration::from_secs),
                     start_timeout,
+                    idle_timeout,
+                    lazy: entry.lazy,
                 },
             );
         }
@@ -427,6 +482,56 @@ impl Config {
     pub fn names(&self) -> Vec<&str> {
         self.servers.keys().map(String::as_str).collect()
     }
+}
+
+/// An idle timeout in seconds: `0` is never (`None`).
+fn idle(
+    value: Option<f64>,
+    default: std::time::Duration,
+) -> Result<Option<std::time::Duration>, String> {
+    match value {
+        Some(0.0) => Ok(None),
+        other => seconds(other, default).map(Some),
+    }
+}
+
+/// Fills in `${VAR}` and `${VAR:-default}` from the environment; an unset
+/// variable without a default becomes empty (and is logged, by name only).
+pub fn expand_vars(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            out.push_str(&rest[start..start + 2 + end + 1]);
+        } else {
+            match (std::env::var(name), default) {
+                (Ok(value), _) if !value.is_empty() || default.is_none() => out.push_str(&value),
+                (_, Some(default)) => out.push_str(default),
+                (Err(_), None) => {
+                    tracing::warn!(
+                        variable = name,
+                        "a ${{VAR}} in the config is not set; using an empty value"
+                    );
+                }
+                (Ok(value), None) => out.push_str(&value),
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A duration given in (possibly fractional) seconds.
@@ -493,6 +598,42 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn variables_are_expanded_as_claude_code_does() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(expand_vars("${HOME}/x"), format!("{home}/x"));
+        assert_eq!(
+            expand_vars("${MCP_SM_SURELY_UNSET_VAR:-fallback}"),
+            "fallback"
+        );
+        assert_eq!(expand_vars("a${MCP_SM_SURELY_UNSET_VAR}b"), "ab");
+        assert_eq!(expand_vars("${not valid}"), "${not valid}");
+        assert_eq!(expand_vars("${UNCLOSED"), "${UNCLOSED");
+        assert_eq!(expand_vars("{project}"), "{project}");
+    }
+
+    #[test]
+    fn hosted_servers_stop_when_idle_http_daemons_cannot() {
+        let config = parse(
+            r#"{"idleTimeout": 5, "mcpServers": {
+                "a": {"command": "x", "port": 4001},
+                "b": {"command": "x", "port": 4002, "idleTimeout": 0, "lazy": true},
+                "c": {"command": "x", "port": 4003, "transport": "streamable-http"}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.servers["a"].idle_timeout,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(config.servers["b"].idle_timeout, None);
+        assert!(config.servers["b"].lazy);
+        assert_eq!(config.servers["c"].idle_timeout, None);
+        let error = error(
+            r#"{"mcpServers": {"c": {"command": "x", "port": 4003, "transport": "sse", "idleTimeout": 9}}}"#,
+        );
+        assert!(error.contains("mcpServers.c.idleTimeout"), "{error}");
     }
 
     #[test]

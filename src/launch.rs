@@ -399,6 +399,23 @@ pub async fn probe(port: u16, transport: TransportKind) -> Result<(), String> {
     }
 }
 
+/// How many sessions a host (`mcp-manager host`) serves, from its
+/// `/health`; `None` if it does not answer.
+pub async fn host_sessions(port: u16) -> Option<u64> {
+    let client = crate::transport::loopback_client_builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .ok()?;
+    let body = response.bytes().await.ok()?;
+    let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    health.get("sessions")?.as_u64()
+}
+
 /// Stops a daemon this process spawned: SIGTERM to its group, SIGKILL after
 /// a grace period, reaped.
 pub async fn stop_child(child: &mut Child) {

@@ -76,11 +76,11 @@ impl Manager {
         self.daemons.get(name)
     }
 
-    /// Starts every daemon at once; each one's status (a failure stops no
-    /// other).
+    /// Starts every daemon at once (but the lazy ones); each one's status
+    /// (a failure stops no other).
     pub async fn start_all(&self) -> Vec<api::DaemonStatus> {
         futures_util::future::join_all(self.daemons.values().map(|d| async move {
-            if d.status().state == DaemonState::Remote {
+            if d.lazy || d.status().state == DaemonState::Remote {
                 d.status()
             } else {
                 d.start().await

@@ -23,6 +23,8 @@ pub enum DaemonState {
     Backoff,
     /// Being stopped.
     Stopping,
+    /// Stopped after `idleTimeout` without sessions; started on demand.
+    Idle,
     /// Cannot start (a foreign program holds the port, the runner is
     /// missing); tried again after a back-off.
     Failed,
@@ -38,6 +40,7 @@ impl DaemonState {
             DaemonState::Running => "running",
             DaemonState::Backoff => "backoff",
             DaemonState::Stopping => "stopping",
+            DaemonState::Idle => "idle",
             DaemonState::Failed => "failed",
             DaemonState::Remote => "remote",
         }

@@ -8,6 +8,8 @@
 //! then after a back-off (1 s, 2 s, 4 s … 60 s) while it keeps failing; the
 //! back-off starts over once it has run [`STABLE_AFTER`]. A periodic HTTP
 //! probe that fails [`HEALTH_FAILURES`] times in a row restarts it too.
+//! A hosted server whose host reports no session for its `idleTimeout` is
+//! stopped (state `idle`) and started again by the next `/ensure`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,6 +53,8 @@ enum Command {
 #[derive(Debug, Clone)]
 pub struct DaemonHandle {
     pub name: String,
+    /// Started on demand only, never by `--start-all`.
+    pub lazy: bool,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Published>,
 }
@@ -162,6 +166,7 @@ pub fn spawn(
     let (commands_tx, commands_rx) = mpsc::channel(16);
     let handle = DaemonHandle {
         name: server.name.clone(),
+        lazy: server.lazy,
         commands: commands_tx,
         status: status_rx,
     };
@@ -249,6 +254,8 @@ impl Daemon {
         health.reset();
         let mut failures = 0;
         let mut retry_at: Option<tokio::time::Instant> = None;
+        // Since when the host has reported no session.
+        let mut idle_since: Option<Instant> = None;
         loop {
             let process = self.process.as_mut();
             tokio::select! {
@@ -279,7 +286,10 @@ impl Daemon {
                     self.rotate_log();
                     if self.process.is_some() {
                         match self.check().await {
-                            Ok(()) => failures = 0,
+                            Ok(()) => {
+                                failures = 0;
+                                self.stop_if_idle(&mut idle_since).await;
+                            }
                             Err(error) => {
                                 failures += 1;
                                 tracing::warn!(daemon = self.name(), failures, %error, "health check failed");
@@ -304,6 +314,50 @@ impl Daemon {
                 s.running = false;
             });
         }
+    }
+
+    /// Stops a hosted server whose host has had no session for its
+    /// `idleTimeout` (checked twice: never while a session is open).
+    async fn stop_if_idle(&mut self, idle_since: &mut Option<Instant>) {
+        let (Some(limit), Some(process)) = (self.server.idle_timeout, &self.process) else {
+            return;
+        };
+        if self.server.transport != TransportKind::Stdio {
+            return;
+        }
+        let port = process.lock().port;
+        if launch::host_sessions(port).await != Some(0) {
+            *idle_since = None;
+            return;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < limit {
+            return;
+        }
+        // Under the start guard, so no proxy starts it half-way; and one
+        // last look, so a session that just opened keeps it.
+        let guard = launch::guard(&self.context.home, self.name()).await;
+        if launch::host_sessions(port).await != Some(0) {
+            *idle_since = None;
+            return;
+        }
+        drop(guard);
+        *idle_since = None;
+        tracing::info!(
+            daemon = self.name(),
+            idle_s = since.elapsed().as_secs(),
+            "no session for its idleTimeout: stopping until it is needed"
+        );
+        self.set(|s| s.state = DaemonState::Stopping);
+        self.stop_process().await;
+        self.wanted = false;
+        self.running_since = None;
+        self.set(|s| {
+            s.state = DaemonState::Idle;
+            s.running = false;
+            s.pid = None;
+            s.uptime = None;
+        });
     }
 
     /// Takes over a daemon that an earlier manager (or a proxy) started.
