@@ -9,7 +9,9 @@
 pub mod api;
 pub mod control;
 pub mod daemon;
+pub mod doctor;
 pub mod generate_config;
+pub mod import;
 pub mod logfile;
 
 use std::collections::BTreeMap;

@@ -33,6 +33,13 @@ struct Args {
     command: Option<Command>,
 }
 
+/// Where `generate-config --scope` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClaudeScope {
+    User,
+    Project,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write ~/.claude/mcp.json: every daemon through mcp-proxy
@@ -40,6 +47,14 @@ enum Command {
         /// Print it only; write nothing
         #[arg(long)]
         print: bool,
+        /// Write where Claude Code reads it: `user` (the mcpServers of
+        /// ~/.claude.json) or `project` (DIR/.mcp.json) [default: the
+        /// original's ~/.claude/mcp.json]
+        #[arg(long, value_enum)]
+        scope: Option<ClaudeScope>,
+        /// The project directory for --scope project [default: .]
+        #[arg(requires = "scope")]
+        dir: Option<PathBuf>,
     },
     /// Show every daemon of the running manager
     Status {
@@ -53,6 +68,33 @@ enum Command {
     Stop { name: String },
     /// Stop and start a daemon again (through the running manager)
     Restart { name: String },
+    /// Move Claude Code's (or Claude Desktop's) MCP servers onto shared
+    /// daemons: copy them into config.json, point them at mcp-proxy
+    Import {
+        /// claude-code (~/.claude.json), claude-desktop, or a file with
+        /// "mcpServers" [default: claude-code]
+        #[arg(long, value_name = "SOURCE")]
+        from: Option<String>,
+        /// Also a project's servers: projects[DIR] of ~/.claude.json and
+        /// DIR/.mcp.json
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+        /// Who shares a hosted server, per name (shared, project or session)
+        #[arg(long, value_name = "NAME=SCOPE")]
+        scope: Vec<String>,
+        /// Say what would change; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Put back the files as they were before the last import
+        #[arg(long, conflicts_with = "dry_run")]
+        undo: bool,
+    },
+    /// Check the whole setup and say what to fix (exit 1 if something is broken)
+    Doctor {
+        /// The report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a daemon's log (NAME.log)
     Logs {
         name: String,
@@ -103,11 +145,22 @@ fn main() -> ExitCode {
         match args.command {
             None => run_manager(port, args.start_all).await,
             Some(Command::Host { name }) => run_host(&name).await,
-            Some(Command::GenerateConfig { print }) => generate(port, print),
+            Some(Command::GenerateConfig { print, scope, dir }) => match scope {
+                None => generate(port, print),
+                Some(scope) => register(port, print, scope, dir),
+            },
             Some(Command::Status { json }) => status(port, json).await,
             Some(Command::Start { name }) => daemon_command(port, "/start", &name).await,
             Some(Command::Stop { name }) => daemon_command(port, "/stop", &name).await,
             Some(Command::Restart { name }) => daemon_command(port, "/restart", &name).await,
+            Some(Command::Doctor { json }) => doctor(port, json).await,
+            Some(Command::Import {
+                from,
+                project,
+                scope,
+                dry_run,
+                undo,
+            }) => import(from.as_deref(), project, &scope, dry_run, undo),
             Some(Command::Logs {
                 name,
                 lines,
@@ -117,6 +170,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("mcp-manager: {error:#}");
             ExitCode::FAILURE
@@ -168,6 +222,48 @@ fn generate(port: Option<u16>, print_only: bool) -> anyhow::Result<()> {
         "Next: start the manager (`mcp-manager --start-all`), or let the proxies start it on demand. \
          Claude Code reads MCP servers from ~/.claude.json and a project's .mcp.json: \
          copy these entries there (or `claude mcp add-json NAME '<entry>'`), then restart Claude Code."
+    );
+    Ok(())
+}
+
+/// `generate-config --scope`: proxy entries where Claude Code reads them.
+fn register(
+    port: Option<u16>,
+    print_only: bool,
+    scope: ClaudeScope,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (_, config, port) = load(port)?;
+    let proxy = generate_config::proxy_path();
+    if print_only {
+        let document = generate_config::render(&config, &proxy, port);
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(());
+    }
+    let (path, reads) = match (scope, dir) {
+        (ClaudeScope::User, _) => (
+            dirs::home_dir()
+                .context("cannot find your home directory")?
+                .join(".claude.json"),
+            "Claude Code reads it in every project; restart running sessions to pick it up.",
+        ),
+        (ClaudeScope::Project, dir) => (
+            dir.unwrap_or_else(|| PathBuf::from(".")).join(".mcp.json"),
+            "Claude Code reads it in that project after you approve its servers (it asks at the next start, or `/mcp`).",
+        ),
+    };
+    let extra = if port == mcp_session_manager::config::DEFAULT_MANAGER_PORT {
+        Vec::new()
+    } else {
+        vec!["--manager-port".to_owned(), port.to_string()]
+    };
+    let names: Vec<String> = config.servers.keys().cloned().collect();
+    let registered =
+        mcp_session_manager::manager::import::register_proxies(&path, &names, &proxy, &extra)?;
+    println!("{registered}");
+    println!("{reads}");
+    println!(
+        "Daemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
     );
     Ok(())
 }
@@ -265,6 +361,64 @@ fn human(ms: u64) -> String {
         _ => format!("{}h {:02}m", secs / 3600, secs / 60 % 60),
     }
 }
+
+fn import(
+    from: Option<&str>,
+    project: Option<PathBuf>,
+    scopes: &[String],
+    dry_run: bool,
+    undo: bool,
+) -> anyhow::Result<()> {
+    use mcp_session_manager::manager::import;
+    let source = import::Source::from_args(from, project).map_err(anyhow::Error::msg)?;
+    let scopes = scopes
+        .iter()
+        .map(|text| import::parse_scope_override(text))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let options = import::ImportOptions {
+        source,
+        user_home: dirs::home_dir().context("cannot find your home directory")?,
+        home: paths::home()?,
+        proxy: generate_config::proxy_path(),
+        scopes,
+        dry_run,
+    };
+    if undo {
+        println!("{}", import::undo(&options)?);
+    } else {
+        println!("{}", import::import(&options)?);
+    }
+    Ok(())
+}
+
+async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
+    let home = paths::home()?;
+    let input = mcp_session_manager::manager::doctor::DoctorInput::for_current_user(home, port);
+    let report = mcp_session_manager::manager::doctor::diagnose(&input).await;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    if report.healthy() {
+        Ok(())
+    } else {
+        Err(AlreadyReported.into())
+    }
+}
+
+/// A failure the output has already described: exit 1, print nothing more.
+#[derive(Debug)]
+struct AlreadyReported;
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("see above")
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
 
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let home = paths::home()?;
