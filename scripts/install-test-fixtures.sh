@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the MCP test fixtures used by the integration tests:
 #   - tests/fixtures/node_modules  (npm ci from the committed package-lock.json:
-#     @modelcontextprotocol/server-everything, server-memory, sdk — exact versions)
+#     @modelcontextprotocol/server-everything, server-memory, sdk, and the Claude Code
+#     CLI @anthropic-ai/claude-code (node_modules/.bin/claude) — exact versions)
 #   - tests/fixtures/.venv         (python3 venv with tests/fixtures/requirements.txt:
 #     mcp==1.30.0 for fastmcp_server.py and py_client.py)
 #
@@ -84,7 +85,8 @@ if ((do_npm)); then
   if ((force == 0)) && [[ "$have" == "$want" ]] &&
     [[ -f "$FIX/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]] &&
     [[ -f "$FIX/node_modules/@modelcontextprotocol/server-memory/package.json" ]] &&
-    [[ -f "$FIX/node_modules/@modelcontextprotocol/sdk/package.json" ]]; then
+    [[ -f "$FIX/node_modules/@modelcontextprotocol/sdk/package.json" ]] &&
+    [[ -x "$FIX/node_modules/.bin/claude" ]]; then
     log "npm fixtures up to date"
   else
     log "npm ci in tests/fixtures (node $(node --version), npm $(npm --version 2>/dev/null))..."
@@ -95,6 +97,8 @@ if ((do_npm)); then
       [[ -f "$FIX/node_modules/@modelcontextprotocol/$pkg/package.json" ]] ||
         die "npm ci did not install @modelcontextprotocol/$pkg"
     done
+    [[ -x "$FIX/node_modules/.bin/claude" ]] ||
+      die "npm ci did not install @anthropic-ai/claude-code (node_modules/.bin/claude)"
     printf '%s\n' "$want" >"$stamp"
     log "npm fixtures installed"
   fi

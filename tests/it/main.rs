@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link step): every test drives the
 //! real `mcp-proxy` binary.
 
+mod adoption;
 mod cli;
 mod fake_daemon;
 mod faults;

@@ -36,6 +36,18 @@ pub fn everything_js() -> PathBuf {
     require(fixtures().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
 }
 
+/// `@modelcontextprotocol/server-memory` (stdio; `MEMORY_FILE_PATH` names its file).
+pub fn memory_js() -> PathBuf {
+    require(fixtures().join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"))
+}
+
+/// The real Claude Code CLI, pinned in `tests/fixtures/package.json`
+/// (`@anthropic-ai/claude-code`): the native binary its install put in place
+/// of `bin/claude.exe` (the name on every platform).
+pub fn claude_bin() -> PathBuf {
+    require(fixtures().join("node_modules/@anthropic-ai/claude-code/bin/claude.exe"))
+}
+
 pub fn venv_python() -> PathBuf {
     let unix = fixtures().join(".venv/bin/python");
     if cfg!(windows) {
