@@ -2202,6 +2202,27 @@ async fn run_manager(plan: Plan, everything: &Path) {
     );
 }
 
+/// The failures under a table.
+fn print_errors<'a>(notes: impl Iterator<Item = &'a String>) {
+    let notes: Vec<&String> = notes.collect();
+    if !notes.is_empty() {
+        println!();
+        println!("Errors:");
+        for note in notes {
+            println!("- {note}");
+        }
+    }
+}
+
+/// ✓, ✗, or ? when it could not be measured.
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "✓",
+        Some(false) => "✗",
+        None => "?",
+    }
+}
+
 /// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`); `None` off Linux.
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -2888,20 +2909,8 @@ fn print_fanout_report(
          (median of three reads; Linux only, n/a elsewhere).",
         FANOUT_SETTLE.as_secs_f64()
     );
-    let notes: Vec<&String> = direct.errors.iter().chain(&tool.errors).collect();
-    if !notes.is_empty() {
-        println!();
-        println!("Errors:");
-        for note in notes {
-            println!("- {note}");
-        }
-    }
+    print_errors(direct.errors.iter().chain(&tool.errors));
     println!();
-    let verdict = |m: Option<bool>| match m {
-        Some(true) => "✓",
-        Some(false) => "✗",
-        None => "?",
-    };
     let checks = [
         (
             "total RSS",
@@ -3497,11 +3506,6 @@ fn print_report(
     }
     println!();
 
-    let verdict = |met: Option<bool>| match met {
-        Some(true) => "✓",
-        Some(false) => "✗",
-        None => "?",
-    };
     let checks = [
         (
             "cold start",
@@ -3707,14 +3711,7 @@ fn print_host_report(
          its pipe reader/writer for direct stdio.",
         1_000_000 / clock_ticks()
     );
-    let notes: Vec<&String> = stdio.errors.iter().chain(&host.errors).collect();
-    if !notes.is_empty() {
-        println!();
-        println!("Errors:");
-        for note in notes {
-            println!("- {note}");
-        }
-    }
+    print_errors(stdio.errors.iter().chain(&host.errors));
     println!();
     let verdict = |met: Option<bool>| match met {
         Some(true) => "✓",

@@ -568,7 +568,9 @@ pub fn check_remote_url(url: &Url, allow_http: bool) -> Result<(), String> {
     }
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// A server name may only hold letters, digits, '-', '_' and '.' (it names
+/// the lock and log files).
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."

@@ -1215,12 +1215,7 @@ fn target_of(args: &[String]) -> Option<String> {
 
 /// The config's rule for names (they name lock and log files).
 fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    crate::config::is_valid_name(name)
 }
 
 fn check_scope_names(options: &ImportOptions, sites: &[Site<'_>]) -> Result<(), ImportError> {
