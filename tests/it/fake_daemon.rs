@@ -1028,6 +1028,16 @@ mod self_tests {
         let d = FakeDaemon::start_at(addr, stall).await.expect("restart");
         let stalled = tokio::time::timeout(Duration::from_millis(300), get(&d, "/mcp", ""));
         assert!(stalled.await.is_err());
+        // The accept may lag on a loaded machine: wait for it (bounded).
+        let accepted = tokio::time::timeout(Duration::from_secs(10), async {
+            while d.connections() == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert!(
+            accepted.await.is_ok(),
+            "the stalled connection was never accepted"
+        );
         assert_eq!((d.connections(), d.requests().len()), (1, 0));
     }
 }
