@@ -1921,9 +1921,7 @@ impl ManagerRun {
     }
 
     async fn status(&self) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}/status", self.port);
-        let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
-        serde_json::from_slice(&body).ok()
+        manager_status(&self.http, self.port).await
     }
 
     async fn daemon_pid(&self, name: &str) -> Option<u32> {
@@ -1948,6 +1946,13 @@ impl ManagerRun {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// A manager's `GET /status` on `port`, parsed; `None` if it does not answer.
+async fn manager_status(http: &reqwest::Client, port: u16) -> Option<Value> {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let body = http.get(url).send().await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice(&body).ok()
 }
 
 /// Polls `GET /mcp` on `port` every 2 ms until it answers HTTP (400, the
@@ -2677,9 +2682,7 @@ impl FanManager {
     }
 
     async fn status(&self) -> Option<Value> {
-        let url = format!("http://127.0.0.1:{}/status", self.port);
-        let body = self.http.get(url).send().await.ok()?.bytes().await.ok()?;
-        serde_json::from_slice(&body).ok()
+        manager_status(&self.http, self.port).await
     }
 
     /// `mcp-proxy --target NAME`, as Claude Code would start it.

@@ -250,12 +250,9 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
 /// `name` beside this program (the binaries are installed together), else
 /// `name` on PATH.
 fn sibling_program(name: &str) -> PathBuf {
-    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join(&file)))
+    paths::beside_this_program(name)
         .filter(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from(file))
+        .unwrap_or_else(|| PathBuf::from(format!("{name}{}", std::env::consts::EXE_SUFFIX)))
 }
 
 fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {

@@ -193,7 +193,7 @@ impl Launch<'_> {
         let lock = DaemonLock {
             pid,
             port,
-            started_at: now_ms(),
+            started_at: crate::paths::now_ms(),
             transport: self.server.transport,
             process_start: procinfo::start_time(pid),
         };
@@ -469,12 +469,6 @@ fn new_session(command: &mut Command) {
             Ok(())
         });
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -38,3 +38,19 @@ pub fn lock_file(home: &Path, name: &str) -> PathBuf {
 pub fn log_file(home: &Path, name: &str) -> PathBuf {
     home.join(format!("{name}.log"))
 }
+
+/// `program` in the directory of the running binary (the two binaries are
+/// installed together), absolute; `None` if this binary's path is unknown.
+pub fn beside_this_program(program: &str) -> Option<PathBuf> {
+    let file = format!("{program}{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok()?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    Some(exe.parent()?.join(file))
+}
+
+/// Milliseconds since the Unix epoch (`startedAt`, backup names).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

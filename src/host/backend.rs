@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -1024,7 +1024,7 @@ impl Backend {
             let mut health = lock(&self.health);
             health.pid = pid;
             health.state = "starting";
-            health.started_at = Some(now_ms());
+            health.started_at = Some(crate::paths::now_ms());
         }
         let end = tokio::select! {
             ready = self.initialize_child() => match ready {
@@ -1252,12 +1252,6 @@ fn init_result(answer: &Bytes) -> Option<Bytes> {
 
 async fn kill_tree(child: &mut tokio::process::Child) {
     super::child::terminate_group(child).await;
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -129,12 +129,7 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            name: name.into(),
-            status: Status::Warning,
-            detail: detail.into(),
-            fix: Some(fix.into()),
-        }
+        Check::with_fix(Status::Warning, name.into(), detail.into(), fix.into())
     }
 
     fn problem(
@@ -142,11 +137,15 @@ impl Check {
         detail: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Check::with_fix(Status::Problem, name.into(), detail.into(), fix.into())
+    }
+
+    fn with_fix(status: Status, name: String, detail: String, fix: String) -> Check {
         Check {
-            name: name.into(),
-            status: Status::Problem,
-            detail: detail.into(),
-            fix: Some(fix.into()),
+            name,
+            status,
+            detail,
+            fix: Some(fix),
         }
     }
 }

@@ -51,9 +51,7 @@ pub fn write(path: &Path, document: &Value) -> Result<Written, String> {
         std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     }
     let backup = if path.exists() {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let ms = crate::paths::now_ms();
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".backup.{ms}"));
         let backup = PathBuf::from(name);
@@ -73,12 +71,8 @@ pub fn write(path: &Path, document: &Value) -> Result<Written, String> {
 
 /// The installed `mcp-proxy`: beside this binary, absolute.
 pub fn proxy_path() -> PathBuf {
-    let name = format!("mcp-proxy{}", std::env::consts::EXE_SUFFIX);
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.canonicalize().ok())
-        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)))
-        .unwrap_or_else(|| PathBuf::from(name))
+    crate::paths::beside_this_program("mcp-proxy")
+        .unwrap_or_else(|| PathBuf::from(format!("mcp-proxy{}", std::env::consts::EXE_SUFFIX)))
 }
 
 #[cfg(test)]

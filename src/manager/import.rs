@@ -627,7 +627,7 @@ fn write_changes(changes: &[Change<'_>]) -> Result<Vec<FileChange>, ImportError>
             });
         }
     }
-    let stamp = now_ms();
+    let stamp = crate::paths::now_ms();
     let mut done = Vec::new();
     for change in changes {
         if change.private {
@@ -701,7 +701,7 @@ pub fn undo(options: &ImportOptions) -> Result<UndoReport, ImportError> {
         looked: looked.clone(),
         ..UndoReport::default()
     };
-    let stamp = now_ms();
+    let stamp = crate::paths::now_ms();
     for (path, backup, current, restore) in work {
         match restore {
             Some(bytes) => {
@@ -1691,12 +1691,6 @@ fn strip_position(message: &str) -> String {
 // ---------------------------------------------------------------------------
 // Files.
 
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
 fn dir_and_name(path: &Path) -> (PathBuf, String) {
     let dir = path
         .parent()
@@ -1711,7 +1705,7 @@ fn dir_and_name(path: &Path) -> (PathBuf, String) {
 
 /// Writes `bytes` to a new `FILE.<tag>.<ms>` beside `path` (0600 on unix),
 /// taking the next free number if that one exists.
-fn write_beside(path: &Path, tag: &str, ms: u128, bytes: &[u8]) -> Result<PathBuf, ImportError> {
+fn write_beside(path: &Path, tag: &str, ms: u64, bytes: &[u8]) -> Result<PathBuf, ImportError> {
     let (dir, name) = dir_and_name(path);
     for bump in 0..1000 {
         let target = dir.join(format!("{name}.{tag}.{}", ms + bump));
@@ -1999,7 +1993,7 @@ pub fn register_proxies(
     };
     let out = state.with_members(&new, &step)?;
     if let Some(bytes) = &bytes {
-        report.backup = Some(write_beside(path, "backup", now_ms(), bytes)?);
+        report.backup = Some(write_beside(path, "backup", crate::paths::now_ms(), bytes)?);
     }
     write_atomic(path, out.as_bytes(), false)?;
     Ok(report)
