@@ -433,7 +433,7 @@ async fn cold_breakdown(plan: Plan) -> Breakdown {
             breakdown.version_spawn.push(start.elapsed());
         }
         let start = Instant::now();
-        if mcp_session_manager::transport::client_builder()
+        if mcp_session_manager::http::client_builder()
             .no_proxy()
             .build()
             .is_ok()
@@ -441,7 +441,7 @@ async fn cold_breakdown(plan: Plan) -> Breakdown {
             breakdown.client_build.push(start.elapsed());
         }
         let start = Instant::now();
-        if mcp_session_manager::transport::loopback_client_builder()
+        if mcp_session_manager::http::loopback_client_builder()
             .build()
             .is_ok()
         {
@@ -721,7 +721,7 @@ struct Direct {
 impl Direct {
     fn new(url: &str) -> Result<Direct, String> {
         // The same client set-up as the proxy's for a loopback http URL.
-        let http = mcp_session_manager::transport::loopback_client_builder()
+        let http = mcp_session_manager::http::loopback_client_builder()
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -1386,7 +1386,7 @@ impl Hosted {
             .spawn()
             .map_err(|e| format!("cannot start mcp-manager: {e}"))?;
         let pid = child.id().ok_or("mcp-manager exited at once")?;
-        let http = mcp_session_manager::transport::loopback_client_builder()
+        let http = mcp_session_manager::http::loopback_client_builder()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let health_url = format!("http://127.0.0.1:{port}/health");
@@ -1894,7 +1894,7 @@ impl ManagerRun {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start mcp-manager: {e}"))?;
-        let http = mcp_session_manager::transport::loopback_client_builder()
+        let http = mcp_session_manager::http::loopback_client_builder()
             .timeout(ANSWER_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -1996,7 +1996,7 @@ async fn run_manager(plan: Plan, everything: &Path) {
     let started = Instant::now();
     let rounds = if plan.quick { 2 } else { 5 };
     let mut errors = Vec::new();
-    let http = match mcp_session_manager::transport::loopback_client_builder()
+    let http = match mcp_session_manager::http::loopback_client_builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(2))
         .build()
@@ -2039,7 +2039,7 @@ async fn run_manager(plan: Plan, everything: &Path) {
         if round > 0 {
             // Past the manager's stability window, so each kill is a first
             // crash (a crash loop backs off by design).
-            tokio::time::sleep(mcp_session_manager::manager::daemon::STABLE_AFTER).await;
+            tokio::time::sleep(mcp_session_manager::manager::supervisor::STABLE_AFTER).await;
         }
         let Some(pid) = run.daemon_pid("http").await else {
             errors.push("no pid for the http daemon".into());
@@ -2073,7 +2073,8 @@ async fn run_manager(plan: Plan, everything: &Path) {
                 errors.push(format!("proxy initialize: {error}"));
             } else {
                 for round in 0..rounds {
-                    tokio::time::sleep(mcp_session_manager::manager::daemon::STABLE_AFTER).await;
+                    tokio::time::sleep(mcp_session_manager::manager::supervisor::STABLE_AFTER)
+                        .await;
                     let Some(pid) = run.daemon_pid("http").await else {
                         errors.push("no pid for the http daemon".into());
                         break;
@@ -2655,7 +2656,7 @@ impl FanManager {
             .spawn()
             .map_err(|e| format!("cannot start mcp-manager: {e}"))?;
         let pid = child.id().ok_or("mcp-manager exited at once")?;
-        let http = mcp_session_manager::transport::loopback_client_builder()
+        let http = mcp_session_manager::http::loopback_client_builder()
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;

@@ -31,6 +31,18 @@ pub enum TransportKind {
     Stdio,
 }
 
+/// Who shares a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One child for every session.
+    Shared,
+    /// One child per `Mcp-Project-Path`.
+    Project,
+    /// One child per session.
+    Session,
+}
+
 impl TransportKind {
     /// The name used in config files and lock files.
     pub fn as_str(self) -> &'static str {
@@ -88,7 +100,7 @@ pub struct ServerConfig {
     /// Extra headers sent with every request to the daemon.
     pub headers: BTreeMap<String, String>,
     /// For a hosted stdio server: who shares one child.
-    pub scope: crate::host::Scope,
+    pub scope: Scope,
     /// For a hosted stdio server: an idle session (no request, no stream)
     /// ends after this long.
     pub session_timeout: std::time::Duration,
@@ -203,7 +215,7 @@ pub struct RawServer {
     #[serde(default)]
     pub allow_http: bool,
     /// `shared` (default), `project` or `session`: who shares a hosted child.
-    pub scope: Option<crate::host::Scope>,
+    pub scope: Option<Scope>,
     /// Seconds before an idle hosted session ends (default 1800).
     pub session_timeout: Option<u64>,
     /// Seconds a hosted child may take to answer `ping` (default 30).
@@ -245,7 +257,7 @@ impl Config {
             port: Some(port),
             transport,
             headers: BTreeMap::new(),
-            scope: crate::host::Scope::Shared,
+            scope: Scope::Shared,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             ping_timeout: DEFAULT_PING_TIMEOUT,
             start_timeout: DEFAULT_START_TIMEOUT,
@@ -262,7 +274,7 @@ impl Config {
                 "MEMORY_FILE_PATH".to_owned(),
                 memory_file.to_string_lossy().into_owned(),
             )]),
-            scope: crate::host::Scope::Project,
+            scope: Scope::Project,
             ..daemon("memory", 3100, TransportKind::Stdio)
         };
         // PyPI's code-index-mcp, one index per project.
@@ -273,7 +285,7 @@ impl Config {
                 "--project-path".into(),
                 "{project}".into(),
             ],
-            scope: crate::host::Scope::Project,
+            scope: Scope::Project,
             ..daemon("code-index", 3101, TransportKind::Stdio)
         };
         // npm's ast-grep MCP server; it runs the `ast-grep` CLI, which npm's
@@ -422,7 +434,7 @@ impl Config {
                 }
             }
             for header in entry.headers.iter() {
-                crate::transport::parse_header(&format!("{}: {}", header.0, header.1))
+                crate::http::parse_header(&format!("{}: {}", header.0, header.1))
                     .map_err(|p| invalid(format!("{}.{}", key("headers"), header.0), p))?;
             }
             let start_timeout = seconds(entry.start_timeout, DEFAULT_START_TIMEOUT)
@@ -453,7 +465,7 @@ impl Config {
                     port: entry.port,
                     transport,
                     headers: entry.headers,
-                    scope: entry.scope.unwrap_or(crate::host::Scope::Shared),
+                    scope: entry.scope.unwrap_or(Scope::Shared),
                     session_timeout: entry
                         .session_timeout
                         .map_or(DEFAULT_SESSION_TIMEOUT, std::time::Duration::from_secs),
@@ -558,7 +570,7 @@ fn seconds(
 pub fn check_remote_url(url: &Url, allow_http: bool) -> Result<(), String> {
     match url.scheme() {
         "https" => Ok(()),
-        "http" if allow_http || crate::transport::is_loopback(url) => Ok(()),
+        "http" if allow_http || crate::http::is_loopback(url) => Ok(()),
         "http" => Err(format!(
             "{url} is plain http to another host; use https, or allow it with --allow-http (\"allowHttp\": true in the config)"
         )),
@@ -646,16 +658,12 @@ mod tests {
             (memory.port, memory.transport),
             (Some(3100), TransportKind::Stdio)
         );
-        assert_eq!(memory.scope, crate::host::Scope::Project);
+        assert_eq!(memory.scope, Scope::Project);
         assert!(memory.env["MEMORY_FILE_PATH"].ends_with("{projectHash}.jsonl"));
         let code_index = &config.servers["code-index"];
         assert_eq!(
             (code_index.port, code_index.transport, code_index.scope),
-            (
-                Some(3101),
-                TransportKind::Stdio,
-                crate::host::Scope::Project
-            )
+            (Some(3101), TransportKind::Stdio, Scope::Project)
         );
         assert_eq!(code_index.command.as_deref(), Some("uvx"));
         let ast = &config.servers["ast-grep"];

@@ -10,7 +10,6 @@
 //! (`session`). The backend multiplexes its sessions onto one child.
 
 pub mod backend;
-pub mod child;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -25,32 +24,21 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{ACCEPT, CONTENT_TYPE, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::config::Scope;
 use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
 use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, SinkReceiver, Timing};
 
 /// Protocol versions the host accepts from clients.
-pub const SUPPORTED_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+use crate::mcp::SUPPORTED_VERSIONS;
 
 /// How long a single request's answer may take to be sent as plain JSON.
 const QUICK_ANSWER: Duration = Duration::from_millis(50);
 
 /// The largest POST body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-
-/// Who shares a child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// One child for every session.
-    Shared,
-    /// One child per `Mcp-Project-Path`.
-    Project,
-    /// One child per session.
-    Session,
-}
 
 /// Everything a host needs to run.
 #[derive(Debug, Clone)]
@@ -64,6 +52,8 @@ pub struct HostOptions {
     pub cwd: Option<PathBuf>,
     /// The child's stderr goes here.
     pub log: PathBuf,
+    /// The tool's home: data directories under it are created for the child.
+    pub home: PathBuf,
     pub timing: Timing,
     /// A session with no request and no open stream for this long ends.
     pub session_timeout: Duration,
@@ -86,7 +76,7 @@ struct ClientSession {
     has_roots: bool,
 }
 
-use crate::http_server::Body;
+use crate::http::server::Body;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -106,7 +96,7 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
     }
     tokio::spawn(Arc::clone(&host).reap_idle_sessions());
     let serving = Arc::clone(&host);
-    crate::http_server::serve(
+    crate::http::server::serve(
         listener,
         move |request| Arc::clone(&serving).handle(request),
         shutdown,
@@ -146,7 +136,7 @@ impl Host {
                 .replace("{projectHash}", &hash)
         };
         let env: Vec<(String, String)> = o.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
-        create_data_dirs(&env);
+        create_data_dirs(&o.home, &env);
         ChildSpec {
             command: fill(&o.command),
             args: o.args.iter().map(|a| fill(a)).collect(),
@@ -184,7 +174,7 @@ impl Host {
     /// Origin (browsers send one) must be a loopback origin.
     #[expect(clippy::result_large_err, reason = "the error is the response to send")]
     fn check_origin(&self, request: &Request<Incoming>) -> Result<(), Response<Body>> {
-        if !crate::http_server::is_own_host(request.headers(), self.options.port) {
+        if !crate::http::server::is_own_host(request.headers(), self.options.port) {
             return Err(plain(
                 StatusCode::FORBIDDEN,
                 "forbidden: the Host header must name this loopback port",
@@ -195,7 +185,7 @@ impl Host {
                 .to_str()
                 .ok()
                 .and_then(|o| url::Url::parse(o).ok())
-                .is_some_and(|o| crate::transport::is_loopback(&o));
+                .is_some_and(|o| crate::http::is_loopback(&o));
             if !loopback {
                 return Err(plain(
                     StatusCode::FORBIDDEN,
@@ -429,7 +419,7 @@ impl Host {
     /// The session a request names, after checking its `MCP-Protocol-Version`.
     #[expect(clippy::result_large_err, reason = "the error is the response to send")]
     fn session_of(&self, headers: &hyper::HeaderMap) -> Result<Arc<ClientSession>, Response<Body>> {
-        if let Some(version) = headers.get("mcp-protocol-version") {
+        if let Some(version) = headers.get(crate::mcp::PROTOCOL_VERSION_HEADER) {
             let known = version
                 .to_str()
                 .is_ok_and(|v| SUPPORTED_VERSIONS.contains(&v));
@@ -443,7 +433,10 @@ impl Host {
                 ));
             }
         }
-        let Some(id) = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()) else {
+        let Some(id) = headers
+            .get(crate::mcp::SESSION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Err(rpc_error(
                 StatusCode::BAD_REQUEST,
                 "Bad Request: the Mcp-Session-Id header is required (send initialize first)",
@@ -615,7 +608,7 @@ fn response(
         builder = builder.header("cache-control", "no-cache");
     }
     if let Some(session) = session {
-        builder = builder.header("mcp-session-id", session);
+        builder = builder.header(crate::mcp::SESSION_ID_HEADER, session);
     }
     builder
         .body(body)
@@ -678,13 +671,10 @@ fn params_protocol_version(raw: &[u8]) -> Option<String> {
 /// Creates the directory of every file path in `env` that lies in our home
 /// directory (`MEMORY_FILE_PATH` of the built-in memory), so the child can
 /// write there.
-fn create_data_dirs(env: &[(String, String)]) {
-    let Ok(home) = crate::paths::home() else {
-        return;
-    };
+fn create_data_dirs(home: &std::path::Path, env: &[(String, String)]) {
     for (_, value) in env {
         let path = std::path::Path::new(value);
-        if path.is_absolute() && path.starts_with(&home) {
+        if path.is_absolute() && path.starts_with(home) {
             if let Some(dir) = path.parent() {
                 if let Err(error) = std::fs::create_dir_all(dir) {
                     tracing::warn!(dir = %dir.display(), %error, "cannot create a data directory");
@@ -698,7 +688,7 @@ fn create_data_dirs(env: &[(String, String)]) {
 /// it ends up in a command line, an environment and a directory name).
 fn project_of(headers: &hyper::HeaderMap) -> Option<String> {
     let text = headers
-        .get(crate::proxy::PROJECT_PATH_HEADER)?
+        .get(crate::mcp::PROJECT_PATH_HEADER)?
         .to_str()
         .ok()?;
     let path = std::path::Path::new(text);

@@ -6,13 +6,8 @@
 //! per home directory: it holds the `fs4` lock on `manager.lock` (and writes
 //! its pid to `manager.pid`) for its whole life.
 
-pub mod api;
 pub mod control;
-pub mod daemon;
-pub mod doctor;
-pub mod generate_config;
-pub mod import;
-pub mod logfile;
+pub mod supervisor;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -27,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use api::DaemonState;
-use daemon::{Context, DaemonHandle};
+use crate::control_api::{self as api, DaemonState};
+use supervisor::{Context, DaemonHandle};
 
 /// How long stopping every daemon may take before the manager exits anyway.
 const STOP_ALL_LIMIT: Duration = Duration::from_secs(10);
@@ -162,8 +157,8 @@ pub async fn run(
             .map_err(|e| ManagerError::PortTaken {
                 addr,
                 reason: e.to_string(),
-                holder: crate::procinfo::port_holder(options.port)
-                    .map_or_else(|| "another program".to_owned(), crate::procinfo::describe),
+                holder: crate::process::port_holder(options.port)
+                    .map_or_else(|| "another program".to_owned(), crate::process::describe),
             })?;
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -180,7 +175,7 @@ pub async fn run(
         .servers
         .values()
         .map(|server| {
-            let handle = daemon::spawn(server.clone(), Arc::clone(&context), &tasks);
+            let handle = supervisor::spawn(server.clone(), Arc::clone(&context), &tasks);
             (server.name.clone(), handle)
         })
         .collect();

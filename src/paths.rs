@@ -1,8 +1,12 @@
 //! Every place on disk the tool uses, in one module.
 //!
 //! The home directory is `$MCP_SESSION_MANAGER_HOME`, else
-//! `~/.mcp-session-manager` (the original's). It holds `config.json`, and
-//! `NAME.lock` and `NAME.log` for every daemon.
+//! `~/.mcp-session-manager` (the original's). It holds `config.json`; for
+//! every daemon `NAME.lock` (its record), `NAME.log` (rotated to
+//! `NAME.log.1`) and `NAME.start` (its start guard); for the manager
+//! `manager.lock`, `manager.pid` and `manager.log`. No other module builds
+//! one of these names, and only [`home`] reads where the home is: every
+//! other function takes it from its caller.
 
 use std::path::{Path, PathBuf};
 
@@ -27,16 +31,47 @@ pub fn home() -> Result<PathBuf, NoHome> {
     }
 }
 
+/// `config.json`: the user's servers.
 pub fn config_file(home: &Path) -> PathBuf {
     home.join("config.json")
 }
 
+/// `NAME.lock`: which process serves the daemon, on which port.
 pub fn lock_file(home: &Path, name: &str) -> PathBuf {
     home.join(format!("{name}.lock"))
 }
 
+/// `NAME.log`: the daemon's stdout and stderr.
 pub fn log_file(home: &Path, name: &str) -> PathBuf {
     home.join(format!("{name}.log"))
+}
+
+/// `NAME.start`: the file whose `fs4` lock is the daemon's start guard
+/// (never deleted, so every starter locks the same inode).
+pub fn start_file(home: &Path, name: &str) -> PathBuf {
+    home.join(format!("{name}.start"))
+}
+
+/// `manager.lock`: held by the one manager of this home.
+pub fn manager_lock_file(home: &Path) -> PathBuf {
+    home.join("manager.lock")
+}
+
+/// `manager.pid`: the running manager's pid, for messages.
+pub fn manager_pid_file(home: &Path) -> PathBuf {
+    home.join("manager.pid")
+}
+
+/// `manager.log`: the manager's own log.
+pub fn manager_log_file(home: &Path) -> PathBuf {
+    home.join("manager.log")
+}
+
+/// A log's previous generation: `NAME.log` → `NAME.log.1`.
+pub fn rotated_log(log: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(log.as_os_str());
+    name.push(".1");
+    PathBuf::from(name)
 }
 
 /// `program` in the directory of the running binary (the two binaries are

@@ -8,6 +8,7 @@
 //! (SIGTERM/SIGHUP in the binary) or when stdout closes: in-flight requests
 //! get a bounded grace period, then the daemon session is ended (`DELETE`).
 
+pub mod discovery;
 pub mod router;
 
 use std::future::Future;
@@ -22,15 +23,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerConfig, TransportKind};
-use crate::discovery::{self, NotFound};
 use crate::jsonrpc::{self, Incoming, Kind, Message, ParseError};
+use crate::mcp::PROJECT_PATH_HEADER;
 use crate::stdio::{self, LineReader};
 use crate::transport::recovery::{Recovery, Rediscover};
 use crate::transport::{Endpoint, Upstream};
+use discovery::NotFound;
 use router::{Batch, Router};
-
-/// The header that tells a shared daemon which project a session works in.
-pub const PROJECT_PATH_HEADER: &str = "mcp-project-path";
 
 /// Where the proxy's daemon is.
 #[derive(Debug, Clone)]
@@ -108,13 +107,13 @@ where
             return Outcome::NoDaemon;
         }
     };
-    let shown = crate::transport::redacted(&endpoint.url);
+    let shown = crate::http::redacted(&endpoint.url);
     tracing::info!(url = %shown, transport = %endpoint.transport, "connecting to the daemon");
     let recovery = Recovery {
         rediscover,
         timeout: options.reconnect_timeout,
     };
-    let upstream = match Upstream::connect(endpoint, Arc::clone(&router), recovery) {
+    let upstream = match Upstream::connect(endpoint, Arc::clone(&router) as _, recovery) {
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::error!(%error, "cannot set up the connection to the daemon");
@@ -198,9 +197,7 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
             tracing::debug!(via = found.via, url = %found.url, "daemon found");
             for (name, value) in &server.headers {
                 // Validated with the config.
-                if let Ok((name, value)) =
-                    crate::transport::parse_header(&format!("{name}: {value}"))
-                {
+                if let Ok((name, value)) = crate::http::parse_header(&format!("{name}: {value}")) {
                     headers.insert(name, value);
                 }
             }
@@ -377,7 +374,7 @@ async fn report_no_daemon(
 pub fn headers_from_args<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for arg in args {
-        let (name, value): (HeaderName, HeaderValue) = crate::transport::parse_header(arg)?;
+        let (name, value): (HeaderName, HeaderValue) = crate::http::parse_header(arg)?;
         headers.append(name, value);
     }
     Ok(headers)

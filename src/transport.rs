@@ -7,9 +7,10 @@
 //! | `sse` (2024-11-05)| [`legacy_sse`]      | POST to the `endpoint`    | one long-lived GET stream                |
 //!
 //! Both take whole [`Message`]s from the proxy and hand everything the daemon
-//! sends to the [`Router`]. This module holds what they share: the HTTP client,
-//! the ordering of client messages ([`Sequencer`]), the replayable
-//! `initialize`, and reading an SSE body. It knows nothing of stdio.
+//! sends to an [`Inbound`] (the proxy's router implements it). This module
+//! holds what they share: the HTTP client, the ordering of client messages
+//! ([`Sequencer`]), the replayable `initialize`, and reading an SSE body.
+//! It knows nothing of stdio: where answers go is the [`Inbound`]'s business.
 
 pub mod legacy_sse;
 pub mod recovery;
@@ -23,15 +24,69 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::config::TransportKind;
+use crate::http;
 use crate::jsonrpc::{self, Message, RawId};
-use crate::proxy::router::{Delivered, Router};
-use crate::stdio::OutputClosed;
+
+/// What [`Inbound::deliver`] did with a daemon message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// The response to this request id (as written to the client).
+    Response(RawId, Bytes),
+    /// A server request or notification, written to the client.
+    Other,
+    /// Not a JSON-RPC message; logged and dropped.
+    Invalid,
+}
+
+/// The client has gone: nothing more can be delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client has gone")]
+pub struct ClientGone;
+
+/// A future an [`Inbound`] returns (boxed: the trait is used as `dyn`).
+pub type InboundFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, ClientGone>> + Send + 'a>>;
+
+/// Where everything the daemon sends goes, and the table of requests in
+/// flight that decides who gets it. The proxy's router implements it; the
+/// transport only asks and delivers.
+pub trait Inbound: Send + Sync + 'static {
+    /// Routes one message from the daemon. `answering` is the request whose
+    /// own POST stream carried it: a response there is that request's answer
+    /// even if the server re-wrote its id.
+    fn deliver<'a>(
+        &'a self,
+        raw: Bytes,
+        answering: Option<&'a RawId>,
+    ) -> InboundFuture<'a, Delivered>;
+    /// Answers a waiting request with an error made by the proxy (nothing
+    /// if it was answered or cancelled meanwhile).
+    fn fail<'a>(
+        &'a self,
+        id: &'a RawId,
+        message: &'a str,
+        data: Option<&'a serde_json::Value>,
+    ) -> InboundFuture<'a, ()>;
+    /// Writes a message the proxy made (a notification) straight to the client.
+    fn reply(&self, line: Bytes) -> InboundFuture<'_, ()>;
+    /// Is this request still waiting for its answer?
+    fn is_pending(&self, id: &RawId) -> bool;
+    /// Is this id one of the proxy's own requests?
+    fn is_internal(&self, id: &RawId) -> bool;
+    /// Registers a request of the proxy's own; its answer comes back here
+    /// instead of going to the client.
+    fn begin_internal(&self, id: RawId) -> tokio::sync::oneshot::Receiver<Bytes>;
+    /// Forgets a request of the proxy's own that will not be answered.
+    fn abandon_internal(&self, id: &RawId);
+    /// Shows every daemon answer given to the client to `kept` (set once).
+    fn observe_answers(&self, kept: Arc<recovery::KeptState>);
+}
 
 /// Where and how to reach the daemon.
 #[derive(Debug, Clone)]
@@ -64,7 +119,7 @@ impl Upstream {
     /// [`Error::Client`] if the HTTP client cannot be built (TLS set-up).
     pub fn connect(
         endpoint: Endpoint,
-        router: Arc<Router>,
+        router: Arc<dyn Inbound>,
         recovery: recovery::Recovery,
     ) -> Result<Upstream, Error> {
         let link = Link::new(&endpoint, router, recovery)?;
@@ -106,7 +161,7 @@ impl Upstream {
 pub(crate) struct Link {
     pub http: reqwest::Client,
     pub headers: HeaderMap,
-    pub router: Arc<Router>,
+    pub router: Arc<dyn Inbound>,
     pub order: Sequencer,
     pub replay: InitializeCache,
     /// What the client set on its session, for a new one.
@@ -119,7 +174,7 @@ pub(crate) struct Link {
 impl Link {
     fn new(
         endpoint: &Endpoint,
-        router: Arc<Router>,
+        router: Arc<dyn Inbound>,
         recovery: recovery::Recovery,
     ) -> Result<Link, Error> {
         let kept = Arc::new(recovery::KeptState::default());
@@ -166,53 +221,19 @@ impl Link {
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn http_client(url: &Url) -> reqwest::Result<reqwest::Client> {
-    let mut builder = client_builder()
+    let mut builder = http::client_builder()
         // Never follow a redirect: it could carry the session to another host.
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(64);
-    if is_loopback(url) {
+    if http::is_loopback(url) {
         builder = builder.no_proxy();
     }
     if url.scheme() == "http" {
-        builder = without_tls_roots(builder);
+        builder = http::client::without_tls_roots(builder);
     }
     builder.build()
-}
-
-/// A client builder for 127.0.0.1 (the manager): no proxy, no TLS roots.
-pub fn loopback_client_builder() -> reqwest::ClientBuilder {
-    without_tls_roots(client_builder().no_proxy())
-}
-
-/// A plain-http client never verifies a certificate, so it skips loading
-/// the system's root store (milliseconds of the proxy's cold start).
-fn without_tls_roots(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-    #[cfg(feature = "tls")]
-    let builder = builder.tls_certs_only(Vec::<reqwest::Certificate>::new());
-    builder
-}
-
-/// A client builder with the TLS crypto provider in place (reqwest sets up
-/// TLS for every client, even one that only talks to loopback).
-pub fn client_builder() -> reqwest::ClientBuilder {
-    #[cfg(feature = "tls")]
-    {
-        // Only the first call installs it; later calls find it there.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    reqwest::Client::builder()
-}
-
-/// True for `localhost`, `127.0.0.0/8` and `[::1]`.
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 /// Keeps client messages in order where order matters.
@@ -337,7 +358,7 @@ pub(crate) struct StreamCursor {
 /// `endpoint` event is handled by `on_other`).
 pub(crate) async fn read_sse(
     response: reqwest::Response,
-    router: &Router,
+    router: &dyn Inbound,
     wanted: Option<&RawId>,
     cursor: &mut StreamCursor,
     mut on_other: impl FnMut(&str, &str),
@@ -366,7 +387,7 @@ pub(crate) async fn read_sse(
         }
         for message in split_json_body(Bytes::from(data)) {
             match router.deliver(message, wanted).await {
-                Err(OutputClosed) => return StreamEnd::ClientGone,
+                Err(ClientGone) => return StreamEnd::ClientGone,
                 Ok(Delivered::Response(id, raw)) if Some(&id) == wanted => {
                     return StreamEnd::Answered(raw);
                 }
@@ -424,40 +445,10 @@ pub(crate) fn http_error_data(status: reqwest::StatusCode, body: &str) -> serde_
     serde_json::json!({ "status": status.as_u16(), "body": body })
 }
 
-/// Parses `Name: value` as given to `--header`.
-///
-/// # Errors
-/// A message naming what is wrong with the header.
-pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("header {text:?} has no ':'; write it as 'Name: value'"))?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
-    let value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("the value of header {name} has characters HTTP does not allow"))?;
-    Ok((name, value))
-}
-
-/// The whole error chain on one line: "error sending request: connection refused".
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// A reqwest error as one line, without the URL reqwest puts in it (a
 /// legacy endpoint's query holds the session id, a credential).
 pub(crate) fn reqwest_reason(error: &reqwest::Error) -> String {
-    let mut text = error_chain(error);
+    let mut text = http::error_chain(error);
     while let Some(start) = text.find(" for url (") {
         let Some(len) = text[start..].find(')') else {
             break;
@@ -467,50 +458,9 @@ pub(crate) fn reqwest_reason(error: &reqwest::Error) -> String {
     text
 }
 
-/// A URL for messages and logs: no query, no user info (either may hold a
-/// credential).
-pub(crate) fn redacted(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.to_string()
-}
-
-/// The first characters of a session id, for logs: the id is a credential.
-pub(crate) fn session_prefix(id: &HeaderValue) -> String {
-    let text = id.to_str().unwrap_or("?");
-    let prefix: String = text.chars().take(8).collect();
-    format!("{prefix}…")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for url in [
-            "http://127.0.0.1:3100/mcp",
-            "http://localhost:1/",
-            "http://[::1]:2/",
-            "http://127.8.0.1/",
-        ] {
-            assert!(is_loopback(&Url::parse(url).expect("url")), "{url}");
-        }
-        assert!(!is_loopback(
-            &Url::parse("https://example.com/mcp").expect("url")
-        ));
-    }
-
-    #[test]
-    fn header_arguments() {
-        let (name, value) = parse_header("Authorization:  Bearer x ").expect("valid");
-        assert_eq!(name.as_str(), "authorization");
-        assert_eq!(value, "Bearer x");
-        assert!(parse_header("no colon").is_err());
-        assert!(parse_header("bad name: x").is_err());
-    }
 
     #[test]
     fn json_bodies_split_arrays() {

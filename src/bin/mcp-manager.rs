@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use mcp_session_manager::commands::generate as generate_config;
 use mcp_session_manager::config::{Config, TransportKind};
+use mcp_session_manager::control_api::{ApiClient, DaemonList, DaemonStatus};
+use mcp_session_manager::daemon::log as logfile;
 use mcp_session_manager::host::{self, HostOptions, backend::Timing};
-use mcp_session_manager::manager::api::{ApiClient, DaemonList, DaemonStatus};
-use mcp_session_manager::manager::{self, ManagerOptions, generate_config, logfile};
+use mcp_session_manager::manager::{self, ManagerOptions};
 use mcp_session_manager::paths;
 
 /// Run shared MCP daemons for many Claude Code sessions.
@@ -124,7 +126,9 @@ Environment:
 fn main() -> ExitCode {
     let args = Args::parse();
     let log_file = match &args.command {
-        None => paths::home().ok().map(|home| home.join("manager.log")),
+        None => paths::home()
+            .ok()
+            .map(|home| paths::manager_log_file(&home)),
         Some(_) => None,
     };
     init_logging(log_file);
@@ -259,7 +263,7 @@ fn register(
     };
     let names: Vec<String> = config.servers.keys().cloned().collect();
     let registered =
-        mcp_session_manager::manager::import::register_proxies(&path, &names, &proxy, &extra)?;
+        mcp_session_manager::commands::import::register_proxies(&path, &names, &proxy, &extra)?;
     println!("{registered}");
     println!("{reads}");
     println!(
@@ -369,7 +373,7 @@ fn import(
     dry_run: bool,
     undo: bool,
 ) -> anyhow::Result<()> {
-    use mcp_session_manager::manager::import;
+    use mcp_session_manager::commands::import;
     let source = import::Source::from_args(from, project).map_err(anyhow::Error::msg)?;
     let scopes = scopes
         .iter()
@@ -394,8 +398,8 @@ fn import(
 
 async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     let home = paths::home()?;
-    let input = mcp_session_manager::manager::doctor::DoctorInput::for_current_user(home, port);
-    let report = mcp_session_manager::manager::doctor::diagnose(&input).await;
+    let input = mcp_session_manager::commands::doctor::DoctorInput::for_current_user(home, port);
+    let report = mcp_session_manager::commands::doctor::diagnose(&input).await;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -480,6 +484,7 @@ async fn run_host(name: &str) -> anyhow::Result<()> {
         env: server.env.clone(),
         cwd: server.cwd.clone(),
         log: paths::log_file(&home, name),
+        home: home.clone(),
         timing: Timing {
             ping_timeout: server.ping_timeout,
             ping_every: (server.ping_timeout / 3)

@@ -308,21 +308,10 @@ impl ClientCapabilities {
 }
 
 /// The protocol version the host asks its child for.
-pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
-
-const LEVELS: [&str; 8] = [
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
+pub const CHILD_PROTOCOL_VERSION: &str = crate::mcp::LATEST_VERSION;
 
 fn rank(level: &str) -> Option<usize> {
-    LEVELS.iter().position(|l| *l == level)
+    crate::mcp::log_level_rank(level)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -932,7 +921,8 @@ impl Backend {
 
     /// Keeps a child running until the backend is stopped.
     async fn supervise(self: Arc<Self>) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let started = Instant::now();
             let reason = self.run_child().await;
@@ -954,13 +944,12 @@ impl Backend {
                 health.last_restart_reason = Some(reason);
             }
             if started.elapsed() > Duration::from_secs(60) {
-                backoff = Duration::from_secs(1);
+                backoff.reset();
             }
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
                 () = self.cancel.cancelled() => return,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(60));
         }
     }
 
@@ -1076,7 +1065,7 @@ impl Backend {
         if let Some(cwd) = &self.spec.cwd {
             command.current_dir(cwd);
         }
-        super::child::isolate(&mut command);
+        crate::process::isolate(&mut command);
         command.spawn().map_err(|e| {
             let runner = &self.spec.command;
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -1251,7 +1240,7 @@ fn init_result(answer: &Bytes) -> Option<Bytes> {
 }
 
 async fn kill_tree(child: &mut tokio::process::Child) {
-    super::child::terminate_group(child).await;
+    crate::process::terminate_group(child).await;
 }
 
 #[cfg(test)]

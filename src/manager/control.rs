@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Manager;
 use super::api::{DaemonList, EnsureAnswer};
-use crate::http_server::Body;
+use crate::http::server::Body;
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,7 +33,7 @@ const LOG_TAIL: usize = 20;
 /// Serves the API until `stop` is cancelled.
 pub async fn serve(manager: Arc<Manager>, listener: TcpListener, stop: CancellationToken) {
     let stopping = stop.clone();
-    crate::http_server::serve(
+    crate::http::server::serve(
         listener,
         move |request| handle(Arc::clone(&manager), request, stopping.clone()),
         stop.cancelled_owned(),
@@ -46,7 +46,7 @@ async fn handle(
     request: Request<Incoming>,
     stop: CancellationToken,
 ) -> Response<Body> {
-    if !crate::http_server::is_own_host(request.headers(), manager.port) {
+    if !crate::http::server::is_own_host(request.headers(), manager.port) {
         return error(
             StatusCode::FORBIDDEN,
             "the Host header must be 127.0.0.1, localhost or [::1] with this port",
@@ -127,7 +127,7 @@ async fn handle(
                     let mut status = daemon.status();
                     let log = crate::paths::log_file(&manager.home, name);
                     status.log_tail =
-                        Some(super::logfile::tail(&log, LOG_TAIL).unwrap_or_default());
+                        Some(crate::daemon::log::tail(&log, LOG_TAIL).unwrap_or_default());
                     ok(&status)
                 }
                 None => unknown(name),

@@ -14,17 +14,8 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::jsonrpc::{self, Kind, RawId};
 use crate::stdio::{Output, OutputClosed};
-
-/// What [`Router::deliver`] did with a daemon message.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Delivered {
-    /// The response to this request id (as written to the client).
-    Response(RawId, Bytes),
-    /// A server request or notification, written to the client.
-    Other,
-    /// Not a JSON-RPC message; logged and dropped.
-    Invalid,
-}
+use crate::transport::recovery::KeptState;
+use crate::transport::{ClientGone, Delivered, Inbound, InboundFuture};
 
 /// Client requests in flight, and the client's output.
 pub struct Router {
@@ -33,7 +24,7 @@ pub struct Router {
     /// Woken whenever a request leaves the table.
     settled: Notify,
     /// Sees every daemon answer the client is given (the lists it knows).
-    observer: std::sync::OnceLock<Arc<crate::transport::recovery::KeptState>>,
+    observer: std::sync::OnceLock<Arc<KeptState>>,
 }
 
 #[derive(Default)]
@@ -118,7 +109,7 @@ impl Router {
     }
 
     /// Shows every daemon answer given to the client to `kept` (once).
-    pub fn observe_answers(&self, kept: Arc<crate::transport::recovery::KeptState>) {
+    pub fn observe_answers(&self, kept: Arc<KeptState>) {
         let _ = self.observer.set(kept);
     }
 
@@ -326,6 +317,63 @@ impl Router {
             // Unknown ids are forwarded too: nothing the daemon sends is dropped.
             Some(Pending::Client { batch: None, .. }) | None => self.output.send(line).await,
         }
+    }
+}
+
+/// The transport's view of the router: the same calls, with the client's
+/// end of stdout seen only as [`ClientGone`].
+impl Inbound for Router {
+    fn deliver<'a>(
+        &'a self,
+        raw: Bytes,
+        answering: Option<&'a RawId>,
+    ) -> InboundFuture<'a, Delivered> {
+        Box::pin(async move {
+            Router::deliver(self, raw, answering)
+                .await
+                .map_err(|OutputClosed| ClientGone)
+        })
+    }
+
+    fn fail<'a>(
+        &'a self,
+        id: &'a RawId,
+        message: &'a str,
+        data: Option<&'a serde_json::Value>,
+    ) -> InboundFuture<'a, ()> {
+        Box::pin(async move {
+            Router::fail(self, id, message, data)
+                .await
+                .map_err(|OutputClosed| ClientGone)
+        })
+    }
+
+    fn reply(&self, line: Bytes) -> InboundFuture<'_, ()> {
+        Box::pin(async move {
+            Router::reply(self, line)
+                .await
+                .map_err(|OutputClosed| ClientGone)
+        })
+    }
+
+    fn is_pending(&self, id: &RawId) -> bool {
+        Router::is_pending(self, id)
+    }
+
+    fn is_internal(&self, id: &RawId) -> bool {
+        Router::is_internal(self, id)
+    }
+
+    fn begin_internal(&self, id: RawId) -> oneshot::Receiver<Bytes> {
+        Router::begin_internal(self, id)
+    }
+
+    fn abandon_internal(&self, id: &RawId) {
+        Router::abandon_internal(self, id)
+    }
+
+    fn observe_answers(&self, kept: Arc<KeptState>) {
+        Router::observe_answers(self, kept)
     }
 }
 

@@ -22,10 +22,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::recovery::{self, Backoff, InternalRequests};
-use super::{
-    Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason, short_body,
-};
+use super::recovery::{self, InternalRequests, reconnect_backoff};
+use super::{Link, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason, short_body};
+use crate::http::redacted;
 use crate::jsonrpc::{Kind, Message, RawId};
 
 /// Each POST must be accepted within this time (its answer comes on the
@@ -234,7 +233,7 @@ impl LegacySse {
 
     /// Keeps a stream open, reconnecting (and re-initializing) when it drops.
     async fn run_stream(self: Arc<Self>) {
-        let mut backoff = Backoff::default();
+        let mut backoff = reconnect_backoff();
         let mut streams = 0u64;
         // When the current outage began, for the log.
         let mut lost_since: Option<Instant> = None;
@@ -253,7 +252,7 @@ impl LegacySse {
             };
             match response {
                 Ok(r) if r.status() == StatusCode::OK => {
-                    backoff = Backoff::default();
+                    backoff.reset();
                     streams += 1;
                     let reconnected = streams > 1;
                     if let Some(since) = lost_since.take() {
@@ -269,7 +268,7 @@ impl LegacySse {
                     // Dropping a half-read stream on shutdown is fine: the
                     // session ends with it.
                     let end = tokio::select! {
-                        end = read_sse(r, &self.link.router, None, &mut cursor, on_event) => end,
+                        end = read_sse(r, &*self.link.router, None, &mut cursor, on_event) => end,
                         () = self.cancel.cancelled() => return,
                     };
                     if matches!(end, StreamEnd::ClientGone) {
@@ -346,7 +345,7 @@ impl LegacySse {
                     sse: &this,
                     endpoint: &endpoint,
                 };
-                recovery::restore(&session, &this.link.kept, &this.link.router).await;
+                recovery::restore(&session, &this.link.kept, &*this.link.router).await;
             }
             this.endpoint.send_replace(Some(Ok(endpoint.clone())));
             this.post_again(&endpoint).await;
@@ -396,7 +395,7 @@ impl LegacySse {
                 if !self.link.router.is_pending(&id) {
                     continue;
                 }
-                if message.1.method().is_some_and(recovery::is_safe_read) {
+                if message.1.method().is_some_and(crate::mcp::is_safe_read) {
                     posted.resend.push((id, message));
                 } else {
                     cut.push(id);

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::jsonrpc::{Kind, Message};
+use crate::mcp::ListKind;
 
 /// How long requests wait for a lost daemon to come back, by default.
 pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,65 +57,6 @@ impl std::fmt::Debug for Recovery {
             .field("rediscover", &self.rediscover.is_some())
             .field("timeout", &self.timeout)
             .finish()
-    }
-}
-
-/// Requests that change nothing on the daemon: sent again on a new session
-/// when their answer was lost with the old one.
-pub fn is_safe_read(method: &str) -> bool {
-    matches!(
-        method,
-        "ping"
-            | "tools/list"
-            | "prompts/list"
-            | "resources/list"
-            | "resources/templates/list"
-            | "resources/read"
-            | "prompts/get"
-            | "completion/complete"
-    )
-}
-
-/// A list the client can be told has changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-}
-
-impl ListKind {
-    const ALL: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn method(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools/list",
-            ListKind::Prompts => "prompts/list",
-            ListKind::Resources => "resources/list",
-        }
-    }
-
-    fn key(self) -> &'static str {
-        match self {
-            ListKind::Tools => "tools",
-            ListKind::Prompts => "prompts",
-            ListKind::Resources => "resources",
-        }
-    }
-
-    pub fn notification(self) -> Bytes {
-        Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","method":"notifications/{}/list_changed"}}"#,
-            self.key()
-        ))
-    }
-
-    fn of(method: &str) -> Option<ListKind> {
-        ListKind::ALL.into_iter().find(|k| k.method() == method)
     }
 }
 
@@ -270,7 +212,7 @@ pub(crate) trait InternalRequests {
 pub(crate) async fn restore(
     transport: &impl InternalRequests,
     kept: &KeptState,
-    router: &crate::proxy::router::Router,
+    router: &dyn super::Inbound,
 ) {
     for (method, params) in kept.restore_requests() {
         if transport.internal_request(method, params).await.is_none() {
@@ -301,25 +243,8 @@ pub(crate) async fn restore(
 }
 
 /// Delays between attempts to reach a lost daemon: 50 ms, doubling to 1 s.
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: Duration::from_millis(50),
-        }
-    }
-}
-
-impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(1));
-        delay
-    }
+pub fn reconnect_backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -328,14 +253,6 @@ mod tests {
 
     fn message(text: &'static str) -> Message {
         crate::jsonrpc::classify(Bytes::from_static(text.as_bytes())).expect("valid")
-    }
-
-    #[test]
-    fn reads_are_safe_calls_are_not() {
-        assert!(
-            is_safe_read("tools/list") && is_safe_read("resources/read") && is_safe_read("ping")
-        );
-        assert!(!is_safe_read("tools/call") && !is_safe_read("resources/subscribe"));
     }
 
     #[test]
@@ -394,7 +311,7 @@ mod tests {
 
     #[test]
     fn back_off_doubles_to_a_second() {
-        let mut backoff = Backoff::default();
+        let mut backoff = reconnect_backoff();
         let delays: Vec<u64> = (0..7)
             .map(|_| backoff.next_delay().as_millis() as u64)
             .collect();

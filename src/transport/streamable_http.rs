@@ -26,18 +26,18 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::recovery::{self, Backoff, InternalRequests};
+use super::recovery::{self, InternalRequests, reconnect_backoff};
 use super::{
-    Link, StreamCursor, StreamEnd, http_error_data, read_sse, redacted, reqwest_reason,
-    session_prefix, short_body, split_json_body,
+    Delivered, Link, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason,
+    short_body, split_json_body,
 };
+use crate::http::{redacted, session_prefix};
 use crate::jsonrpc::{self, Kind, Message, RawId};
-use crate::proxy::router::Delivered;
 
-const MCP_SESSION_ID: &str = "mcp-session-id";
-const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
-const LAST_EVENT_ID: &str = "last-event-id";
-const EVENT_STREAM: &str = "text/event-stream";
+use crate::mcp::{
+    EVENT_STREAM, LAST_EVENT_ID_HEADER as LAST_EVENT_ID,
+    PROTOCOL_VERSION_HEADER as MCP_PROTOCOL_VERSION, SESSION_ID_HEADER as MCP_SESSION_ID,
+};
 
 /// How often a cut POST stream is resumed before its request gets an error.
 const MAX_RESUMES: u32 = 5;
@@ -314,7 +314,7 @@ impl StreamableHttp {
             resent = true;
             let reason = failure.to_string();
             let check_alive = !failure.never_sent();
-            if failure.never_sent() || recovery::is_safe_read(method) {
+            if failure.never_sent() || crate::mcp::is_safe_read(method) {
                 match self.recover_checked(generation, &reason, check_alive).await {
                     Ok(()) => {
                         tracing::info!(%id, method, "sending again on the new daemon session");
@@ -472,7 +472,7 @@ impl StreamableHttp {
         id: &RawId,
     ) -> Result<Option<Bytes>, Failure> {
         let mut cursor = StreamCursor::default();
-        let mut end = read_sse(response, &self.link.router, Some(id), &mut cursor, ignore).await;
+        let mut end = read_sse(response, &*self.link.router, Some(id), &mut cursor, ignore).await;
         let mut resumes = 0;
         loop {
             let reason = match end {
@@ -507,7 +507,7 @@ impl StreamableHttp {
                     if r.status().is_success()
                         && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
                 {
-                    read_sse(r, &self.link.router, Some(id), &mut cursor, ignore).await
+                    read_sse(r, &*self.link.router, Some(id), &mut cursor, ignore).await
                 }
                 Ok(r) => StreamEnd::Broken(format!("resuming got HTTP {}", r.status())),
                 Err(e) => StreamEnd::Broken(reqwest_reason(&e)),
@@ -571,7 +571,7 @@ impl StreamableHttp {
                     // Dropping a half-read stream on shutdown is fine: the
                     // session is ending and nothing else reads from it.
                     let end = tokio::select! {
-                        end = read_sse(r, &self.link.router, None, &mut cursor, ignore) => end,
+                        end = read_sse(r, &*self.link.router, None, &mut cursor, ignore) => end,
                         () = self.cancel.cancelled() => return,
                     };
                     match end {
@@ -640,7 +640,7 @@ impl StreamableHttp {
             s.lost = None;
         });
         let deadline = started + self.link.recovery.timeout;
-        let mut backoff = Backoff::default();
+        let mut backoff = reconnect_backoff();
         let mut last = reason.to_owned();
         loop {
             if let Some(rediscover) = &self.link.recovery.rediscover {
@@ -654,7 +654,7 @@ impl StreamableHttp {
             if !self.cancel.is_cancelled() {
                 match self.open_session().await {
                     Ok(()) => {
-                        recovery::restore(self, &self.link.kept, &self.link.router).await;
+                        recovery::restore(self, &self.link.kept, &*self.link.router).await;
                         self.session.send_modify(|s| s.phase = Phase::Ready);
                         self.open_get_stream();
                         let ms = started.elapsed().as_millis();

@@ -293,7 +293,7 @@ async fn project_scope_keeps_one_memory_per_project() {
 async fn bad_input_gets_clear_errors() {
     let home = TestHome::new();
     let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
-    let client = mcp_session_manager::transport::loopback_client_builder()
+    let client = mcp_session_manager::http::loopback_client_builder()
         .build()
         .expect("client");
     let post = |body: Vec<u8>| {
@@ -495,7 +495,7 @@ async fn idle_sessions_end() {
     let mut entry = everything_stdio_entry(free_port());
     entry["sessionTimeout"] = json!(1);
     let host = HostProcess::start(&home, "everything", entry).await;
-    let client = mcp_session_manager::transport::loopback_client_builder()
+    let client = mcp_session_manager::http::loopback_client_builder()
         .build()
         .expect("client");
     let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
@@ -556,7 +556,7 @@ async fn builtin_memory_works_without_a_config_file() {
     use crate::util::{manager_bin, wait_for_port};
     let home = TestHome::new();
     assert!(
-        !mcp_session_manager::discovery::answers(3100).await,
+        !mcp_session_manager::daemon::probe::answers(3100).await,
         "port 3100 (the built-in memory port) is taken on this machine; free it to run this test"
     );
     {
@@ -719,7 +719,7 @@ async fn a_server_request_is_answered_only_by_its_session() {
 async fn a_cancelled_request_ends_its_answer_stream() {
     let home = TestHome::new();
     let host = HostProcess::start(&home, "everything", everything_stdio_entry(free_port())).await;
-    let client = mcp_session_manager::transport::loopback_client_builder()
+    let client = mcp_session_manager::http::loopback_client_builder()
         .build()
         .expect("client");
     let post = |body: String, session: Option<&str>| {

@@ -404,7 +404,7 @@ impl HostProcess {
     }
 
     pub async fn health(&self) -> Value {
-        let client = mcp_session_manager::transport::loopback_client_builder()
+        let client = mcp_session_manager::http::loopback_client_builder()
             .build()
             .expect("client");
         client
@@ -731,7 +731,7 @@ impl ManagerProcess {
     }
 
     fn client() -> reqwest::Client {
-        mcp_session_manager::transport::loopback_client_builder()
+        mcp_session_manager::http::loopback_client_builder()
             .timeout(Duration::from_secs(25))
             .build()
             .expect("client")

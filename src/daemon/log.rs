@@ -11,11 +11,10 @@
 //! Reading never loads a whole file: [`tail`] reads blocks backwards from the
 //! end, and [`follow`] reads only what was appended since its last look.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -68,16 +67,9 @@ pub fn rotate_if_large(path: &Path, cap: u64) -> io::Result<bool> {
     if len <= cap {
         return Ok(false);
     }
-    std::fs::copy(path, rotated_path(path))?;
+    std::fs::copy(path, crate::paths::rotated_log(path))?;
     OpenOptions::new().write(true).open(path)?.set_len(0)?;
     Ok(true)
-}
-
-/// `NAME.log` → `NAME.log.1`.
-fn rotated_path(path: &Path) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(".1");
-    PathBuf::from(name)
 }
 
 /// The last `lines` lines of a log, oldest first: no line break at their

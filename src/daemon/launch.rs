@@ -12,21 +12,21 @@
 //! daemon). A port held by a program that is not our daemon is reported,
 //! never killed.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use super::guard;
+use super::probe::{answers, probe};
+use super::record::{self, DaemonRecord};
 use crate::config::{ServerConfig, TransportKind};
-use crate::lockfile::{self, DaemonLock};
-use crate::{paths, procinfo};
+use crate::paths;
+use crate::process::{self, detach, find_program};
 
 /// How often a starting daemon is probed.
 const READY_POLL: Duration = Duration::from_millis(100);
-/// One HTTP probe's limit (loopback answers in microseconds).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a daemon could not be started. Every message says what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,47 +69,20 @@ pub enum LaunchError {
 #[derive(Debug)]
 pub enum Running {
     /// Started earlier (by anyone) and still the same process.
-    Existing(DaemonLock),
+    Existing(DaemonRecord),
     /// Started now; `child` is ours to wait on.
-    Spawned { lock: DaemonLock, child: Box<Child> },
+    Spawned {
+        lock: DaemonRecord,
+        child: Box<Child>,
+    },
 }
 
 impl Running {
-    pub fn lock(&self) -> &DaemonLock {
+    pub fn lock(&self) -> &DaemonRecord {
         match self {
             Running::Existing(lock) | Running::Spawned { lock, .. } => lock,
         }
     }
-}
-
-/// The exclusive right to start (or stop) one daemon; released on drop.
-#[derive(Debug)]
-pub struct StartGuard {
-    _file: File,
-}
-
-/// Waits for, and takes, the start guard of `name`.
-///
-/// # Errors
-/// The file cannot be created or locked.
-pub async fn guard(home: &Path, name: &str) -> Result<StartGuard, LaunchError> {
-    let path = home.join(format!("{name}.start"));
-    let shown = path.display().to_string();
-    let locked = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        fs4::fs_std::FileExt::lock_exclusive(&file)?;
-        Ok(file)
-    })
-    .await
-    .map_err(|e| LaunchError::Io(format!("the start lock task failed: {e}")))?;
-    locked
-        .map(|file| StartGuard { _file: file })
-        .map_err(|e| LaunchError::Io(format!("cannot lock {shown}: {e}")))
 }
 
 /// What a daemon is started with.
@@ -138,7 +111,7 @@ impl Launch<'_> {
     /// # Errors
     /// A [`LaunchError`] that says what to do.
     pub async fn ensure(&self) -> Result<Running, LaunchError> {
-        let _guard = guard(self.home, self.name()).await?;
+        let _guard = guard::start(self.home, self.name()).await?;
         self.ensure_guarded().await
     }
 
@@ -149,7 +122,7 @@ impl Launch<'_> {
     pub async fn ensure_guarded(&self) -> Result<Running, LaunchError> {
         let port = self.port()?;
         let lock_path = paths::lock_file(self.home, self.name());
-        if let Some(lock) = lockfile::read(&lock_path) {
+        if let Some(lock) = record::read(&lock_path) {
             if lock.is_live() {
                 // Ours; give a daemon that is still starting its time.
                 let deadline = Instant::now() + self.server.start_timeout;
@@ -178,26 +151,26 @@ impl Launch<'_> {
                 pid = lock.pid,
                 "removing a stale lock"
             );
-            lockfile::remove(&lock_path);
+            record::remove(&lock_path);
         }
-        if crate::discovery::answers(port).await {
+        if answers(port).await {
             return Err(LaunchError::PortTaken {
                 name: self.name().to_owned(),
                 port,
-                holder: procinfo::port_holder(port)
-                    .map_or_else(|| "another program".to_owned(), procinfo::describe),
+                holder: process::port_holder(port)
+                    .map_or_else(|| "another program".to_owned(), process::describe),
             });
         }
         let mut child = self.spawn()?;
         let pid = child.id().unwrap_or_default();
-        let lock = DaemonLock {
+        let lock = DaemonRecord {
             pid,
             port,
             started_at: crate::paths::now_ms(),
             transport: self.server.transport,
-            process_start: procinfo::start_time(pid),
+            process_start: process::start_time(pid),
         };
-        if let Err(error) = lockfile::write(&lock_path, &lock) {
+        if let Err(error) = record::write(&lock_path, &lock) {
             stop_child(&mut child).await;
             return Err(LaunchError::Io(format!(
                 "cannot write {}: {error}",
@@ -211,7 +184,7 @@ impl Launch<'_> {
             }),
             Err(error) => {
                 stop_child(&mut child).await;
-                lockfile::remove(&lock_path);
+                record::remove(&lock_path);
                 Err(error)
             }
         }
@@ -223,7 +196,7 @@ impl Launch<'_> {
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = paths::log_file(self.home, self.name());
-                let last_line = crate::manager::logfile::tail(&log, 1)
+                let last_line = crate::daemon::log::tail(&log, 1)
                     .ok()
                     .and_then(|mut lines| lines.pop())
                     .map(|line| format!(": {}", line.trim()))
@@ -289,7 +262,7 @@ impl Launch<'_> {
             command
         };
         let log_path = paths::log_file(self.home, self.name());
-        let log = crate::manager::logfile::open_append(&log_path)
+        let log = crate::daemon::log::open_append(&log_path)
             .map_err(|e| spawn_error(format!("cannot open {}: {e}", log_path.display())))?;
         let log_err = log
             .try_clone()
@@ -330,144 +303,26 @@ pub fn missing_program(program: &str) -> String {
     format!("`{program}` was not found on PATH{install}")
 }
 
-/// `program` as the OS would find it: a path as given, else the first
-/// match on `PATH` (with `PATHEXT` on Windows).
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    let path = Path::new(program);
-    if path.components().count() > 1 {
-        return path.is_file().then(|| path.to_owned());
-    }
-    let extensions: Vec<String> = if cfg!(windows) {
-        std::env::var("PATHEXT")
-            .unwrap_or_else(|_| ".EXE;.CMD;.BAT;.COM".into())
-            .split(';')
-            .map(str::to_owned)
-            .chain(std::iter::once(String::new()))
-            .collect()
-    } else {
-        vec![String::new()]
-    };
-    let dirs = std::env::var_os("PATH")?;
-    std::env::split_paths(&dirs).find_map(|dir| {
-        extensions.iter().find_map(|ext| {
-            let candidate = dir.join(format!("{program}{ext}"));
-            candidate.is_file().then_some(candidate)
-        })
-    })
-}
-
-/// Does the daemon answer HTTP? Never opens an MCP session: a hosted stdio
-/// server answers `GET /health`; a Streamable HTTP server a GET without a
-/// session (400 or 405, or 406 from a strict one); a legacy SSE server its
-/// `GET /sse` headers (the stream is dropped at once, which ends it).
-///
-/// # Errors
-/// What was wrong: no answer, or the status.
-pub async fn probe(port: u16, transport: TransportKind) -> Result<(), String> {
-    let path = match transport {
-        TransportKind::Stdio => "health",
-        TransportKind::Sse => "sse",
-        TransportKind::StreamableHttp | TransportKind::Http => "mcp",
-    };
-    let client = crate::transport::loopback_client_builder()
-        .timeout(PROBE_TIMEOUT)
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/{path}"))
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_connect() {
-                format!("nothing listens on 127.0.0.1:{port}")
-            } else if e.is_timeout() {
-                format!("127.0.0.1:{port} accepted but did not answer within {PROBE_TIMEOUT:?}")
-            } else {
-                format!("127.0.0.1:{port} did not answer HTTP: {e}")
-            }
-        })?;
-    let status = response.status();
-    drop(response);
-    if status.is_success() || matches!(status.as_u16(), 400 | 405 | 406) {
-        Ok(())
-    } else {
-        Err(format!(
-            "GET /{path} on 127.0.0.1:{port} answered HTTP {status}"
-        ))
-    }
-}
-
-/// How many sessions a host (`mcp-manager host`) serves, from its
-/// `/health`; `None` if it does not answer.
-pub async fn host_sessions(port: u16) -> Option<u64> {
-    let client = crate::transport::loopback_client_builder()
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .ok()?;
-    let response = client
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .send()
-        .await
-        .ok()?;
-    let body = response.bytes().await.ok()?;
-    let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    health.get("sessions")?.as_u64()
-}
-
 /// Stops a daemon this process spawned: SIGTERM to its group, SIGKILL after
 /// a grace period, reaped.
 pub async fn stop_child(child: &mut Child) {
-    crate::host::child::terminate_group(child).await;
+    crate::process::terminate_group(child).await;
 }
 
 /// Stops a daemon known only by its lock (one we adopted): only if the pid
 /// is still the process the lock was written for. Returns once it is gone
 /// or after the grace period and a SIGKILL.
-pub async fn stop_pid(lock: &DaemonLock, grace: Duration) {
+pub async fn stop_pid(lock: &DaemonRecord, grace: Duration) {
     if !lock.is_live() {
         return;
     }
-    procinfo::signal_group(lock.pid, procinfo::GroupSignal::Terminate);
+    process::signal_group(lock.pid, process::GroupSignal::Terminate);
     let deadline = Instant::now() + grace;
     while lock.is_live() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if lock.is_live() {
-        procinfo::signal_group(lock.pid, procinfo::GroupSignal::Kill);
-    }
-}
-
-/// A new session and process group: no terminal signal reaches the daemon,
-/// it outlives whoever started it, and its group can be stopped as one.
-pub fn detach(command: &mut Command) {
-    #[cfg(unix)]
-    new_session(command);
-    #[cfg(windows)]
-    {
-        const DETACHED_PROCESS: u32 = 0x0000_0008;
-        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-        command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
-    }
-    #[cfg(not(any(unix, windows)))]
-    let _ = command;
-}
-
-#[cfg(unix)]
-#[expect(
-    unsafe_code,
-    reason = "setsid(2) must run in the child between fork and exec"
-)]
-fn new_session(command: &mut Command) {
-    // SAFETY: setsid is async-signal-safe and touches no parent memory.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        process::signal_group(lock.pid, process::GroupSignal::Kill);
     }
 }
 
@@ -482,20 +337,12 @@ mod tests {
         assert!(missing_program("/opt/x/bin/tool").contains("full path"));
     }
 
-    #[test]
-    fn programs_are_found_on_path() {
-        #[cfg(unix)]
-        assert!(find_program("sh").is_some());
-        assert!(find_program("surely-no-such-program-here").is_none());
-        assert!(find_program("/surely/not/here").is_none());
-    }
-
     #[tokio::test]
     async fn starters_take_turns() {
         let home = tempfile::tempdir().expect("tempdir");
-        let first = guard(home.path(), "x").await.expect("first");
+        let first = guard::start(home.path(), "x").await.expect("first");
         let path = home.path().to_owned();
-        let second = tokio::spawn(async move { guard(&path, "x").await.map(|_| ()) });
+        let second = tokio::spawn(async move { guard::start(&path, "x").await.map(|_| ()) });
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!second.is_finished(), "the second starter must wait");
         drop(first);

@@ -4,7 +4,7 @@
 //! `transport`), pretty-printed, so tools written for the original still read
 //! it, and adds `processStart`: the pid's start time, so that a pid reused by
 //! another program is never taken for the daemon. Written only by whoever
-//! holds the daemon's start guard (see [`crate::launch`]), atomically
+//! holds the daemon's start guard (see [`crate::daemon::launch`]), atomically
 //! (a temporary file renamed over it). Its contents are an API boundary.
 
 use std::path::Path;
@@ -16,27 +16,27 @@ use crate::config::TransportKind;
 /// The contents of a lock file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DaemonLock {
+pub struct DaemonRecord {
     pub pid: u32,
     pub port: u16,
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,
     pub transport: TransportKind,
-    /// [`crate::procinfo::start_time`] of `pid` when it was written.
+    /// [`crate::process::start_time`] of `pid` when it was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_start: Option<u64>,
 }
 
-impl DaemonLock {
+impl DaemonRecord {
     /// Does `pid` still name the process this lock was written for?
     pub fn is_live(&self) -> bool {
-        crate::procinfo::is_same_process(self.pid, self.process_start)
+        crate::process::is_same_process(self.pid, self.process_start)
     }
 }
 
 /// Reads a lock file; `None` if there is none or it cannot be understood
 /// (a lock is only ever a hint, checked before it is trusted).
-pub fn read(path: &Path) -> Option<DaemonLock> {
+pub fn read(path: &Path) -> Option<DaemonRecord> {
     let bytes = std::fs::read(path).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(lock) => Some(lock),
@@ -51,7 +51,7 @@ pub fn read(path: &Path) -> Option<DaemonLock> {
 ///
 /// # Errors
 /// The file system's error.
-pub fn write(path: &Path, lock: &DaemonLock) -> std::io::Result<()> {
+pub fn write(path: &Path, lock: &DaemonRecord) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(lock).map_err(std::io::Error::other)?;
     text.push('\n');
     let temporary = path.with_extension(format!("lock.{}.tmp", std::process::id()));
@@ -94,19 +94,19 @@ mod tests {
     fn writes_what_it_reads_and_names_the_process() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.lock");
-        let lock = DaemonLock {
+        let lock = DaemonRecord {
             pid: std::process::id(),
             port: 3100,
             started_at: 1,
             transport: TransportKind::Stdio,
-            process_start: crate::procinfo::start_time(std::process::id()),
+            process_start: crate::process::start_time(std::process::id()),
         };
         write(&path, &lock).expect("write");
         assert_eq!(read(&path), Some(lock.clone()));
         assert!(lock.is_live(), "this process is alive");
         #[cfg(target_os = "linux")]
         {
-            let reused = DaemonLock {
+            let reused = DaemonRecord {
                 process_start: lock.process_start.map(|s| s + 1),
                 ..lock
             };

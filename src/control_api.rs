@@ -121,7 +121,7 @@ impl ApiClient {
     /// # Errors
     /// The HTTP client cannot be built.
     pub fn new(port: u16, timeout: Duration) -> Result<ApiClient, ApiError> {
-        let http = crate::transport::loopback_client_builder()
+        let http = crate::http::loopback_client_builder()
             .timeout(timeout)
             .build()
             .map_err(|e| ApiError::Failed {

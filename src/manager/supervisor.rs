@@ -19,19 +19,20 @@ use tokio::process::Child;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::{ServerConfig, TransportKind};
-use crate::launch::{self, Launch, LaunchError, Running};
-use crate::lockfile::{self, DaemonLock};
-use crate::manager::api::{DaemonState, DaemonStatus};
-use crate::manager::logfile;
+use crate::control_api::{DaemonState, DaemonStatus};
+use crate::daemon::launch::{self, Launch, LaunchError, Running};
+use crate::daemon::record::{self, DaemonRecord};
+use crate::daemon::{guard, log, probe};
 use crate::paths;
 
 /// Failed probes in a row before a restart.
 pub const HEALTH_FAILURES: u32 = 3;
-/// The first back-off (after one immediate retry), doubled each time up to
-/// [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A daemon's restarts: one immediate retry, then 1 s doubling to 60 s.
+fn restart_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(60)).immediate_first()
+}
 /// Up this long, a daemon's back-off starts again from an immediate retry.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// How often an adopted daemon's pid is checked.
@@ -46,7 +47,7 @@ enum Command {
     Stop(oneshot::Sender<DaemonStatus>),
     Restart(oneshot::Sender<DaemonStatus>),
     /// Start it if needed; its lock once it answers.
-    Ensure(oneshot::Sender<Result<DaemonLock, String>>),
+    Ensure(oneshot::Sender<Result<DaemonRecord, String>>),
 }
 
 /// The manager's side of one daemon task.
@@ -114,7 +115,7 @@ impl DaemonHandle {
     ///
     /// # Errors
     /// Why it could not be started.
-    pub async fn ensure(&self) -> Result<DaemonLock, String> {
+    pub async fn ensure(&self) -> Result<DaemonRecord, String> {
         self.ask(Command::Ensure)
             .await
             .unwrap_or_else(|| Err("the manager is stopping".into()))
@@ -176,7 +177,7 @@ pub fn spawn(
         status: status_tx,
         process: None,
         wanted: false,
-        attempt: 0,
+        backoff: restart_backoff(),
         running_since: None,
     };
     tasks.spawn(daemon.run(commands_rx));
@@ -187,13 +188,16 @@ pub fn spawn(
 #[derive(Debug)]
 enum Process {
     /// Spawned by this manager: its exit is seen at once.
-    Child { child: Box<Child>, lock: DaemonLock },
+    Child {
+        child: Box<Child>,
+        lock: DaemonRecord,
+    },
     /// Started by an earlier manager (or a proxy): its pid is polled.
-    Adopted(DaemonLock),
+    Adopted(DaemonRecord),
 }
 
 impl Process {
-    fn lock(&self) -> &DaemonLock {
+    fn lock(&self) -> &DaemonRecord {
         match self {
             Process::Child { lock, .. } | Process::Adopted(lock) => lock,
         }
@@ -230,8 +234,8 @@ struct Daemon {
     process: Option<Process>,
     /// Should it be running (started and not stopped)?
     wanted: bool,
-    /// Starts since it was last stable, for the back-off.
-    attempt: u32,
+    /// Restarts since it was last stable.
+    backoff: Backoff,
     running_since: Option<Instant>,
 }
 
@@ -270,7 +274,7 @@ impl Daemon {
                 },
                 why = async { match process { Some(p) => p.exited().await, None => std::future::pending().await } } => {
                     self.process = None;
-                    lockfile::remove(&paths::lock_file(&self.context.home, self.name()));
+                    record::remove(&paths::lock_file(&self.context.home, self.name()));
                     let reason = format!("exited ({why}){}", self.last_log_line());
                     tracing::warn!(daemon = self.name(), %reason, "the daemon died");
                     retry_at = Some(self.fail(DaemonState::Backoff, reason));
@@ -326,7 +330,7 @@ impl Daemon {
             return;
         }
         let port = process.lock().port;
-        if launch::host_sessions(port).await != Some(0) {
+        if probe::host_sessions(port).await != Some(0) {
             *idle_since = None;
             return;
         }
@@ -336,8 +340,8 @@ impl Daemon {
         }
         // Under the start guard, so no proxy starts it half-way; and one
         // last look, so a session that just opened keeps it.
-        let guard = launch::guard(&self.context.home, self.name()).await;
-        if launch::host_sessions(port).await != Some(0) {
+        let guard = guard::start(&self.context.home, self.name()).await;
+        if probe::host_sessions(port).await != Some(0) {
             *idle_since = None;
             return;
         }
@@ -363,7 +367,7 @@ impl Daemon {
     /// Takes over a daemon that an earlier manager (or a proxy) started.
     fn adopt(&mut self) {
         let lock_path = paths::lock_file(&self.context.home, self.name());
-        let Some(lock) = lockfile::read(&lock_path) else {
+        let Some(lock) = record::read(&lock_path) else {
             return;
         };
         if lock.is_live() && Some(lock.port) == self.server.port {
@@ -387,7 +391,7 @@ impl Daemon {
 
     async fn on_command(&mut self, command: Command, retry_at: &mut Option<tokio::time::Instant>) {
         // Asked by a person (or a proxy): no back-off owed.
-        self.attempt = 0;
+        self.backoff.reset();
         match command {
             Command::Start(reply) => {
                 if !self.is_remote() && self.process.is_none() {
@@ -496,7 +500,7 @@ impl Daemon {
                 };
                 // It never served: no immediate retry (only a crash of a
                 // daemon that ran gets one).
-                self.attempt = self.attempt.max(1);
+                self.backoff.skip_immediate();
                 Err(self.fail(state, error.to_string()))
             }
         }
@@ -509,10 +513,9 @@ impl Daemon {
             .take()
             .is_some_and(|since| since.elapsed() >= STABLE_AFTER)
         {
-            self.attempt = 0;
+            self.backoff.reset();
         }
-        let delay = backoff(self.attempt);
-        self.attempt = self.attempt.saturating_add(1);
+        let delay = self.backoff.next_delay();
         self.set(|s| {
             s.state = state;
             s.running = false;
@@ -532,9 +535,9 @@ impl Daemon {
             return;
         };
         // Under the start guard: no proxy starts it again half-way.
-        let guard = launch::guard(&self.context.home, self.name()).await;
+        let guard = guard::start(&self.context.home, self.name()).await;
         process.stop().await;
-        lockfile::remove(&paths::lock_file(&self.context.home, self.name()));
+        record::remove(&paths::lock_file(&self.context.home, self.name()));
         drop(guard);
     }
 
@@ -549,18 +552,20 @@ impl Daemon {
         } else {
             lock.transport
         };
-        launch::probe(lock.port, transport).await
+        probe::probe(lock.port, transport)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn rotate_log(&self) {
         let log = paths::log_file(&self.context.home, self.name());
-        if let Err(error) = logfile::rotate_if_large(&log, logfile::LOG_CAP) {
+        if let Err(error) = log::rotate_if_large(&log, log::LOG_CAP) {
             tracing::warn!(daemon = self.name(), %error, "cannot rotate the log");
         }
     }
 
     fn last_log_line(&self) -> String {
-        logfile::tail(&paths::log_file(&self.context.home, self.name()), 1)
+        log::tail(&paths::log_file(&self.context.home, self.name()), 1)
             .ok()
             .and_then(|mut lines| lines.pop())
             .map(|line| format!(": {}", line.trim()))
@@ -588,24 +593,14 @@ impl Daemon {
     }
 }
 
-/// The wait before start number `attempt` (0-based) since the daemon was
-/// last stable: none, then 1 s, 2 s, 4 s … [`MAX_BACKOFF`].
-fn backoff(attempt: u32) -> Duration {
-    match attempt {
-        0 => Duration::ZERO,
-        n => FIRST_BACKOFF
-            .saturating_mul(1 << (n - 1).min(6))
-            .min(MAX_BACKOFF),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn back_off_is_immediate_then_doubles_to_a_minute() {
-        let secs: Vec<u64> = (0..10).map(|n| backoff(n).as_secs()).collect();
+        let mut backoff = restart_backoff();
+        let secs: Vec<u64> = (0..10).map(|_| backoff.next_delay().as_secs()).collect();
         assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

@@ -4,24 +4,22 @@
 //! the port in `NAME.lock`, then `POST /ensure` to the manager. With no
 //! manager running, the proxy starts one (detached, so it outlives the
 //! proxy) and asks again; if even that fails it starts the daemon itself,
-//! under the same start guard as the manager ([`crate::launch`]), so exactly
+//! under the same start guard as the manager ([`crate::daemon::launch`]), so exactly
 //! one daemon runs either way. A remote (`url`) entry needs no search. When
 //! nothing serves the name, the error says what was tried and what to run.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use url::Url;
 
 use crate::config::{self, ServerConfig, TransportKind};
-use crate::manager::api::{ApiClient, ApiError};
-use crate::{launch, lockfile, paths};
+use crate::control_api::{ApiClient, ApiError};
+use crate::daemon::probe::answers;
+use crate::daemon::{launch, record};
+use crate::{paths, process};
 
-/// How long a port probe may take: loopback answers in microseconds.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Beyond the daemon's own start timeout, for the manager's work.
 const ENSURE_MARGIN: Duration = Duration::from_secs(15);
 /// `/ping` answers at once from a manager.
@@ -91,7 +89,7 @@ pub async fn find(
         tried.push(format!("nothing answers on 127.0.0.1:{port}"));
     }
     let lock_path: PathBuf = paths::lock_file(home, &server.name);
-    match lockfile::read(&lock_path) {
+    match record::read(&lock_path) {
         Some(lock) if Some(lock.port) != server.port && answers(lock.port).await => {
             return Ok(found(lock.port, lock.transport, "lock file"));
         }
@@ -220,7 +218,7 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(false);
-    launch::detach(&mut command);
+    process::detach(&mut command);
     let mut child = command.spawn().map_err(|e| {
         format!(
             "no manager answers on 127.0.0.1:{port}, and {} cannot be started: {e}",
@@ -261,14 +259,4 @@ fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {
         transport,
         via,
     }
-}
-
-/// Is something accepting connections on 127.0.0.1:`port`? A TCP connect
-/// opens no MCP session, so probing leaks nothing on the daemon.
-pub async fn answers(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
 }

@@ -12,15 +12,6 @@
 //! signal. Linux reads `/proc`; macOS asks `libproc`, `lsof` and `ps`; other
 //! platforms answer "unknown" (`None`, `false`, or a bare "pid N").
 
-/// A signal the supervisor sends to a process or a process group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupSignal {
-    /// SIGTERM: asks the process to exit.
-    Terminate,
-    /// SIGKILL: ends it at once.
-    Kill,
-}
-
 /// An opaque value identifying this pid's incarnation: two processes that
 /// share a pid one after the other get different values. `None` if the
 /// process does not exist or the platform cannot tell.
@@ -119,40 +110,6 @@ pub fn describe(pid: u32) -> String {
     }
 }
 
-/// Sends `signal` to every process in the group `pgid` (killpg(2)). Group 0
-/// (which would mean our own group) and ids beyond `i32::MAX` are ignored,
-/// as is every call on platforms without process groups.
-pub fn signal_group(pgid: u32, signal: GroupSignal) {
-    #[cfg(unix)]
-    {
-        let Some(pgid) = to_pid(pgid) else {
-            return;
-        };
-        if let Err(error) = sys::killpg(pgid, signal.number()) {
-            tracing::debug!(pgid, ?signal, %error, "killpg failed");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (pgid, signal);
-}
-
-/// Sends `signal` to the one process `pid` (kill(2)). Pid 0 and pids beyond
-/// `i32::MAX` (which kill(2) reads as groups) are ignored, as is every call
-/// on platforms other than Unix.
-pub fn signal_process(pid: u32, signal: GroupSignal) {
-    #[cfg(unix)]
-    {
-        let Some(pid) = to_pid(pid) else {
-            return;
-        };
-        if let Err(error) = sys::kill(pid, signal.number()) {
-            tracing::debug!(pid, ?signal, %error, "kill failed");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (pid, signal);
-}
-
 /// Characters of a command line kept by [`describe`].
 const COMMAND_CHARS: usize = 100;
 
@@ -202,21 +159,11 @@ fn shorten(raw: &str) -> Option<String> {
 /// A pid as the kernel takes it: 1 ..= `i32::MAX`. Zero and larger values
 /// would name process groups (or every process) in kill(2).
 #[cfg(unix)]
-fn to_pid(pid: u32) -> Option<libc::pid_t> {
+pub(super) fn to_pid(pid: u32) -> Option<libc::pid_t> {
     if pid == 0 {
         return None;
     }
     libc::pid_t::try_from(pid).ok()
-}
-
-#[cfg(unix)]
-impl GroupSignal {
-    fn number(self) -> libc::c_int {
-        match self {
-            GroupSignal::Terminate => libc::SIGTERM,
-            GroupSignal::Kill => libc::SIGKILL,
-        }
-    }
 }
 
 /// Whether an existing process has exited and waits to be reaped.
@@ -251,19 +198,6 @@ mod sys {
         // SAFETY: kill only sends a signal (or, with 0, checks the pid); it
         // reads and writes no memory of ours.
         let rc = unsafe { libc::kill(pid, signal) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
-    /// killpg(2). Callers pass a group > 0, never our own group by accident.
-    #[expect(unsafe_code, reason = "killpg(2) has no safe wrapper in std")]
-    pub(super) fn killpg(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
-        // SAFETY: killpg only sends a signal; it reads and writes no memory
-        // of ours.
-        let rc = unsafe { libc::killpg(pgid, signal) };
         if rc == 0 {
             Ok(())
         } else {
@@ -491,7 +425,7 @@ mod tests {
             .expect("spawn sleep");
         let pid = child.id();
         assert!(is_alive(pid));
-        signal_process(pid, GroupSignal::Kill);
+        child.kill().expect("SIGKILL");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while is_alive(pid) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
@@ -499,29 +433,6 @@ mod tests {
         let dead = !is_alive(pid);
         child.wait().expect("reap");
         assert!(dead, "a zombie is not alive");
-    }
-
-    /// signal_group reaches a child in its own group; signal_process one pid.
-    #[cfg(unix)]
-    #[test]
-    fn signals_reach_their_targets() {
-        use std::os::unix::process::{CommandExt, ExitStatusExt};
-        let mut grouped = std::process::Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .expect("spawn sleep");
-        signal_group(grouped.id(), GroupSignal::Terminate);
-        let status = grouped.wait().expect("wait");
-        assert_eq!(status.signal(), Some(libc::SIGTERM));
-
-        let mut single = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        signal_process(single.id(), GroupSignal::Kill);
-        let status = single.wait().expect("wait");
-        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
     /// The holder of a listening port is found; a free port has none.

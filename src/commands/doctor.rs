@@ -33,10 +33,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::commands::generate;
 use crate::config::{Config, ConfigError, ServerConfig};
-use crate::manager::api::{ApiClient, ApiError};
-use crate::manager::generate_config;
-use crate::{launch, lockfile, paths, procinfo};
+use crate::control_api::{ApiClient, ApiError};
+use crate::daemon::{launch, record};
+use crate::{paths, process};
 
 /// How long the manager may take to answer `/ping` (it answers at once).
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -225,10 +226,7 @@ pub async fn diagnose(input: &DoctorInput) -> Report {
         .clone()
         .unwrap_or_else(|| paths::config_file(&input.home));
     let manager_port = input.manager_port.unwrap_or(config.manager_port);
-    let proxy = input
-        .proxy_exe
-        .clone()
-        .unwrap_or_else(generate_config::proxy_path);
+    let proxy = input.proxy_exe.clone().unwrap_or_else(generate::proxy_path);
 
     // The two slow ones (bounded by their timeouts) run side by side.
     let (ping, version) = tokio::join!(ping_manager(manager_port), check_proxy_version(&proxy));
@@ -318,7 +316,7 @@ fn config_error_text(error: &ConfigError) -> String {
                 mask_quoted(problem)
             )
         }
-        other => crate::transport::error_chain(other),
+        other => crate::http::error_chain(other),
     }
 }
 
@@ -363,7 +361,7 @@ fn check_runners(config: &Config) -> Vec<Check> {
         .map(|(command, names)| {
             let name = format!("runner `{command}`");
             let used_by = names.join(", ");
-            match launch::find_program(command) {
+            match process::find_program(command) {
                 Some(found) => Check::ok(name, format!("{} (for {used_by})", found.display())),
                 None => Check::problem(
                     name,
@@ -386,10 +384,10 @@ async fn check_port(home: &Path, server: &ServerConfig, config_file: &Path) -> O
     let port = server.port?;
     let daemon = &server.name;
     let name = format!("port {port} ({daemon})");
-    let holder = procinfo::port_holder(port);
+    let holder = process::port_holder(port);
     // `port_holder` cannot see everything (other users' processes, other
     // platforms); a connect can.
-    if holder.is_none() && !crate::discovery::answers(port).await {
+    if holder.is_none() && !crate::daemon::probe::answers(port).await {
         if server.command.is_none() {
             return Some(Check::warning(
                 name,
@@ -404,7 +402,7 @@ async fn check_port(home: &Path, server: &ServerConfig, config_file: &Path) -> O
         }
         return Some(Check::ok(name, "free"));
     }
-    let lock = lockfile::read(&paths::lock_file(home, daemon))
+    let lock = record::read(&paths::lock_file(home, daemon))
         .filter(|lock| lock.port == port && lock.is_live());
     if let Some(lock) = lock {
         // A runner (`npx`) may leave the listening to its child.
@@ -412,13 +410,13 @@ async fn check_port(home: &Path, server: &ServerConfig, config_file: &Path) -> O
             Some(pid) if pid != lock.pid => format!(
                 "served by {daemon}, pid {} (listening: {})",
                 lock.pid,
-                procinfo::describe(pid)
+                process::describe(pid)
             ),
             _ => format!("served by {daemon}, pid {}", lock.pid),
         };
         return Some(Check::ok(name, detail));
     }
-    let who = holder.map_or_else(|| "another program".to_owned(), procinfo::describe);
+    let who = holder.map_or_else(|| "another program".to_owned(), process::describe);
     if server.command.is_none() {
         return Some(Check::ok(
             name,
@@ -477,8 +475,8 @@ fn check_manager_port(port: u16, ping: &ManagerPing, config_file: &Path) -> Chec
         ),
         ManagerPing::Nothing => Check::ok(name, "free"),
         ManagerPing::Stranger(reason) => {
-            let who = procinfo::port_holder(port)
-                .map_or_else(|| "another program".to_owned(), procinfo::describe);
+            let who = process::port_holder(port)
+                .map_or_else(|| "another program".to_owned(), process::describe);
             Check::problem(
                 name,
                 format!("held by {who}, which is not mcp-manager ({reason})"),
@@ -528,7 +526,7 @@ fn check_locks(home: &Path) -> Vec<Check> {
             "lock {}",
             file.file_name().unwrap_or_default().to_string_lossy()
         );
-        match lockfile::read(&file) {
+        match record::read(&file) {
             Some(lock) if lock.is_live() => live += 1,
             Some(lock) => checks.push(Check::warning(
                 name,
@@ -661,7 +659,7 @@ fn check_claude(
     }
 
     if let Some(user_home) = &input.user_home {
-        let file = generate_config::target(user_home);
+        let file = generate::target(user_home);
         let name = "claude mcp.json";
         let fix = "`mcp-manager generate-config --scope user` (it writes ~/.claude.json, which Claude Code reads)";
         match read_json(&file) {
@@ -758,7 +756,7 @@ impl Sources<'_> {
             match classify(entry) {
                 Entry::Proxy { command, target } => {
                     proxied += 1;
-                    if launch::find_program(command).is_none() {
+                    if process::find_program(command).is_none() {
                         broken.push(format!("{server} runs {command}, which is not there"));
                         fixes.push(format!(
                             "point {server} at the installed proxy, {}",
@@ -1302,14 +1300,14 @@ mod tests {
         let pid = child.id();
         child.wait().expect("reap");
         let lock_path = paths::lock_file(&setup.home, "svc");
-        let lock = lockfile::DaemonLock {
+        let lock = record::DaemonRecord {
             pid,
             port: setup.daemon_port,
             started_at: 1,
             transport: crate::config::TransportKind::Stdio,
             process_start: None,
         };
-        lockfile::write(&lock_path, &lock).expect("write the lock");
+        record::write(&lock_path, &lock).expect("write the lock");
         setup.write(&setup.home.join("manager.lock"), "");
         let report = setup.diagnose().await;
         let stale = check(&report, "lock svc.lock");
@@ -1360,7 +1358,7 @@ mod tests {
             &json!({ "mcpServers": { "shared": { "command": "node", "args": ["s.js"] } } })
                 .to_string(),
         );
-        let legacy = generate_config::target(&setup.user_home);
+        let legacy = generate::target(&setup.user_home);
         std::fs::create_dir_all(legacy.parent().expect("dir")).expect("mkdir");
         setup.write(&legacy, r#"{"mcpServers": {}}"#);
 

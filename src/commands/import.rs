@@ -80,7 +80,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::config::Config;
-use crate::host::Scope;
+use crate::config::Scope;
 
 /// The ports imported stdio servers are hosted on (documented range).
 pub const PORTS: RangeInclusive<u16> = 3110..=3189;
@@ -1290,7 +1290,7 @@ fn config_entry<'t>(site: &Site<'t>, port: u16, scope: Scope) -> Node<'t> {
                 .url
                 .as_deref()
                 .and_then(|u| url::Url::parse(u).ok())
-                .is_some_and(|u| u.scheme() == "http" && !crate::transport::is_loopback(&u));
+                .is_some_and(|u| u.scheme() == "http" && !crate::http::is_loopback(&u));
             if plain_http_elsewhere {
                 members.push(("allowHttp".to_owned(), Node::Text("true".into())));
             }

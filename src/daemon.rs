@@ -1,0 +1,19 @@
+//! The daemon contract, shared by the proxy and the manager: how a daemon is
+//! recorded, guarded, started, probed and logged. Whoever starts a daemon
+//! (the manager, a second manager, a proxy that found none) goes through
+//! here, so there is one way to do each.
+//!
+//! - [`record`]: `NAME.lock`, which process serves a daemon on which port
+//!   (a record, not a lock; its JSON is an API boundary).
+//! - [`guard`]: the `fs4` guards: a daemon's start guard, the manager's
+//!   single-instance guard.
+//! - [`launch`]: start a daemon race-free under its start guard, or find
+//!   the one that runs; stop one we started or can prove is ours.
+//! - [`probe`]: is it there (TCP), is it ready (HTTP, per transport).
+//! - [`log`]: `NAME.log`, rotated, read back in blocks.
+
+pub mod guard;
+pub mod launch;
+pub mod log;
+pub mod probe;
+pub mod record;

@@ -1,0 +1,114 @@
+//! The two `fs4` guards: a daemon's start guard (`NAME.start`), held by
+//! whoever starts or stops it, and the manager's single-instance guard
+//! (`manager.lock`), held for the manager's whole life. Both are released
+//! by dropping them (the kernel also releases them when the holder dies).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::launch::LaunchError;
+use crate::paths;
+
+/// The exclusive right to start (or stop) one daemon; released on drop.
+#[derive(Debug)]
+pub struct StartGuard {
+    _file: File,
+}
+
+/// Waits for, and takes, the start guard of `name`.
+///
+/// # Errors
+/// The file cannot be created or locked.
+pub async fn start(home: &Path, name: &str) -> Result<StartGuard, LaunchError> {
+    let path = paths::start_file(home, name);
+    let shown = path.display().to_string();
+    let locked = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        fs4::fs_std::FileExt::lock_exclusive(&file)?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| LaunchError::Io(format!("the start lock task failed: {e}")))?;
+    locked
+        .map(|file| StartGuard { _file: file })
+        .map_err(|e| LaunchError::Io(format!("cannot lock {shown}: {e}")))
+}
+
+/// Why the manager's single-instance guard cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error(
+        "another manager (pid {pid}) already runs for {home}; stop it first, or use it: `mcp-manager status`"
+    )]
+    AlreadyRunning { pid: String, home: String },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The manager's single-instance guard, held for its life; `manager.pid`
+/// is removed when it is dropped.
+#[derive(Debug)]
+pub struct InstanceGuard {
+    _file: File,
+    pid_file: PathBuf,
+}
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+/// Takes the single-instance guard of `home` without waiting, and writes
+/// this process's pid beside it.
+///
+/// # Errors
+/// [`InstanceError::AlreadyRunning`] when another manager holds it (its
+/// pid as `manager.pid` says); [`InstanceError::Io`] naming the file.
+pub fn instance(home: &Path) -> Result<InstanceGuard, InstanceError> {
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| InstanceError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(home).map_err(io("create", home))?;
+    let lock_path = paths::manager_lock_file(home);
+    let pid_file = paths::manager_pid_file(home);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("open", &lock_path))?;
+    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+        Ok(true) => {}
+        Ok(false) | Err(_) => {
+            let pid = std::fs::read_to_string(&pid_file)
+                .map(|p| p.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into());
+            return Err(InstanceError::AlreadyRunning {
+                pid,
+                home: home.display().to_string(),
+            });
+        }
+    }
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .map_err(io("write", &pid_file))?;
+    Ok(InstanceGuard {
+        _file: file,
+        pid_file,
+    })
+}
