@@ -93,6 +93,69 @@ pub struct EnsureAnswer {
     pub error: Option<String>,
 }
 
+/// The answer to `/ping`: how a manager tells itself apart from whatever
+/// else may listen on its port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAnswer {
+    pub status: String,
+    /// [`PingAnswer::MESSAGE`] from a manager (the original's text).
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl PingAnswer {
+    /// What a manager says (the original's words, which its tools look for).
+    pub const MESSAGE: &'static str = "Manager is running";
+
+    /// This process's answer.
+    pub fn of_this_manager() -> PingAnswer {
+        PingAnswer {
+            status: "ok".into(),
+            message: PingAnswer::MESSAGE.into(),
+            pid: Some(std::process::id()),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+        }
+    }
+}
+
+/// Who answered `/ping` on the manager's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ping {
+    /// An mcp-manager.
+    Manager {
+        pid: Option<u32>,
+        version: Option<String>,
+    },
+    /// Nothing listens there.
+    Nothing,
+    /// Something that is not a manager, or a manager that does not answer:
+    /// what went wrong (never the stranger's own words, which are not ours
+    /// to repeat).
+    Stranger(String),
+}
+
+/// A route that acts on one daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonAction {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl DaemonAction {
+    /// Its route.
+    pub fn path(self) -> &'static str {
+        match self {
+            DaemonAction::Start => "/start",
+            DaemonAction::Stop => "/stop",
+            DaemonAction::Restart => "/restart",
+        }
+    }
+}
+
 /// Talking to the control API failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -135,26 +198,64 @@ impl ApiClient {
         self.port
     }
 
-    /// `GET path` or `POST path` with `{"name": ...}`; the JSON answer.
+    /// `/ping`: is a manager there, and which?
+    pub async fn ping(&self) -> Ping {
+        match self
+            .send::<PingAnswer>(self.http.get(self.url("/ping")), "/ping")
+            .await
+        {
+            Ok(answer) if answer.message == PingAnswer::MESSAGE => Ping::Manager {
+                pid: answer.pid,
+                version: answer.version,
+            },
+            Ok(_) => Ping::Stranger("its /ping answer is not the manager's".into()),
+            Err(ApiError::NotRunning { .. }) => Ping::Nothing,
+            Err(error) => Ping::Stranger(error.to_string()),
+        }
+    }
+
+    /// `/status`: every daemon.
     ///
     /// # Errors
     /// [`ApiError`]: none running, no answer, or the manager's own error.
-    pub async fn call<T: serde::de::DeserializeOwned>(
+    pub async fn status(&self) -> Result<DaemonList, ApiError> {
+        self.send(self.http.get(self.url("/status")), "/status")
+            .await
+    }
+
+    /// `/start`, `/stop` or `/restart` of `name`; its status afterwards.
+    ///
+    /// # Errors
+    /// As [`ApiClient::status`].
+    pub async fn act(&self, action: DaemonAction, name: &str) -> Result<DaemonStatus, ApiError> {
+        self.post_name(action.path(), name).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `POST path` with `{"name": ...}`.
+    async fn post_name<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-        name: Option<&str>,
+        name: &str,
+    ) -> Result<T, ApiError> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::json!({ "name": name }).to_string());
+        self.send(request, path).await
+    }
+
+    /// Sends one request; the JSON answer.
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
     ) -> Result<T, ApiError> {
         let port = self.port;
-        let url = format!("http://127.0.0.1:{port}{path}");
-        let request = match name {
-            Some(name) => self
-                .http
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::json!({ "name": name }).to_string()),
-            None if path.starts_with("/st") && path.ends_with("-all") => self.http.post(url),
-            None => self.http.get(url),
-        };
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 ApiError::NotRunning { port }
@@ -193,10 +294,10 @@ impl ApiClient {
     /// Asks the manager to make sure `name` runs.
     ///
     /// # Errors
-    /// As [`ApiClient::call`]; a daemon that cannot start is
+    /// As [`ApiClient::status`]; a daemon that cannot start is
     /// [`ApiError::Refused`] with the manager's reason.
     pub async fn ensure(&self, name: &str) -> Result<(u16, Option<TransportKind>), ApiError> {
-        let answer: EnsureAnswer = match self.call("/ensure", Some(name)).await {
+        let answer: EnsureAnswer = match self.post_name("/ensure", name).await {
             Ok(answer) => answer,
             Err(ApiError::Refused { status, message }) => {
                 return Err(ApiError::Refused { status, message });

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use mcp_session_manager::commands::generate as generate_config;
 use mcp_session_manager::config::{Config, TransportKind};
-use mcp_session_manager::control_api::{ApiClient, DaemonList, DaemonStatus};
+use mcp_session_manager::control_api::{ApiClient, DaemonAction, DaemonList, DaemonStatus};
 use mcp_session_manager::daemon::log as logfile;
 use mcp_session_manager::host::{self, HostOptions, backend::Timing};
 use mcp_session_manager::manager::{self, ManagerOptions};
@@ -154,9 +154,11 @@ fn main() -> ExitCode {
                 Some(scope) => register(port, print, scope, dir),
             },
             Some(Command::Status { json }) => status(port, json).await,
-            Some(Command::Start { name }) => daemon_command(port, "/start", &name).await,
-            Some(Command::Stop { name }) => daemon_command(port, "/stop", &name).await,
-            Some(Command::Restart { name }) => daemon_command(port, "/restart", &name).await,
+            Some(Command::Start { name }) => daemon_command(port, DaemonAction::Start, &name).await,
+            Some(Command::Stop { name }) => daemon_command(port, DaemonAction::Stop, &name).await,
+            Some(Command::Restart { name }) => {
+                daemon_command(port, DaemonAction::Restart, &name).await
+            }
             Some(Command::Doctor { json }) => doctor(port, json).await,
             Some(Command::Import {
                 from,
@@ -279,7 +281,7 @@ fn api(port: u16) -> anyhow::Result<ApiClient> {
 
 async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     let (_, _, port) = load(port)?;
-    let list: DaemonList = api(port)?.call("/status", None).await?;
+    let list: DaemonList = api(port)?.status().await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
@@ -288,11 +290,11 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn daemon_command(port: Option<u16>, route: &str, name: &str) -> anyhow::Result<()> {
+async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
     let (_, _, port) = load(port)?;
-    let status: DaemonStatus = api(port)?.call(route, Some(name)).await?;
+    let status: DaemonStatus = api(port)?.act(action, name).await?;
     print_table(std::slice::from_ref(&status));
-    let wanted_running = route != "/stop";
+    let wanted_running = action != DaemonAction::Stop;
     if status.running != wanted_running {
         bail!(
             "{name} is {}{}",

@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use crate::commands::generate;
 use crate::config::{Config, ConfigError, ServerConfig};
-use crate::control_api::{ApiClient, ApiError};
+use crate::control_api::{ApiClient, Ping};
 use crate::daemon::{launch, record};
 use crate::{paths, process};
 
@@ -451,15 +451,13 @@ async fn ping_manager(port: u16) -> ManagerPing {
         Ok(client) => client,
         Err(error) => return ManagerPing::Stranger(error.to_string()),
     };
-    match client.call::<Value>("/ping", None).await {
-        Ok(answer) if answer["message"] == "Manager is running" => ManagerPing::Ours {
-            pid: answer["pid"].as_u64(),
-            version: answer["version"].as_str().map(str::to_owned),
+    match client.ping().await {
+        Ping::Manager { pid, version } => ManagerPing::Ours {
+            pid: pid.map(u64::from),
+            version,
         },
-        // Its answer is not ours to print.
-        Ok(_) => ManagerPing::Stranger("its /ping answer is not the manager's".into()),
-        Err(ApiError::NotRunning { .. }) => ManagerPing::Nothing,
-        Err(error) => ManagerPing::Stranger(error.to_string()),
+        Ping::Nothing => ManagerPing::Nothing,
+        Ping::Stranger(what) => ManagerPing::Stranger(what),
     }
 }
 

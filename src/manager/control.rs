@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Manager;
-use super::api::{DaemonList, EnsureAnswer};
+use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer};
 use crate::http::server::Body;
 
 /// The largest request body accepted.
@@ -65,12 +65,7 @@ async fn handle(
     };
     match path.as_str() {
         "/ping" | "/status" | "/events" if method != Method::GET => wrong_method(&path, "GET"),
-        "/ping" => ok(&json!({
-            "status": "ok",
-            "message": "Manager is running",
-            "pid": std::process::id(),
-            "version": env!("CARGO_PKG_VERSION"),
-        })),
+        "/ping" => ok(&PingAnswer::of_this_manager()),
         "/status" => ok(&DaemonList {
             daemons: manager.statuses(),
         }),

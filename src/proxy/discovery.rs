@@ -15,7 +15,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::config::{self, ServerConfig, TransportKind};
-use crate::control_api::{ApiClient, ApiError};
+use crate::control_api::{self, ApiClient, ApiError};
 use crate::daemon::probe::answers;
 use crate::daemon::{launch, record};
 use crate::{paths, process};
@@ -166,11 +166,10 @@ async fn ping(port: u16) -> Ping {
         Ok(client) => client,
         Err(error) => return Ping::Stranger(error.to_string()),
     };
-    match client.call::<serde_json::Value>("/ping", None).await {
-        Ok(answer) if answer["message"] == "Manager is running" => Ping::Manager,
-        Ok(answer) => Ping::Stranger(format!("/ping answered {answer}")),
-        Err(ApiError::NotRunning { .. }) => Ping::Nothing,
-        Err(error) => Ping::Stranger(error.to_string()),
+    match client.ping().await {
+        control_api::Ping::Manager { .. } => Ping::Manager,
+        control_api::Ping::Nothing => Ping::Nothing,
+        control_api::Ping::Stranger(what) => Ping::Stranger(what),
     }
 }
 
@@ -228,14 +227,20 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
     tracing::info!(port, "started the manager");
     let deadline = tokio::time::Instant::now() + MANAGER_START_TIMEOUT;
     loop {
-        match api.call::<serde_json::Value>("/ping", None).await {
-            Ok(_) => break,
-            Err(ApiError::NotRunning { .. }) if tokio::time::Instant::now() < deadline => {
+        match api.ping().await {
+            control_api::Ping::Manager { .. } => break,
+            control_api::Ping::Nothing if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(error) => {
+            control_api::Ping::Nothing => {
                 return Err(format!(
-                    "the manager started on 127.0.0.1:{port} does not answer: {error}"
+                    "the manager started on 127.0.0.1:{port} does not answer: {}",
+                    ApiError::NotRunning { port }
+                ));
+            }
+            control_api::Ping::Stranger(what) => {
+                return Err(format!(
+                    "the manager started on 127.0.0.1:{port} does not answer: {what}"
                 ));
             }
         }
