@@ -2,4 +2,7 @@
 
 pub mod doctor;
 pub mod generate;
+pub mod host;
 pub mod import;
+pub mod logs;
+pub mod status;
