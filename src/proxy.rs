@@ -220,7 +220,7 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
                     discovery::find(&server, &home, manager_port)
                         .await
                         .map(|found| found.url)
-                        .map_err(|not_found| not_found.to_string())
+                        .map_err(|not_found| not_found.into())
                 })
             });
             Ok((endpoint, Some(rediscover)))
@@ -329,7 +329,8 @@ async fn report_no_daemon(
     not_found: &NotFound,
 ) {
     let message = not_found.to_string();
-    let data = serde_json::json!({ "target": not_found.name, "tried": not_found.tried });
+    let tried: Vec<String> = not_found.tried.iter().map(ToString::to_string).collect();
+    let data = serde_json::json!({ "target": not_found.name, "tried": tried });
     let deadline = tokio::time::sleep(NO_DAEMON_WAIT);
     tokio::pin!(deadline);
     loop {

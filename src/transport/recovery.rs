@@ -31,8 +31,13 @@ pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finds the daemon again (it may have moved to another port), starting it
 /// if need be: for `--target`, discovery; `None` for `--url`.
-pub type Rediscover =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Url, String>> + Send>> + Send + Sync>;
+pub type Rediscover = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Url, RediscoverError>> + Send>> + Send + Sync,
+>;
+
+/// Why the daemon could not be found again (the proxy's discovery error:
+/// the transport only shows it).
+pub type RediscoverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How a transport recovers from a lost daemon.
 #[derive(Clone)]
@@ -40,15 +45,6 @@ pub struct Recovery {
     pub rediscover: Option<Rediscover>,
     /// How long requests wait for the daemon to come back.
     pub timeout: Duration,
-}
-
-impl Default for Recovery {
-    fn default() -> Self {
-        Recovery {
-            rediscover: None,
-            timeout: DEFAULT_RECONNECT_TIMEOUT,
-        }
-    }
 }
 
 impl std::fmt::Debug for Recovery {

@@ -647,7 +647,7 @@ impl StreamableHttp {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, rediscover()).await {
                     Ok(Ok(url)) => self.set_endpoint(url),
-                    Ok(Err(error)) => last = error,
+                    Ok(Err(error)) => last = error.to_string(),
                     Err(_) => break,
                 }
             }
