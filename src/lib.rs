@@ -8,6 +8,7 @@ pub mod mcp;
 pub mod paths;
 pub mod process;
 pub mod signals;
+pub mod sync;
 
 // Formats and plumbing.
 pub mod config;

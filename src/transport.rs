@@ -288,20 +288,14 @@ impl InitializeCache {
             Some("notifications/initialized") => &self.initialized,
             _ => return,
         };
-        *slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
+        *crate::sync::lock(slot) = Some(message.clone());
     }
 
     /// A copy of the client's `initialize` with an id of the proxy's own, so
     /// its answer can be kept from the client; and the `initialized` to send
     /// after it. `None` if the client has not initialized yet.
     pub fn replay(&self) -> Option<(RawId, Bytes, Bytes)> {
-        let initialize = self
-            .initialize
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+        let initialize = crate::sync::lock(&self.initialize).clone()?;
         #[derive(Deserialize)]
         struct Params<'a> {
             #[serde(borrow)]
@@ -317,10 +311,7 @@ impl InitializeCache {
             r#"{{"jsonrpc":"2.0","id":{id_text},"method":"initialize","params":{params}}}"#
         ));
         let id = jsonrpc::classify(raw.clone()).ok()?.id()?.clone();
-        let initialized = self
-            .initialized
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let initialized = crate::sync::lock(&self.initialized)
             .as_ref()
             .map(|m| m.raw.clone())
             .unwrap_or_else(|| {

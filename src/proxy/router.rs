@@ -7,7 +7,9 @@
 //! the GET stream, a legacy SSE stream) deliver messages at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
@@ -375,14 +377,6 @@ impl Inbound for Router {
     fn observe_answers(&self, kept: Arc<KeptState>) {
         Router::observe_answers(self, kept)
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every critical section here is a few map operations).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

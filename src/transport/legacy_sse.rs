@@ -11,7 +11,7 @@
 //! get an error saying they may or may not have run.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -128,7 +128,7 @@ impl LegacySse {
     }
 
     fn lock_posted(&self) -> std::sync::MutexGuard<'_, Posted> {
-        self.posted.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.posted)
     }
 
     /// Posts a request once the endpoint is known, recording it first: if
@@ -225,10 +225,7 @@ impl LegacySse {
     }
 
     fn sse_url(&self) -> Url {
-        self.sse_url
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        crate::sync::lock(&self.sse_url).clone()
     }
 
     /// Keeps a stream open, reconnecting (and re-initializing) when it drops.
@@ -307,7 +304,7 @@ impl LegacySse {
         };
         match found {
             Ok(Ok(url)) => {
-                let mut current = self.sse_url.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut current = crate::sync::lock(&self.sse_url);
                 if *current != url {
                     tracing::info!(url = %redacted(&url), "the daemon moved");
                     *current = url;

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -109,7 +109,7 @@ fn params_of(message: &Message) -> Option<String> {
 
 impl KeptState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 
     /// Notes what a client message sets (called for every message sent).

@@ -763,17 +763,11 @@ impl StreamableHttp {
     }
 
     fn endpoint(&self) -> Url {
-        self.endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::sync::lock(&self.endpoint).clone()
     }
 
     fn set_endpoint(&self, url: Url) {
-        let mut endpoint = self
-            .endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut endpoint = crate::sync::lock(&self.endpoint);
         if *endpoint != url {
             tracing::info!(url = %redacted(&url), "the daemon moved");
             *endpoint = url;
