@@ -67,9 +67,11 @@ pub fn fingerprint(kind: ListKind, answer: &[u8]) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// What the client set on its session, kept for a new one.
+/// What the client set on its session (log level, subscriptions) and the
+/// lists it has seen, kept so a new daemon session can be put in the same
+/// state and the client told what changed.
 #[derive(Debug, Default)]
-pub struct KeptState {
+pub struct SessionState {
     inner: Mutex<Kept>,
 }
 
@@ -107,7 +109,7 @@ fn params_of(message: &Message) -> Option<String> {
         .map(|p| p.get().to_owned())
 }
 
-impl KeptState {
+impl SessionState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         crate::sync::lock(&self.inner)
     }
@@ -207,8 +209,8 @@ pub(crate) trait InternalRequests {
 /// about every list that changed.
 pub(crate) async fn restore(
     transport: &impl InternalRequests,
-    kept: &KeptState,
-    router: &dyn super::Inbound,
+    kept: &SessionState,
+    inbound: &dyn super::Inbound,
 ) {
     for (method, params) in kept.restore_requests() {
         if transport.internal_request(method, params).await.is_none() {
@@ -231,7 +233,7 @@ pub(crate) async fn restore(
                 list = kind.method(),
                 "the new daemon's list differs; telling the client"
             );
-            if router.reply(kind.notification()).await.is_err() {
+            if inbound.reply(kind.notification()).await.is_err() {
                 return;
             }
         }
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn the_clients_level_and_subscriptions_are_kept() {
-        let kept = KeptState::default();
+        let kept = SessionState::default();
         kept.observe(&message(
             r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#,
         ));
@@ -278,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_list_the_client_saw_is_fingerprinted() {
-        let kept = KeptState::default();
+        let kept = SessionState::default();
         kept.observe(&message(
             r#"{"jsonrpc":"2.0","id":"t","method":"tools/list"}"#,
         ));
