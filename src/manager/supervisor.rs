@@ -468,7 +468,7 @@ impl Daemon {
         };
         let started = tokio::select! {
             started = launch.ensure() => started,
-            () = self.context.shutdown.cancelled() => Err(LaunchError::Io("the manager is stopping".into())),
+            () = self.context.shutdown.cancelled() => Err(LaunchError::Stopping),
         };
         match started {
             Ok(running) => {
