@@ -6,7 +6,7 @@
 //! the client's own `initialize` ([`super::InitializeCache`]), then
 //! [`restore`] sets the level and subscriptions again and tells the client
 //! about every list that changed. Which requests may be sent again is
-//! decided here too: only reads ([`is_safe_read`]) or requests that never
+//! decided here too: only reads ([`crate::mcp::is_safe_read`]) or requests that never
 //! reached the daemon; a `tools/call` cut mid-way is never run twice.
 
 use std::collections::BTreeSet;
