@@ -17,7 +17,7 @@ use mcp_session_manager::commands::generate as generate_config;
 use mcp_session_manager::config::{Config, TransportKind};
 use mcp_session_manager::control_api::{ApiClient, DaemonList, DaemonStatus};
 use mcp_session_manager::daemon::log as logfile;
-use mcp_session_manager::host::{self, HostOptions, backend::Timing};
+use mcp_session_manager::host::{self, HostOptions, SupervisionTiming};
 use mcp_session_manager::manager::{self, ManagerOptions};
 use mcp_session_manager::paths;
 
@@ -485,11 +485,11 @@ async fn run_host(name: &str) -> anyhow::Result<()> {
         cwd: server.cwd.clone(),
         log: paths::log_file(&home, name),
         home: home.clone(),
-        timing: Timing {
+        timing: SupervisionTiming {
             ping_timeout: server.ping_timeout,
             ping_every: (server.ping_timeout / 3)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),
-            ..Timing::default()
+            ..SupervisionTiming::default()
         },
         session_timeout: server.session_timeout,
     };
