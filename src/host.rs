@@ -5,26 +5,26 @@
 //! answered as JSON or SSE, the GET stream, `DELETE`, `Mcp-Session-Id`
 //! issued and checked, `MCP-Protocol-Version` checked, Host and Origin
 //! checked) plus `GET /health`. Each client session is bound to a
-//! [`backend::Backend`], chosen by the entry's scope: one for everyone
+//! backend (one child), chosen by the entry's scope: one for everyone
 //! (`shared`), one per `Mcp-Project-Path` (`project`), or one per session
 //! (`session`). The backend multiplexes its sessions onto one child.
 //!
 //! Layout, from the wire down:
 //! - this module: the HTTP endpoint (routes, per-request checks) and [`run`];
-//! - [`session`]: client sessions (ids, idle timeouts, GET streams);
-//! - [`backend`]: one child's life (start, restart, readiness, health);
-//! - [`health`]: the child's state as `/health` reports it;
-//! - [`mux`]: the multiplexing state, pure (ids, pending requests,
+//! - `session`: client sessions (ids, idle timeouts, GET streams);
+//! - `backend`: one child's life (start, restart, readiness, health);
+//! - `health`: the child's state as `/health` reports it;
+//! - `mux`: the multiplexing state, pure (ids, pending requests,
 //!   subscriptions and log levels per session);
-//! - [`sink`]: where messages for a session go;
-//! - [`child`]: spawning the child process and its stdio.
+//! - `sink`: where messages for a session go;
+//! - `child`: spawning the child process and its stdio.
 
-pub mod backend;
-pub mod child;
-pub mod health;
-pub mod mux;
-pub mod session;
-pub mod sink;
+mod backend;
+mod child;
+mod health;
+mod mux;
+mod session;
+mod sink;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -662,5 +662,19 @@ mod tests {
             project_hash("/home/a/other")
         );
         assert_eq!(project_hash("").len(), 16);
+    }
+
+    #[test]
+    fn a_json_answer_carries_the_session_id_it_is_given() {
+        let answer = json_bytes(StatusCode::OK, Bytes::from_static(b"{}"), Some("abc123"));
+        assert_eq!(answer.headers()[crate::mcp::SESSION_ID_HEADER], "abc123");
+        assert_eq!(answer.headers()[CONTENT_TYPE], "application/json");
+        let plain_answer = json_bytes(StatusCode::OK, Bytes::from_static(b"{}"), None);
+        assert!(
+            plain_answer
+                .headers()
+                .get(crate::mcp::SESSION_ID_HEADER)
+                .is_none()
+        );
     }
 }

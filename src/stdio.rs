@@ -91,7 +91,7 @@ impl Output {
 const OUTPUT_QUEUE: usize = 16;
 
 /// Starts the task that owns stdout (any `writer`, in tests), with a queue
-/// of [`OUTPUT_QUEUE`] messages: [`spawn_line_writer`] for the proxy.
+/// of `OUTPUT_QUEUE` (16) messages: [`spawn_line_writer`] for the proxy.
 pub fn spawn_writer<W>(writer: W, closed: CancellationToken) -> (Output, JoinHandle<()>)
 where
     W: AsyncWrite + Unpin + Send + 'static,
