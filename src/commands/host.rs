@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Config, ConfigError, TransportKind};
-use crate::host::{self, HostOptions, backend::Timing};
+use crate::host::{self, HostOptions, SupervisionTiming};
 use crate::paths;
 
 /// Why the entry cannot be hosted. Each message names the file to fix.
@@ -101,11 +101,11 @@ pub async fn host(
         cwd: server.cwd.clone(),
         log: paths::log_file(home, name),
         home: home.to_owned(),
-        timing: Timing {
+        timing: SupervisionTiming {
             ping_timeout: server.ping_timeout,
             ping_every: (server.ping_timeout / 3)
                 .clamp(Duration::from_millis(200), Duration::from_secs(10)),
-            ..Timing::default()
+            ..SupervisionTiming::default()
         },
         session_timeout: server.session_timeout,
     };
