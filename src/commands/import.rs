@@ -59,12 +59,21 @@
 //! - **Idempotent.** An entry whose command already is `mcp-proxy` (or
 //!   `mcp-proxy.exe`) is left alone and reported as already imported; a
 //!   second run changes nothing.
-//! - **Undo.** [`crate::commands::undo`] restores the newest backup of each file an import
-//!   of that source changes (and removes a `config.json` the import
-//!   created), byte for byte; what it replaces is kept as `FILE.undone.<ms>`.
+//! - **Undo.** [`crate::commands::undo`] restores the newest backup of
+//!   each file an import of that source changes (and removes a
+//!   `config.json` the import created), byte for byte; what it replaces is
+//!   kept as `FILE.undone.<ms>`.
 //! - **No secrets shown.** The report names servers, files, ports, scopes
 //!   and remote URLs without credentials or query; never `args`, `env` or
 //!   `headers`. Nothing here logs them either.
+//!
+//! # Layout
+//!
+//! [`import`] reads the sources (`source`: the files, the entries found
+//! in them), plans the changes (`plan`: config entries, ports, proxy
+//! entries, when two entries are the same server), writes them (`apply`)
+//! and returns the [`ImportReport`] (`report`). Claude's files, their
+//! project keys and the byte-keeping edits are [`crate::claude`]'s.
 
 mod apply;
 mod plan;
@@ -75,13 +84,10 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::claude::files::ReadError;
-use crate::claude::json_text::EditError;
-use crate::claude::json_text::{Node, indent_step};
+use crate::claude::json_text::{EditError, Node, indent_step};
 use crate::claude::write::WriteError;
 use crate::commands::generate::proxy_path;
 use crate::commands::{NoUserHome, user_home};
