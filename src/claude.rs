@@ -8,7 +8,7 @@
 //!   the `projects` map of `~/.claude.json`;
 //! - [`entries`]: whether a server entry runs `mcp-proxy`, and its target;
 //! - [`json_text`]: edits of a JSON file's text that keep every other byte;
-//! - [`write`]: backups beside a file and atomic replacement.
+//! - [`write`](mod@write): backups beside a file and atomic replacement.
 //!
 //! The commands (`doctor`, `generate-config`, `import`) use these; nothing
 //! here prints, and nothing here knows about the daemons.

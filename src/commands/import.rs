@@ -42,7 +42,7 @@
 //! # Guarantees
 //!
 //! - **Every other byte stays.** Entries are found as byte spans (borrowed
-//!   [`RawValue`]s, located by pointer arithmetic against the file's text)
+//!   [`RawValue`](serde_json::value::RawValue)s, located by pointer arithmetic against the file's text)
 //!   and only those spans are replaced, indented like their surroundings.
 //!   `config.json` gets its new entries inserted the same way.
 //! - **All or nothing.** Every file is read, every entry checked, and the
