@@ -29,7 +29,7 @@ mod sink;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,6 +46,7 @@ use crate::http::server::{
     sse_response as sse, text_response as plain,
 };
 use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
+use crate::sync::lock;
 use backend::Backend;
 pub use backend::SupervisionTiming;
 use child::ChildSpec;
@@ -88,13 +89,6 @@ pub struct Host {
     backends: Mutex<HashMap<String, Arc<Backend>>>,
     sessions: Sessions,
     started: Instant,
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every critical section in the host is a few map operations). The one
-/// copy for the whole host.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops every child.

@@ -59,5 +59,8 @@ pub mod manager;
 pub mod proxy;
 pub mod transport;
 
+// Claude Code's and Claude Desktop's files.
+pub mod claude;
+
 // One-shot commands.
 pub mod commands;

@@ -210,27 +210,7 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
 }
 
 fn generate(port: Option<u16>, print_only: bool) -> anyhow::Result<()> {
-    let (_, config, port) = load(port)?;
-    let document = generate_config::render(&config, &generate_config::proxy_path(), port);
-    let text = serde_json::to_string_pretty(&document)?;
-    if print_only {
-        println!("{text}");
-        return Ok(());
-    }
-    let user_home = dirs::home_dir().context("cannot find your home directory")?;
-    let written = generate_config::write(&generate_config::target(&user_home), &document)
-        .map_err(anyhow::Error::msg)?;
-    println!("{text}");
-    println!();
-    println!("Wrote {}", written.path.display());
-    if let Some(backup) = &written.backup {
-        println!("The previous file is kept as {}", backup.display());
-    }
-    println!(
-        "Next: start the manager (`mcp-manager --start-all`), or let the proxies start it on demand. \
-         Claude Code reads MCP servers from ~/.claude.json and a project's .mcp.json: \
-         copy these entries there (or `claude mcp add-json NAME '<entry>'`), then restart Claude Code."
-    );
+    println!("{}", generate_config::generate(port, print_only)?);
     Ok(())
 }
 
@@ -241,38 +221,12 @@ fn register(
     scope: ClaudeScope,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (_, config, port) = load(port)?;
-    let proxy = generate_config::proxy_path();
-    if print_only {
-        let document = generate_config::render(&config, &proxy, port);
-        println!("{}", serde_json::to_string_pretty(&document)?);
-        return Ok(());
-    }
-    let (path, reads) = match (scope, dir) {
-        (ClaudeScope::User, _) => (
-            dirs::home_dir()
-                .context("cannot find your home directory")?
-                .join(".claude.json"),
-            "Claude Code reads it in every project; restart running sessions to pick it up.",
-        ),
-        (ClaudeScope::Project, dir) => (
-            dir.unwrap_or_else(|| PathBuf::from(".")).join(".mcp.json"),
-            "Claude Code reads it in that project after you approve its servers (it asks at the next start, or `/mcp`).",
-        ),
+    use mcp_session_manager::commands::register::{self, Destination};
+    let destination = match scope {
+        ClaudeScope::User => Destination::User,
+        ClaudeScope::Project => Destination::Project(dir.unwrap_or_else(|| PathBuf::from("."))),
     };
-    let extra = if port == mcp_session_manager::config::DEFAULT_MANAGER_PORT {
-        Vec::new()
-    } else {
-        vec!["--manager-port".to_owned(), port.to_string()]
-    };
-    let names: Vec<String> = config.servers.keys().cloned().collect();
-    let registered =
-        mcp_session_manager::commands::import::register_proxies(&path, &names, &proxy, &extra)?;
-    println!("{registered}");
-    println!("{reads}");
-    println!(
-        "Daemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
-    );
+    println!("{}", register::register(port, print_only, destination)?);
     Ok(())
 }
 
@@ -309,23 +263,10 @@ fn import(
     dry_run: bool,
     undo: bool,
 ) -> anyhow::Result<()> {
-    use mcp_session_manager::commands::import;
-    let source = import::Source::from_args(from, project).map_err(anyhow::Error::msg)?;
-    let scopes = scopes
-        .iter()
-        .map(|text| import::parse_scope_override(text))
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let options = import::ImportOptions {
-        source,
-        user_home: dirs::home_dir().context("cannot find your home directory")?,
-        home: paths::home()?,
-        proxy: generate_config::proxy_path(),
-        scopes,
-        dry_run,
-    };
+    use mcp_session_manager::commands::{import, undo as import_undo};
+    let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run)?;
     if undo {
-        println!("{}", import::undo(&options)?);
+        println!("{}", import_undo::undo(&options)?);
     } else {
         println!("{}", import::import(&options)?);
     }
@@ -333,9 +274,8 @@ fn import(
 }
 
 async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
-    let home = paths::home()?;
-    let input = mcp_session_manager::commands::doctor::DoctorInput::for_current_user(home, port);
-    let report = mcp_session_manager::commands::doctor::diagnose(&input).await;
+    use mcp_session_manager::commands::doctor::{self, DoctorInput};
+    let report = doctor::diagnose(&DoctorInput::for_current_user(paths::home()?, port)).await;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -349,16 +289,9 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// A failure the output has already described: exit 1, print nothing more.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("see above")]
 struct AlreadyReported;
-
-impl std::fmt::Display for AlreadyReported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("see above")
-    }
-}
-
-impl std::error::Error for AlreadyReported {}
 
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let home = paths::home()?;

@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::child::{Child, ChildSpec, SpawnError};
 use super::health::{ChildHealth, ChildProcess, ChildState};
-use super::lock;
 use super::mux::{ClientCapabilities, Mux, ServerRequestRoute, SessionId};
 use super::sink::Sink;
 use crate::jsonrpc::{self, Kind, Message, rewrite};
 use crate::stdio::Output;
+use crate::sync::lock;
 
 /// How long the host waits on its child, and how often it checks on it.
 #[derive(Debug, Clone, Copy)]

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::backend::Backend;
-use super::lock;
 use super::mux::SessionId;
 use super::sink::{Outbound, Sink, SinkReceiver};
+use crate::sync::lock;
 
 /// One client session.
 pub struct ClientSession {
