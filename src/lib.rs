@@ -19,7 +19,9 @@
 //!    name), [`process`] (who a pid is, process groups, programs on PATH),
 //!    [`signals`], [`sync`] (the one mutex lock).
 //! 2. **Formats and plumbing**: [`config`] (`config.json` into a validated
-//!    [`config::Config`]), [`http`] (client builders, the loopback rule,
+//!    [`config::Config`]), [`claude`] (Claude Code's and Claude Desktop's
+//!    files: where they are, project keys, proxy entries, byte-exact edits,
+//!    backups and atomic writes), [`http`] (client builders, the loopback rule,
 //!    header parsing and redaction, the server side's accept loop and
 //!    checks), [`stdio`] (line reading, the one writer task).
 //! 3. **The daemon contract**, shared by proxy and manager: [`daemon`]
@@ -32,7 +34,8 @@
 //!    the control server). Host and manager import no other role; transport
 //!    imports neither proxy nor stdio.
 //! 5. **Commands**: [`commands`], `mcp-manager`'s one-shot commands (status,
-//!    logs, host, import, doctor, generate-config).
+//!    logs, host, import and undo, doctor, generate-config and register):
+//!    each returns what to print; the binaries print it.
 #![deny(clippy::print_stdout)]
 
 // Foundations: nothing of the crate.
@@ -45,6 +48,7 @@ pub mod signals;
 pub mod sync;
 
 // Formats and plumbing.
+pub mod claude;
 pub mod config;
 pub mod http;
 pub mod stdio;
@@ -58,9 +62,6 @@ pub mod host;
 pub mod manager;
 pub mod proxy;
 pub mod transport;
-
-// Claude Code's and Claude Desktop's files.
-pub mod claude;
 
 // One-shot commands.
 pub mod commands;
