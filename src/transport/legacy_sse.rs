@@ -149,9 +149,21 @@ impl LegacySse {
                     .on_stream
                     .retain(|id, _| self.shared.inbound.is_pending(id));
             }
+            if posted.dropped.len() >= 1024 {
+                posted
+                    .dropped
+                    .retain(|id, _| self.shared.inbound.is_pending(id));
+            }
             posted.record(id, message)
         };
-        (self.post_to(&endpoint, message.raw.clone()).await, token)
+        let outcome = self.post_to(&endpoint, message.raw.clone()).await;
+        let dropped = outcome.is_ok() && !self.lock_posted().accept(id, token);
+        if dropped {
+            // Accepted by a session whose stream is gone: its answer will
+            // never come, and it may have run.
+            return (Err(PostError::new(CUT_MESSAGE.to_owned())), token);
+        }
+        (outcome, token)
     }
 
     /// POSTs one message to the current endpoint.
@@ -391,21 +403,34 @@ impl LegacySse {
             let mut posted = self.lock_posted();
             let on_stream = std::mem::take(&mut posted.on_stream);
             let mut cut = Vec::new();
-            for (id, message) in on_stream {
+            for (id, record) in on_stream {
                 if !self.shared.inbound.is_pending(&id) {
                     continue;
                 }
-                if message.1.method().is_some_and(crate::mcp::is_safe_read) {
-                    posted.resend.push((id, message));
-                } else {
+                if record
+                    .message
+                    .method()
+                    .is_some_and(crate::mcp::is_safe_read)
+                {
+                    posted.resend.push((id, (record.token, record.message)));
+                } else if record.accepted {
                     cut.push(id);
+                } else {
+                    // Its POST is still on its way: its outcome decides
+                    // (refused: never sent, so sent again; accepted: cut).
+                    posted.dropped.insert(id, (record.token, record.message));
                 }
             }
             cut
         };
         for id in cut {
-            let message = "the daemon was lost (its SSE stream closed) before the response; the request may or may not have run, so it was not sent again";
-            if self.shared.inbound.fail(&id, message, None).await.is_err() {
+            if self
+                .shared
+                .inbound
+                .fail(&id, CUT_MESSAGE, None)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -431,24 +456,55 @@ impl LegacySse {
     }
 }
 
+/// What a stream that dropped mid-request tells the client.
+const CUT_MESSAGE: &str = "the daemon was lost (its SSE stream closed) before the response; the request may or may not have run, so it was not sent again";
+
 /// Requests whose answer the stream owes, each with the token of the
 /// post that recorded it.
 #[derive(Default)]
 struct Posted {
     /// Posted on the current stream.
-    on_stream: HashMap<RawId, (u64, Message)>,
+    on_stream: HashMap<RawId, PostRecord>,
     /// Reads cut with the last stream, to post on the next.
     resend: Vec<(RawId, (u64, Message))>,
+    /// Requests whose POST was still on its way when the stream dropped:
+    /// settled by that POST's outcome.
+    dropped: HashMap<RawId, (u64, Message)>,
     tokens: u64,
+}
+
+/// One request posted on the current stream.
+struct PostRecord {
+    token: u64,
+    message: Message,
+    /// The daemon answered the POST (202): it has the request.
+    accepted: bool,
 }
 
 impl Posted {
     /// Records a post; its token.
     fn record(&mut self, id: &RawId, message: &Message) -> u64 {
         self.tokens += 1;
-        self.on_stream
-            .insert(id.clone(), (self.tokens, message.clone()));
+        let record = PostRecord {
+            token: self.tokens,
+            message: message.clone(),
+            accepted: false,
+        };
+        self.on_stream.insert(id.clone(), record);
         self.tokens
+    }
+
+    /// The POST of record `token` was accepted. False if its stream dropped
+    /// while it was on its way: the answer will not come.
+    fn accept(&mut self, id: &RawId, token: u64) -> bool {
+        if self.dropped.get(id).is_some_and(|(t, _)| *t == token) {
+            self.dropped.remove(id);
+            return false;
+        }
+        if let Some(record) = self.on_stream.get_mut(id).filter(|r| r.token == token) {
+            record.accepted = true;
+        }
+        true
     }
 
     /// Takes back the record `token` of a request whose POST never reached
@@ -458,11 +514,15 @@ impl Posted {
         let before = self.resend.len();
         self.resend.retain(|(i, (t, _))| !(i == id && *t == token));
         let in_resend = self.resend.len() != before;
-        let on_stream = self.on_stream.get(id).is_some_and(|(t, _)| *t == token);
+        let on_stream = self.on_stream.get(id).is_some_and(|r| r.token == token);
         if on_stream {
             self.on_stream.remove(id);
         }
-        on_stream || in_resend
+        let dropped = self.dropped.get(id).is_some_and(|(t, _)| *t == token);
+        if dropped {
+            self.dropped.remove(id);
+        }
+        on_stream || in_resend || dropped
     }
 }
 
@@ -540,12 +600,52 @@ mod tests {
         let second = posted.record(&id, &message);
         // The stream drops: the read moves to `resend`; still ours to take.
         let entry = posted.on_stream.remove(&id).expect("recorded");
-        posted.resend.push((id.clone(), entry));
+        posted
+            .resend
+            .push((id.clone(), (entry.token, entry.message)));
         assert!(posted.take_back(&id, second));
         // The recovery posts it again under a new record: no longer ours.
         let third = posted.record(&id, &message);
         assert!(!posted.take_back(&id, second));
         assert!(posted.take_back(&id, third));
+    }
+
+    /// A request whose POST was on its way when the stream dropped is
+    /// settled by that POST: refused, it is taken back to be sent again;
+    /// accepted, it is cut (its answer would have come on the lost stream).
+    #[test]
+    fn a_post_in_flight_when_the_stream_drops_is_settled_by_its_outcome() {
+        let message = crate::jsonrpc::classify(bytes::Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"method":"tools/call"}"#,
+        ))
+        .expect("valid");
+        let id = message.id().expect("id").clone();
+        let mut posted = Posted::default();
+        let refused = posted.record(&id, &message);
+        let record = posted.on_stream.remove(&id).expect("recorded");
+        posted
+            .dropped
+            .insert(id.clone(), (record.token, record.message));
+        assert!(
+            posted.take_back(&id, refused),
+            "never sent: ours to send again"
+        );
+        assert!(posted.dropped.is_empty());
+
+        let accepted = posted.record(&id, &message);
+        let record = posted.on_stream.remove(&id).expect("recorded");
+        posted
+            .dropped
+            .insert(id.clone(), (record.token, record.message));
+        assert!(
+            !posted.accept(&id, accepted),
+            "accepted by a lost session: cut"
+        );
+        assert!(posted.dropped.is_empty());
+
+        let live = posted.record(&id, &message);
+        assert!(posted.accept(&id, live), "accepted on the live stream");
+        assert!(posted.on_stream.get(&id).is_some_and(|r| r.accepted));
     }
 
     #[test]
