@@ -13,7 +13,7 @@
 //! [`TaskTracker`] holding every supervisor task (and `--start-all`). When
 //! the `shutdown` future resolves (or the server ends), the root is
 //! cancelled, each supervisor stops the daemon it runs, and the tracker is
-//! closed and waited on for at most [`STOP_ALL_LIMIT`].
+//! closed and waited on for at most `STOP_ALL_LIMIT`.
 
 pub mod control;
 pub mod supervisor;
@@ -44,6 +44,7 @@ pub enum ManagerError {
     /// had.
     #[error(transparent)]
     Instance(#[from] InstanceError),
+    /// The control port cannot be bound (and who holds it, if known).
     #[error(
         "cannot listen on {addr}: {reason}. Another manager may be running (curl http://{addr}/ping), or {holder} holds the port; choose another with --port or \"managerPort\""
     )]
@@ -57,9 +58,12 @@ pub enum ManagerError {
 /// What the manager runs with.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
+    /// Where locks, logs and `manager.lock` live.
     pub home: PathBuf,
     pub config: Config,
+    /// The control API's port on 127.0.0.1.
     pub port: u16,
+    /// Start every daemon but the lazy ones at once (`--start-all`).
     pub start_all: bool,
     /// This binary, which runs stdio entries as `mcp-manager host NAME`.
     pub manager_exe: PathBuf,
@@ -68,14 +72,17 @@ pub struct ManagerOptions {
 /// The running manager, as the control API sees it.
 #[derive(Debug)]
 pub struct Manager {
+    /// The control API's port.
     pub port: u16,
     pub home: PathBuf,
     /// In config order (by name).
     pub daemons: BTreeMap<String, DaemonHandle>,
+    /// Every status change of every daemon (`/events` subscribes).
     pub events: broadcast::Sender<api::DaemonStatus>,
 }
 
 impl Manager {
+    /// The daemon configured as `name`.
     pub fn daemon(&self, name: &str) -> Option<&DaemonHandle> {
         self.daemons.get(name)
     }
@@ -93,10 +100,12 @@ impl Manager {
         .await
     }
 
+    /// Stops every daemon at once; each one's status.
     pub async fn stop_all(&self) -> Vec<api::DaemonStatus> {
         futures_util::future::join_all(self.daemons.values().map(DaemonHandle::stop)).await
     }
 
+    /// Every daemon's status now, in config order.
     pub fn statuses(&self) -> Vec<api::DaemonStatus> {
         self.daemons.values().map(DaemonHandle::status).collect()
     }

@@ -4,10 +4,10 @@
 //! Theory of operation. A [`DaemonHandle`] is a cheap handle to the task:
 //! its commands (start, stop, restart, ensure) arrive on a channel and are
 //! answered once done, one at a time. The task keeps its daemon's
-//! [`Phase`] (stopped, starting, running with its process, stopping,
+//! `Phase` (stopped, starting, running with its process, stopping,
 //! backoff, failed, idle; or remote for a `url` entry, never started here)
 //! and publishes it on a watch channel, from which `/status` derives each
-//! [`DaemonStatus`] (one function: [`Shown::status`]); every change is also
+//! [`DaemonStatus`] (one function: `Shown::status`); every change is also
 //! sent on the manager's event channel (`/events`).
 //!
 //! The task waits on its command channel, the running process's exit, the
@@ -23,7 +23,7 @@
 //! adopted from its lock; at shutdown every running daemon is stopped.
 //!
 //! The process side (spawn, adopt, wait, probe, stop) is behind the
-//! [`process::Launcher`] trait: the manager runs [`process::OsLauncher`],
+//! `process::Launcher` trait: the manager runs `process::OsLauncher`,
 //! the tests a fake under paused time.
 
 mod phase;
@@ -87,6 +87,7 @@ enum Command {
 /// The manager's side of one daemon task.
 #[derive(Debug, Clone)]
 pub struct DaemonHandle {
+    /// Its name in the config.
     pub name: String,
     /// Started on demand only, never by `--start-all`.
     pub lazy: bool,

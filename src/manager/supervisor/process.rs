@@ -76,6 +76,7 @@ pub struct OsLauncher {
 }
 
 impl OsLauncher {
+    /// The launcher of `server`, under `supervision`'s home.
     pub fn new(supervision: &Supervision, server: &ServerConfig) -> OsLauncher {
         OsLauncher {
             home: supervision.home.clone(),
