@@ -591,8 +591,9 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// serde_json appends " at line L column C"; the error shows those itself.
-fn strip_position(message: &str) -> String {
+/// A serde_json error's message without the " at line L column C" it
+/// appends, for errors that show the position themselves.
+pub fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(cut) => message[..cut].to_owned(),
         None => message.to_owned(),

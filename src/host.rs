@@ -5,31 +5,54 @@
 //! answered as JSON or SSE, the GET stream, `DELETE`, `Mcp-Session-Id`
 //! issued and checked, `MCP-Protocol-Version` checked, Host and Origin
 //! checked) plus `GET /health`. Each client session is bound to a
-//! [`backend::Backend`], chosen by the entry's scope: one for everyone
+//! backend (one child), chosen by the entry's scope: one for everyone
 //! (`shared`), one per `Mcp-Project-Path` (`project`), or one per session
 //! (`session`). The backend multiplexes its sessions onto one child.
+//!
+//! Layout, from the wire down:
+//! - this module: the HTTP endpoint (routes, per-request checks) and [`run`];
+//! - `session`: client sessions (ids, idle timeouts, GET streams);
+//! - `backend`: one child's life (start, restart, readiness, health);
+//! - `health`: the child's state as `/health` reports it;
+//! - `mux`: the multiplexing state, pure (ids, pending requests,
+//!   subscriptions and log levels per session);
+//! - `sink`: where messages for a session go;
+//! - `child`: spawning the child process and its stdio.
 
-pub mod backend;
+mod backend;
+mod child;
+mod health;
+mod mux;
+mod session;
+mod sink;
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, ORIGIN};
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::Scope;
+use crate::http::server::{
+    Body, PageOrigin, empty_response as empty, json_bytes_response, json_response as json,
+    sse_response as sse, text_response as plain,
+};
 use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
-use backend::{Backend, ChildSpec, Outbound, SessionId, Sink, SinkReceiver, Timing};
+use crate::sync::lock;
+use backend::Backend;
+pub use backend::SupervisionTiming;
+use child::ChildSpec;
+use mux::{ClientCapabilities, SessionId};
+use session::{ClientSession, Sessions, answer_stream, new_session_id, sse_message};
+use sink::{Outbound, Sink, SinkReceiver};
 
 /// Protocol versions the host accepts from clients.
 use crate::mcp::SUPPORTED_VERSIONS;
@@ -54,7 +77,7 @@ pub struct HostOptions {
     pub log: PathBuf,
     /// The tool's home: data directories under it are created for the child.
     pub home: PathBuf,
-    pub timing: Timing,
+    pub timing: SupervisionTiming,
     /// A session with no request and no open stream for this long ends.
     pub session_timeout: Duration,
 }
@@ -62,24 +85,10 @@ pub struct HostOptions {
 /// The running host.
 pub struct Host {
     options: HostOptions,
+    /// Backends by scope key: `shared`, a project path, or a session id.
     backends: Mutex<HashMap<String, Arc<Backend>>>,
-    sessions: Mutex<HashMap<SessionId, Arc<ClientSession>>>,
+    sessions: Sessions,
     started: Instant,
-}
-
-struct ClientSession {
-    id: SessionId,
-    backend: Arc<Backend>,
-    scope_key: String,
-    last_seen: Mutex<Instant>,
-    /// The client can answer `roots/list`.
-    has_roots: bool,
-}
-
-use crate::http::server::Body;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops every child.
@@ -87,7 +96,7 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
     let host = Arc::new(Host {
         options,
         backends: Mutex::new(HashMap::new()),
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Sessions::default(),
         started: Instant::now(),
     });
     if host.options.scope == Scope::Shared {
@@ -150,7 +159,7 @@ impl Host {
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        if let Err(refusal) = self.check_origin(&request) {
+        if let Err(refusal) = self.check_host_and_origin(&request) {
             return refusal;
         }
         let path = request.uri().path().to_owned();
@@ -173,44 +182,36 @@ impl Host {
     /// DNS-rebinding defence: the Host must be this loopback port, and an
     /// Origin (browsers send one) must be a loopback origin.
     #[expect(clippy::result_large_err, reason = "the error is the response to send")]
-    fn check_origin(&self, request: &Request<Incoming>) -> Result<(), Response<Body>> {
+    fn check_host_and_origin(&self, request: &Request<Incoming>) -> Result<(), Response<Body>> {
         if !crate::http::server::is_own_host(request.headers(), self.options.port) {
             return Err(plain(
                 StatusCode::FORBIDDEN,
                 "forbidden: the Host header must name this loopback port",
             ));
         }
-        if let Some(origin) = request.headers().get(ORIGIN) {
-            let loopback = origin
-                .to_str()
-                .ok()
-                .and_then(|o| url::Url::parse(o).ok())
-                .is_some_and(|o| crate::http::is_loopback(&o));
-            if !loopback {
-                return Err(plain(
-                    StatusCode::FORBIDDEN,
-                    "forbidden: requests from web pages of other origins are refused",
-                ));
-            }
+        if crate::http::server::page_origin(request.headers()) == PageOrigin::Foreign {
+            return Err(plain(
+                StatusCode::FORBIDDEN,
+                "forbidden: requests from web pages of other origins are refused",
+            ));
         }
         Ok(())
     }
 
     fn health(&self) -> Response<Body> {
+        let mut all_running = true;
         let backends: Vec<serde_json::Value> = lock(&self.backends)
             .iter()
             .map(|(key, b)| {
-                let mut v = serde_json::to_value(b.health()).unwrap_or_default();
+                let health = b.health();
+                all_running &= health.is_running();
+                let mut v = serde_json::to_value(health).unwrap_or_default();
                 v["scopeKey"] = serde_json::Value::String(key.clone());
                 v["sessions"] = b.session_count().into();
                 v
             })
             .collect();
-        let state = if backends.iter().all(|b| b["state"] == "running") {
-            "ok"
-        } else {
-            "degraded"
-        };
+        let state = if all_running { "ok" } else { "degraded" };
         let first = backends.first().cloned().unwrap_or_default();
         json(
             StatusCode::OK,
@@ -219,7 +220,7 @@ impl Host {
                 "state": state,
                 "scope": self.options.scope,
                 "pid": first.get("pid").cloned().unwrap_or_default(),
-                "sessions": lock(&self.sessions).len(),
+                "sessions": self.sessions.count(),
                 "uptimeMs": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "children": backends,
             }),
@@ -238,8 +239,8 @@ impl Host {
                 "Content-Type must be application/json",
             );
         }
-        let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
+        let body = match crate::http::server::read_body(request.into_body(), MAX_BODY).await {
+            Ok(body) => body,
             Err(_) => {
                 return rpc_error(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -265,7 +266,7 @@ impl Host {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
-        *lock(&session.last_seen) = Instant::now();
+        session.touch();
         let requests = messages
             .iter()
             .filter(|m| {
@@ -313,7 +314,7 @@ impl Host {
             Ok(Some(Outbound::Response(answer))) => json_bytes(StatusCode::OK, answer, None),
             Ok(Some(Outbound::Message(first))) => {
                 let rest = answer_stream(rx, 1);
-                sse(futures_util::stream::once(async move { sse_event(&first) }).chain(rest))
+                sse(futures_util::stream::once(async move { sse_message(&first) }).chain(rest))
             }
             Ok(Some(Outbound::Done) | None) => empty(StatusCode::ACCEPTED),
             Err(_) => sse(answer_stream(rx, 1)),
@@ -404,14 +405,13 @@ impl Host {
         );
         let capabilities = client_capabilities(&message.raw);
         backend.open_session(Arc::clone(&session_id), capabilities);
-        let session = Arc::new(ClientSession {
-            id: Arc::clone(&session_id),
+        let session = ClientSession::new(
+            Arc::clone(&session_id),
             backend,
             scope_key,
-            last_seen: Mutex::new(Instant::now()),
-            has_roots: capabilities.roots,
-        });
-        lock(&self.sessions).insert(Arc::clone(&session_id), session);
+            capabilities.roots,
+        );
+        self.sessions.insert(Arc::new(session));
         tracing::info!(session = %short(&session_id), version, "session opened");
         json_bytes(StatusCode::OK, Bytes::from(answer), Some(&session_id))
     }
@@ -442,7 +442,7 @@ impl Host {
                 "Bad Request: the Mcp-Session-Id header is required (send initialize first)",
             ));
         };
-        lock(&self.sessions).get(id).cloned().ok_or_else(|| {
+        self.sessions.get(id).ok_or_else(|| {
             rpc_error(
                 StatusCode::NOT_FOUND,
                 "Session not found: initialize a new session",
@@ -467,20 +467,12 @@ impl Host {
             Ok(session) => session,
             Err(refusal) => return refusal,
         };
-        let (sink, rx) = Sink::new(true);
-        if !session.backend.set_stream(&session.id, sink) {
+        let Some(rx) = session.open_stream() else {
             return plain(
                 StatusCode::CONFLICT,
                 "this session already has a GET stream open",
             );
-        }
-        *lock(&session.last_seen) = Instant::now();
-        if session.has_roots {
-            // A child's early `roots/list` may have found no session able to
-            // answer; now one can, on this stream.
-            let backend = Arc::clone(&session.backend);
-            tokio::spawn(async move { backend.roots_changed().await });
-        }
+        };
         sse(answer_stream(rx, usize::MAX))
     }
 
@@ -490,14 +482,14 @@ impl Host {
             Err(refusal) => return refusal,
         };
         // Answer at once; the clean-up talks to the child, which may be slow.
-        lock(&self.sessions).remove(&session.id);
+        self.sessions.remove(&session.id);
         let host = Arc::clone(self);
         tokio::spawn(async move { host.end_session(&session).await });
         empty(StatusCode::OK)
     }
 
     async fn end_session(self: &Arc<Self>, session: &ClientSession) {
-        lock(&self.sessions).remove(&session.id);
+        self.sessions.remove(&session.id);
         session.backend.close_session(&session.id).await;
         match self.options.scope {
             Scope::Session => {
@@ -532,16 +524,7 @@ impl Host {
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             tokio::time::sleep(every).await;
-            let idle: Vec<Arc<ClientSession>> = lock(&self.sessions)
-                .values()
-                .filter(|s| {
-                    lock(&s.last_seen).elapsed() > self.options.session_timeout
-                        && !s.backend.has_stream(&s.id)
-                        && !s.backend.has_pending(&s.id)
-                })
-                .cloned()
-                .collect();
-            for session in idle {
+            for session in self.sessions.idle(self.options.session_timeout) {
                 tracing::info!(session = %short(&session.id), "ending an idle session");
                 self.end_session(&session).await;
             }
@@ -549,97 +532,15 @@ impl Host {
     }
 }
 
-/// An SSE body of the messages on `rx`; ends after `answers` responses.
-fn answer_stream(
-    rx: SinkReceiver,
-    answers: usize,
-) -> impl futures_util::Stream<Item = Bytes> + Send + 'static {
-    futures_util::stream::unfold((rx, answers), |(mut rx, mut left)| async move {
-        loop {
-            if left == 0 {
-                return None;
-            }
-            let message = match rx.recv().await? {
-                Outbound::Response(m) => {
-                    left -= 1;
-                    m
-                }
-                // A cancelled request: nothing to write, one less to wait for.
-                Outbound::Done => {
-                    left -= 1;
-                    continue;
-                }
-                Outbound::Message(m) => m,
-            };
-            return Some((sse_event(&message), (rx, left)));
-        }
-    })
-}
-
-/// One JSON-RPC message as an SSE `message` event.
-fn sse_event(message: &[u8]) -> Bytes {
-    let mut event = Vec::with_capacity(message.len() + 24);
-    event.extend_from_slice(b"event: message\ndata: ");
-    event.extend_from_slice(message);
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
-
-fn sse(events: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static) -> Response<Body> {
-    let body = StreamBody::new(events.map(|b| Ok::<_, Infallible>(Frame::data(b))));
-    response(
-        StatusCode::OK,
-        "text/event-stream",
-        BodyExt::boxed(body),
-        None,
-    )
-}
-
-fn response(
-    status: StatusCode,
-    content_type: &str,
-    body: Body,
-    session: Option<&str>,
-) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, content_type);
-    if content_type == "text/event-stream" {
-        builder = builder.header("cache-control", "no-cache");
-    }
-    if let Some(session) = session {
-        builder = builder.header(crate::mcp::SESSION_ID_HEADER, session);
-    }
-    builder
-        .body(body)
-        .unwrap_or_else(|_| Response::new(empty_body()))
-}
-
-fn empty_body() -> Body {
-    Full::new(Bytes::new()).boxed()
-}
-
-fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(empty_body());
-    *response.status_mut() = status;
-    response
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<Body> {
-    response(
-        status,
-        "text/plain; charset=utf-8",
-        Full::new(Bytes::from(text.to_owned())).boxed(),
-        None,
-    )
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    json_bytes(status, Bytes::from(value.to_string()), None)
-}
-
+/// `body` as JSON, with the session's id if one is given.
 fn json_bytes(status: StatusCode, body: Bytes, session: Option<&str>) -> Response<Body> {
-    response(status, "application/json", Full::new(body).boxed(), session)
+    let mut response = json_bytes_response(status, body);
+    if let Some(value) = session.and_then(|s| hyper::header::HeaderValue::from_str(s).ok()) {
+        response
+            .headers_mut()
+            .insert(crate::mcp::SESSION_ID_HEADER, value);
+    }
+    response
 }
 
 /// An HTTP error whose body is a JSON-RPC error (what MCP clients read).
@@ -700,7 +601,7 @@ fn project_of(headers: &hyper::HeaderMap) -> Option<String> {
 }
 
 /// What the client's `initialize` says it can answer.
-fn client_capabilities(raw: &[u8]) -> backend::ClientCapabilities {
+fn client_capabilities(raw: &[u8]) -> ClientCapabilities {
     #[derive(Deserialize)]
     struct Init {
         params: Option<Params>,
@@ -718,29 +619,11 @@ fn client_capabilities(raw: &[u8]) -> backend::ClientCapabilities {
     let declared = serde_json::from_slice::<Init>(raw)
         .ok()
         .and_then(|i| i.params?.capabilities);
-    declared.map_or_else(backend::ClientCapabilities::default, |c| {
-        backend::ClientCapabilities {
-            sampling: c.sampling.is_some(),
-            elicitation: c.elicitation.is_some(),
-            roots: c.roots.is_some(),
-        }
+    declared.map_or_else(ClientCapabilities::default, |c| ClientCapabilities {
+        sampling: c.sampling.is_some(),
+        elicitation: c.elicitation.is_some(),
+        roots: c.roots.is_some(),
     })
-}
-
-/// A new session id: 128 random bits, hex (visible ASCII, unguessable).
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // No OS randomness: fall back to time and a counter; still unique.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes[..8].copy_from_slice(&n.to_le_bytes());
-        bytes[8..].copy_from_slice(&(t as u64).to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stable short hash of a project path, for file names (FNV-1a, 64 bits).
@@ -776,10 +659,16 @@ mod tests {
     }
 
     #[test]
-    fn session_ids_are_visible_ascii_and_differ() {
-        let a = new_session_id();
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-        assert_ne!(a, new_session_id());
+    fn a_json_answer_carries_the_session_id_it_is_given() {
+        let answer = json_bytes(StatusCode::OK, Bytes::from_static(b"{}"), Some("abc123"));
+        assert_eq!(answer.headers()[crate::mcp::SESSION_ID_HEADER], "abc123");
+        assert_eq!(answer.headers()[CONTENT_TYPE], "application/json");
+        let plain_answer = json_bytes(StatusCode::OK, Bytes::from_static(b"{}"), None);
+        assert!(
+            plain_answer
+                .headers()
+                .get(crate::mcp::SESSION_ID_HEADER)
+                .is_none()
+        );
     }
 }

@@ -1,4 +1,38 @@
 //! Share MCP servers between many Claude Code sessions.
+//!
+//! Claude Code starts every MCP server as its own child over stdio and sends
+//! it SIGINT when another session starts. `mcp-proxy` is what Claude Code
+//! launches instead: it ignores SIGINT and bridges stdio JSON-RPC to one
+//! shared daemon over Streamable HTTP or legacy SSE. `mcp-manager`
+//! supervises those daemons, hosts stdio-only servers for many sessions,
+//! and sets a user's Claude Code up to use them.
+//!
+//! # Layers
+//!
+//! Each layer imports only from the layers below it (ARCHITECTURE.md has
+//! the map and the invariants):
+//!
+//! 1. **Foundations**, importing nothing of the crate: [`backoff`] (the one
+//!    retry policy), [`jsonrpc`] (messages as exact bytes; reading and
+//!    splicing), [`mcp`] (the protocol's vocabulary: versions, headers,
+//!    methods safe to send twice, lists, log levels), [`paths`] (every file
+//!    name), [`process`] (who a pid is, process groups, programs on PATH),
+//!    [`signals`], [`sync`] (the one mutex lock).
+//! 2. **Formats and plumbing**: [`config`] (`config.json` into a validated
+//!    [`config::Config`]), [`http`] (client builders, the loopback rule,
+//!    header parsing and redaction, the server side's accept loop and
+//!    checks), [`stdio`] (line reading, the one writer task).
+//! 3. **The daemon contract**, shared by proxy and manager: [`daemon`]
+//!    (`NAME.lock` records, the `fs4` guards, starting, probing, logs) and
+//!    [`control_api`] (the control API's JSON and its client).
+//! 4. **Roles**: [`transport`] (the HTTP client side of MCP, delivering to
+//!    an [`transport::Inbound`]), [`proxy`] (the stdio session: router and
+//!    discovery, over a transport), [`host`] (the HTTP server side: one
+//!    stdio child, many sessions), [`manager`] (one supervisor per daemon,
+//!    the control server). Host and manager import no other role; transport
+//!    imports neither proxy nor stdio.
+//! 5. **Commands**: [`commands`], `mcp-manager`'s one-shot commands (status,
+//!    logs, host, import, doctor, generate-config).
 #![deny(clippy::print_stdout)]
 
 // Foundations: nothing of the crate.
@@ -8,6 +42,7 @@ pub mod mcp;
 pub mod paths;
 pub mod process;
 pub mod signals;
+pub mod sync;
 
 // Formats and plumbing.
 pub mod config;
@@ -23,6 +58,9 @@ pub mod host;
 pub mod manager;
 pub mod proxy;
 pub mod transport;
+
+// Claude Code's and Claude Desktop's files.
+pub mod claude;
 
 // One-shot commands.
 pub mod commands;

@@ -48,7 +48,7 @@ pub enum Target {
 
 /// How the session ended, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SessionEnd {
     /// EOF, a signal, or a closed stdout: a normal end.
     Finished,
     /// No daemon serves the target; the client was told.
@@ -77,7 +77,7 @@ pub async fn run<R, W>(
     input: R,
     output: W,
     shutdown: impl Future<Output = ()>,
-) -> Outcome
+) -> SessionEnd
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -93,8 +93,8 @@ where
 
     let endpoint = tokio::select! {
         found = resolve(options.target) => found,
-        () = &mut shutdown => return Outcome::Finished,
-        () = stdout_closed.cancelled() => return Outcome::Finished,
+        () = &mut shutdown => return SessionEnd::Finished,
+        () = stdout_closed.cancelled() => return SessionEnd::Finished,
     };
     let (endpoint, rediscover) = match endpoint {
         Ok(found) => found,
@@ -104,7 +104,7 @@ where
             drop(router);
             out.finish();
             let _ = writer.await;
-            return Outcome::NoDaemon;
+            return SessionEnd::NoDaemon;
         }
     };
     let shown = crate::http::redacted(&endpoint.url);
@@ -117,7 +117,7 @@ where
         Ok(upstream) => upstream,
         Err(error) => {
             tracing::error!(%error, "cannot set up the connection to the daemon");
-            return Outcome::NoDaemon;
+            return SessionEnd::NoDaemon;
         }
     };
 
@@ -155,7 +155,7 @@ where
     // Everything queued reaches the client before the exit; a dead stdout
     // must not hold it up.
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    Outcome::Finished
+    SessionEnd::Finished
 }
 
 async fn read_lines<R: AsyncRead + Unpin>(input: R, lines: mpsc::Sender<Bytes>) {
@@ -220,7 +220,7 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
                     discovery::find(&server, &home, manager_port)
                         .await
                         .map(|found| found.url)
-                        .map_err(|not_found| not_found.to_string())
+                        .map_err(|not_found| not_found.into())
                 })
             });
             Ok((endpoint, Some(rediscover)))
@@ -329,7 +329,8 @@ async fn report_no_daemon(
     not_found: &NotFound,
 ) {
     let message = not_found.to_string();
-    let data = serde_json::json!({ "target": not_found.name, "tried": not_found.tried });
+    let tried: Vec<String> = not_found.tried.iter().map(ToString::to_string).collect();
+    let data = serde_json::json!({ "target": not_found.name, "tried": tried });
     let deadline = tokio::time::sleep(NO_DAEMON_WAIT);
     tokio::pin!(deadline);
     loop {

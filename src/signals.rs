@@ -81,3 +81,23 @@ pub async fn terminated() {
     #[cfg(not(any(unix, windows)))]
     std::future::pending::<()>().await;
 }
+
+/// Resolves when a foreground command is asked to stop: SIGINT, SIGTERM or
+/// SIGHUP (Unix), Ctrl+C elsewhere. For the manager and the host, which,
+/// unlike the proxy, do stop on Ctrl+C.
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut int) = signal(SignalKind::interrupt()) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            () = terminated() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+}

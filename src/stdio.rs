@@ -1,10 +1,13 @@
-//! The client side of the proxy: newline-delimited JSON-RPC on stdin/stdout.
+//! Newline-delimited JSON-RPC over a byte stream: the proxy's stdin/stdout,
+//! and a hosted child's stdout/stdin.
 //!
 //! [`LineReader`] turns a byte stream into lines of any length (CRLF
-//! tolerated, blank lines skipped). [`spawn_writer`] starts the one task that
-//! owns stdout: every message becomes exactly one whole line, so lines from
-//! concurrent requests never interleave, and the bounded queue in front of it
-//! pushes back on the daemon when the client reads slowly.
+//! tolerated, blank lines skipped). [`spawn_line_writer`] starts the one task
+//! that owns a writer (the proxy's stdout, or a child's stdin; [`spawn_writer`]
+//! is the proxy's): every message becomes exactly one whole line, so lines
+//! from concurrent senders never interleave; a burst of lines costs one
+//! write (it flushes when its queue is empty); and the bounded queue in front
+//! of it pushes back on whoever sends when the reader is slow.
 
 use bytes::Bytes;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -47,14 +50,15 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-/// A handle for writing whole protocol lines to the client.
+/// A handle for writing whole protocol lines to a writer task.
 #[derive(Clone)]
 pub struct Output {
     tx: mpsc::Sender<Bytes>,
     finish: CancellationToken,
 }
 
-/// The client has gone: stdout is closed.
+/// The reader has gone: the proxy's client closed stdout (or a child its
+/// stdin), so the writer stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("the client closed stdout")]
 pub struct OutputClosed;
@@ -69,6 +73,12 @@ impl Output {
         self.tx.send(line).await.map_err(|_| OutputClosed)
     }
 
+    /// Queues one message without waiting; false if the queue is full or the
+    /// writer has stopped (the message is then dropped).
+    pub fn try_send(&self, line: Bytes) -> bool {
+        self.tx.try_send(line).is_ok()
+    }
+
     /// Ends the writer once everything queued so far is written, even while
     /// clones of this `Output` are still held (by tasks that never finish).
     pub fn finish(&self) {
@@ -80,15 +90,29 @@ impl Output {
 /// so the bound is a count, kept small.
 const OUTPUT_QUEUE: usize = 16;
 
-/// Starts the task that owns `writer`. It ends when every [`Output`] is
-/// dropped (after writing everything queued) or when a write fails, in which
-/// case it cancels `closed` so the session can end quietly (EPIPE is normal:
-/// the client went away).
+/// Starts the task that owns stdout (any `writer`, in tests), with a queue
+/// of `OUTPUT_QUEUE` (16) messages: [`spawn_line_writer`] for the proxy.
 pub fn spawn_writer<W>(writer: W, closed: CancellationToken) -> (Output, JoinHandle<()>)
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
+    spawn_line_writer(writer, OUTPUT_QUEUE, closed)
+}
+
+/// Starts the task that owns `writer`, with room for `queue` messages
+/// before senders wait. It ends when every [`Output`] is dropped (after
+/// writing everything queued), after [`Output::finish`], or when a write
+/// fails, in which case it cancels `closed` so its owner can end quietly
+/// (EPIPE is normal: the reader went away).
+pub fn spawn_line_writer<W>(
+    writer: W,
+    queue: usize,
+    closed: CancellationToken,
+) -> (Output, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Bytes>(queue);
     let finish = CancellationToken::new();
     let finishing = finish.clone();
     let task = tokio::spawn(async move {
@@ -105,13 +129,13 @@ where
             };
             let Some(line) = line else { break };
             let mut result = write_line(&mut out, &line).await;
-            // Flush once the queue is empty: whole lines reach the client at
+            // Flush once the queue is empty: whole lines reach the reader at
             // once, and a burst costs one write instead of one per message.
             if result.is_ok() && rx.is_empty() {
                 result = out.flush().await;
             }
             if let Err(error) = result {
-                tracing::debug!(%error, "stdout closed; ending the session");
+                tracing::debug!(%error, "the output closed; the line writer ends");
                 closed.cancel();
                 return;
             }

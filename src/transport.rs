@@ -85,7 +85,7 @@ pub trait Inbound: Send + Sync + 'static {
     /// Forgets a request of the proxy's own that will not be answered.
     fn abandon_internal(&self, id: &RawId);
     /// Shows every daemon answer given to the client to `kept` (set once).
-    fn observe_answers(&self, kept: Arc<recovery::KeptState>);
+    fn observe_answers(&self, kept: Arc<recovery::SessionState>);
 }
 
 /// Where and how to reach the daemon.
@@ -119,19 +119,19 @@ impl Upstream {
     /// [`Error::Client`] if the HTTP client cannot be built (TLS set-up).
     pub fn connect(
         endpoint: Endpoint,
-        router: Arc<dyn Inbound>,
+        inbound: Arc<dyn Inbound>,
         recovery: recovery::Recovery,
     ) -> Result<Upstream, Error> {
-        let link = Link::new(&endpoint, router, recovery)?;
+        let shared = Shared::new(&endpoint, inbound, recovery)?;
         Ok(match endpoint.transport {
             TransportKind::Sse => {
-                Upstream::Legacy(legacy_sse::LegacySse::start(link, endpoint.url))
+                Upstream::Legacy(legacy_sse::LegacySse::start(shared, endpoint.url))
             }
             TransportKind::StreamableHttp | TransportKind::Stdio => Upstream::Streamable(
-                streamable_http::StreamableHttp::start(link, endpoint.url, true),
+                streamable_http::StreamableHttp::start(shared, endpoint.url, true),
             ),
             TransportKind::Http => Upstream::Streamable(streamable_http::StreamableHttp::start(
-                link,
+                shared,
                 endpoint.url,
                 false,
             )),
@@ -157,32 +157,37 @@ impl Upstream {
     }
 }
 
-/// What both transports share.
-pub(crate) struct Link {
+/// What both transports share: the HTTP client and what every client
+/// session carries whichever transport serves it.
+pub(crate) struct Shared {
     pub http: reqwest::Client,
+    /// Sent with every HTTP request (configured headers, `Mcp-Project-Path`).
     pub headers: HeaderMap,
-    pub router: Arc<dyn Inbound>,
+    /// Where the daemon's messages go.
+    pub inbound: Arc<dyn Inbound>,
+    /// The order of the client's notifications and responses.
     pub order: Sequencer,
+    /// The client's `initialize`, for a new session after a restart.
     pub replay: InitializeCache,
     /// What the client set on its session, for a new one.
-    pub kept: Arc<recovery::KeptState>,
+    pub kept: Arc<recovery::SessionState>,
     pub recovery: recovery::Recovery,
     /// Numbers the proxy's own requests.
     internal_ids: AtomicU64,
 }
 
-impl Link {
+impl Shared {
     fn new(
         endpoint: &Endpoint,
-        router: Arc<dyn Inbound>,
+        inbound: Arc<dyn Inbound>,
         recovery: recovery::Recovery,
-    ) -> Result<Link, Error> {
-        let kept = Arc::new(recovery::KeptState::default());
-        router.observe_answers(Arc::clone(&kept));
-        Ok(Link {
+    ) -> Result<Shared, Error> {
+        let kept = Arc::new(recovery::SessionState::default());
+        inbound.observe_answers(Arc::clone(&kept));
+        Ok(Shared {
             http: http_client(&endpoint.url).map_err(Error::Client)?,
             headers: endpoint.headers.clone(),
-            router,
+            inbound,
             order: Sequencer::default(),
             replay: InitializeCache::default(),
             kept,
@@ -198,7 +203,7 @@ impl Link {
         self.kept.observe(message);
     }
 
-    /// A request of the proxy's own, registered with the router: its id
+    /// A request of the proxy's own, registered with the inbound: its id
     /// and the message. `params` is JSON text.
     pub fn internal_message(
         &self,
@@ -211,7 +216,7 @@ impl Link {
         ));
         let message = jsonrpc::classify(raw).ok()?;
         let id = message.id()?.clone();
-        let answer = self.router.begin_internal(id.clone());
+        let answer = self.inbound.begin_internal(id.clone());
         Some((id, message, answer))
     }
 }
@@ -288,20 +293,14 @@ impl InitializeCache {
             Some("notifications/initialized") => &self.initialized,
             _ => return,
         };
-        *slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
+        *crate::sync::lock(slot) = Some(message.clone());
     }
 
     /// A copy of the client's `initialize` with an id of the proxy's own, so
     /// its answer can be kept from the client; and the `initialized` to send
     /// after it. `None` if the client has not initialized yet.
     pub fn replay(&self) -> Option<(RawId, Bytes, Bytes)> {
-        let initialize = self
-            .initialize
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()?;
+        let initialize = crate::sync::lock(&self.initialize).clone()?;
         #[derive(Deserialize)]
         struct Params<'a> {
             #[serde(borrow)]
@@ -317,10 +316,7 @@ impl InitializeCache {
             r#"{{"jsonrpc":"2.0","id":{id_text},"method":"initialize","params":{params}}}"#
         ));
         let id = jsonrpc::classify(raw.clone()).ok()?.id()?.clone();
-        let initialized = self
-            .initialized
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        let initialized = crate::sync::lock(&self.initialized)
             .as_ref()
             .map(|m| m.raw.clone())
             .unwrap_or_else(|| {
@@ -352,13 +348,13 @@ pub(crate) struct StreamCursor {
     pub retry: Option<Duration>,
 }
 
-/// Reads JSON-RPC messages from an SSE body and hands them to the router, as
+/// Reads JSON-RPC messages from an SSE body and hands them to the inbound, as
 /// each event arrives. Stops after the response to `wanted` (if given).
 /// Events of another type than `message` are not JSON-RPC (the legacy
 /// `endpoint` event is handled by `on_other`).
 pub(crate) async fn read_sse(
     response: reqwest::Response,
-    router: &dyn Inbound,
+    inbound: &dyn Inbound,
     wanted: Option<&RawId>,
     cursor: &mut StreamCursor,
     mut on_other: impl FnMut(&str, &str),
@@ -386,7 +382,7 @@ pub(crate) async fn read_sse(
             }
         }
         for message in split_json_body(Bytes::from(data)) {
-            match router.deliver(message, wanted).await {
+            match inbound.deliver(message, wanted).await {
                 Err(ClientGone) => return StreamEnd::ClientGone,
                 Ok(Delivered::Response(id, raw)) if Some(&id) == wanted => {
                     return StreamEnd::Answered(raw);

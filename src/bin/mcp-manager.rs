@@ -6,7 +6,6 @@
 // The CLI subcommands print their results; logs go through tracing.
 #![allow(clippy::print_stdout)]
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,12 +13,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use mcp_session_manager::commands::generate as generate_config;
-use mcp_session_manager::config::{Config, TransportKind};
+use mcp_session_manager::commands::{self, status};
+use mcp_session_manager::config::Config;
 use mcp_session_manager::control_api::{ApiClient, DaemonAction, DaemonList, DaemonStatus};
 use mcp_session_manager::daemon::log as logfile;
-use mcp_session_manager::host::{self, HostOptions, backend::Timing};
 use mcp_session_manager::manager::{self, ManagerOptions};
-use mcp_session_manager::paths;
+use mcp_session_manager::{paths, signals};
 
 /// Run shared MCP daemons for many Claude Code sessions.
 #[derive(Debug, Parser)]
@@ -148,7 +147,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             None => run_manager(port, args.start_all).await,
-            Some(Command::Host { name }) => run_host(&name).await,
+            Some(Command::Host { name }) => {
+                let home = paths::home()?;
+                Ok(commands::host::host(&home, &name, signals::stop_requested()).await?)
+            }
             Some(Command::GenerateConfig { print, scope, dir }) => match scope {
                 None => generate(port, print),
                 Some(scope) => register(port, print, scope, dir),
@@ -202,33 +204,13 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
         start_all,
         manager_exe,
     };
-    manager::run(options, stop_signal()).await?;
+    manager::run(options, signals::stop_requested()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
 fn generate(port: Option<u16>, print_only: bool) -> anyhow::Result<()> {
-    let (_, config, port) = load(port)?;
-    let document = generate_config::render(&config, &generate_config::proxy_path(), port);
-    let text = serde_json::to_string_pretty(&document)?;
-    if print_only {
-        println!("{text}");
-        return Ok(());
-    }
-    let user_home = dirs::home_dir().context("cannot find your home directory")?;
-    let written = generate_config::write(&generate_config::target(&user_home), &document)
-        .map_err(anyhow::Error::msg)?;
-    println!("{text}");
-    println!();
-    println!("Wrote {}", written.path.display());
-    if let Some(backup) = &written.backup {
-        println!("The previous file is kept as {}", backup.display());
-    }
-    println!(
-        "Next: start the manager (`mcp-manager --start-all`), or let the proxies start it on demand. \
-         Claude Code reads MCP servers from ~/.claude.json and a project's .mcp.json: \
-         copy these entries there (or `claude mcp add-json NAME '<entry>'`), then restart Claude Code."
-    );
+    println!("{}", generate_config::generate(port, print_only)?);
     Ok(())
 }
 
@@ -239,38 +221,12 @@ fn register(
     scope: ClaudeScope,
     dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let (_, config, port) = load(port)?;
-    let proxy = generate_config::proxy_path();
-    if print_only {
-        let document = generate_config::render(&config, &proxy, port);
-        println!("{}", serde_json::to_string_pretty(&document)?);
-        return Ok(());
-    }
-    let (path, reads) = match (scope, dir) {
-        (ClaudeScope::User, _) => (
-            dirs::home_dir()
-                .context("cannot find your home directory")?
-                .join(".claude.json"),
-            "Claude Code reads it in every project; restart running sessions to pick it up.",
-        ),
-        (ClaudeScope::Project, dir) => (
-            dir.unwrap_or_else(|| PathBuf::from(".")).join(".mcp.json"),
-            "Claude Code reads it in that project after you approve its servers (it asks at the next start, or `/mcp`).",
-        ),
+    use mcp_session_manager::commands::register::{self, Destination};
+    let destination = match scope {
+        ClaudeScope::User => Destination::User,
+        ClaudeScope::Project => Destination::Project(dir.unwrap_or_else(|| PathBuf::from("."))),
     };
-    let extra = if port == mcp_session_manager::config::DEFAULT_MANAGER_PORT {
-        Vec::new()
-    } else {
-        vec!["--manager-port".to_owned(), port.to_string()]
-    };
-    let names: Vec<String> = config.servers.keys().cloned().collect();
-    let registered =
-        mcp_session_manager::commands::import::register_proxies(&path, &names, &proxy, &extra)?;
-    println!("{registered}");
-    println!("{reads}");
-    println!(
-        "Daemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
-    );
+    println!("{}", register::register(port, print_only, destination)?);
     Ok(())
 }
 
@@ -284,87 +240,19 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     let list: DaemonList = api(port)?.status().await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
+    } else {
+        println!("{}", status::table(&list.daemons));
     }
-    print_table(&list.daemons);
     Ok(())
 }
 
 async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
     let (_, _, port) = load(port)?;
     let status: DaemonStatus = api(port)?.act(action, name).await?;
-    print_table(std::slice::from_ref(&status));
-    let wanted_running = action != DaemonAction::Stop;
-    if status.running != wanted_running {
-        bail!(
-            "{name} is {}{}",
-            status.state.as_str(),
-            status
-                .last_error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-fn print_table(daemons: &[DaemonStatus]) {
-    let rows: Vec<[String; 8]> = daemons
-        .iter()
-        .map(|d| {
-            [
-                d.name.clone(),
-                d.state.as_str().to_owned(),
-                d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                d.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                d.transport.as_str().to_owned(),
-                d.uptime.map(human).unwrap_or_else(|| "-".into()),
-                d.restarts.to_string(),
-                d.last_error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = [
-        "NAME",
-        "STATE",
-        "PID",
-        "PORT",
-        "TRANSPORT",
-        "UPTIME",
-        "RESTARTS",
-        "LAST ERROR",
-    ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 8]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i == 7 {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        out.trim_end().to_owned()
-    };
-    println!("{}", line(header));
-    for row in &rows {
-        println!("{}", line(row.each_ref().map(String::as_str)));
-    }
-}
-
-/// `3h 04m`, `12m 05s`, `42s`.
-fn human(ms: u64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs / 60 % 60),
+    println!("{}", status::table(std::slice::from_ref(&status)));
+    match status::unmet(action, &status) {
+        Some(unmet) => bail!(unmet),
+        None => Ok(()),
     }
 }
 
@@ -375,23 +263,10 @@ fn import(
     dry_run: bool,
     undo: bool,
 ) -> anyhow::Result<()> {
-    use mcp_session_manager::commands::import;
-    let source = import::Source::from_args(from, project).map_err(anyhow::Error::msg)?;
-    let scopes = scopes
-        .iter()
-        .map(|text| import::parse_scope_override(text))
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let options = import::ImportOptions {
-        source,
-        user_home: dirs::home_dir().context("cannot find your home directory")?,
-        home: paths::home()?,
-        proxy: generate_config::proxy_path(),
-        scopes,
-        dry_run,
-    };
+    use mcp_session_manager::commands::{import, undo as import_undo};
+    let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run)?;
     if undo {
-        println!("{}", import::undo(&options)?);
+        println!("{}", import_undo::undo(&options)?);
     } else {
         println!("{}", import::import(&options)?);
     }
@@ -399,9 +274,8 @@ fn import(
 }
 
 async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
-    let home = paths::home()?;
-    let input = mcp_session_manager::commands::doctor::DoctorInput::for_current_user(home, port);
-    let report = mcp_session_manager::commands::doctor::diagnose(&input).await;
+    use mcp_session_manager::commands::doctor::{self, DoctorInput};
+    let report = doctor::diagnose(&DoctorInput::for_current_user(paths::home()?, port)).await;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -415,111 +289,23 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// A failure the output has already described: exit 1, print nothing more.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("see above")]
 struct AlreadyReported;
-
-impl std::fmt::Display for AlreadyReported {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("see above")
-    }
-}
-
-impl std::error::Error for AlreadyReported {}
 
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let home = paths::home()?;
-    let path = paths::log_file(&home, name);
-    if !path.exists() {
-        bail!("no log for {name:?} at {}", path.display());
-    }
-    if follow {
-        let mut stdout = tokio::io::stdout();
-        logfile::follow(&path, lines, &mut stdout, stop_signal())
-            .await
-            .with_context(|| format!("cannot read {}", path.display()))?;
-    } else {
-        for line in logfile::tail(&path, lines)
-            .with_context(|| format!("cannot read {}", path.display()))?
-        {
-            println!("{line}");
-        }
-    }
+    let mut stdout = tokio::io::stdout();
+    commands::logs::show(
+        &home,
+        name,
+        lines,
+        follow,
+        &mut stdout,
+        signals::stop_requested(),
+    )
+    .await?;
     Ok(())
-}
-
-async fn run_host(name: &str) -> anyhow::Result<()> {
-    let home = paths::home()?;
-    let config = Config::load(&home)?;
-    let Some(server) = config.servers.get(name) else {
-        bail!(
-            "unknown daemon {name:?}; configured: {}",
-            config.names().join(", ")
-        );
-    };
-    let source = config.source.as_ref().map_or_else(
-        || "the built-in defaults".to_owned(),
-        |p| p.display().to_string(),
-    );
-    if server.transport != TransportKind::Stdio {
-        bail!(
-            "{name} is a {} server, not a stdio one: it serves HTTP itself and needs no host (see {source})",
-            server.transport
-        );
-    }
-    let (Some(command), Some(port)) = (server.command.clone(), server.port) else {
-        bail!("{name} needs a \"command\" and a \"port\" to be hosted (see {source})");
-    };
-    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "cannot listen on {addr}: is {name} already hosted (curl http://{addr}/health), \
-             or does another program hold the port? Change \"port\" in {source} if so"
-        )
-    })?;
-    let options = HostOptions {
-        name: name.to_owned(),
-        port,
-        scope: server.scope,
-        command,
-        args: server.args.clone(),
-        env: server.env.clone(),
-        cwd: server.cwd.clone(),
-        log: paths::log_file(&home, name),
-        home: home.clone(),
-        timing: Timing {
-            ping_timeout: server.ping_timeout,
-            ping_every: (server.ping_timeout / 3)
-                .clamp(Duration::from_millis(200), Duration::from_secs(10)),
-            ..Timing::default()
-        },
-        session_timeout: server.session_timeout,
-    };
-    tracing::info!(name, %addr, scope = ?server.scope, "hosting");
-    host::run(options, listener, stop_signal()).await;
-    Ok(())
-}
-
-/// SIGINT, SIGTERM or SIGHUP stop the host (and its children).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            () = mcp_session_manager::signals::terminated() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!("stopping");
 }
 
 /// Logs to stderr and, for the manager, to `manager.log` as well.

@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use mcp_session_manager::config::{self, Config, TransportKind};
-use mcp_session_manager::proxy::{self, Options, Outcome, Target};
+use mcp_session_manager::proxy::{self, Options, SessionEnd, Target};
 use mcp_session_manager::transport::Endpoint;
+use mcp_session_manager::transport::recovery::DEFAULT_RECONNECT_TIMEOUT;
 use mcp_session_manager::{paths, signals};
 
 /// Bridge Claude Code's stdio to a shared MCP daemon, immune to SIGINT.
@@ -51,7 +52,7 @@ struct Args {
 
     /// How long requests wait for a lost daemon to come back (it is found
     /// again, or started, and a new session opened) before they get an error
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RECONNECT_TIMEOUT.as_secs_f64())]
     reconnect_timeout: f64,
 }
 
@@ -75,8 +76,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     init_logging();
     let code = match run(args) {
-        Ok(Outcome::Finished) => 0,
-        Ok(Outcome::NoDaemon) => 1,
+        Ok(SessionEnd::Finished) => 0,
+        Ok(SessionEnd::NoDaemon) => 1,
         Err(error) => {
             eprintln!("mcp-proxy: {error:#}");
             1
@@ -86,7 +87,7 @@ fn main() -> ExitCode {
     std::process::exit(code)
 }
 
-fn run(args: Args) -> anyhow::Result<Outcome> {
+fn run(args: Args) -> anyhow::Result<SessionEnd> {
     let target = target(&args)?;
     let options = Options {
         target,

@@ -1,13 +1,17 @@
 //! `mcp-manager generate-config`: `~/.claude/mcp.json` as the original
 //! writes it, one entry per daemon, each running the installed `mcp-proxy`
 //! with `--target NAME`. An existing file is first copied to
-//! `mcp.json.backup.<ms>`.
+//! `mcp.json.backup.<ms>`; the file is then replaced atomically.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, DEFAULT_MANAGER_PORT};
+use super::{NoUserHome, SetupError};
+use crate::claude::files::{self, read_optional};
+use crate::claude::{entries, write};
+use crate::config::Config;
 
 /// What was written.
 #[derive(Debug)]
@@ -16,19 +20,45 @@ pub struct Written {
     pub backup: Option<PathBuf>,
 }
 
+/// Why `generate-config` wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    NoUserHome(#[from] NoUserHome),
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot back up {}", path.display())]
+    Backup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The `mcpServers` document for `config`, with `proxy` as the command.
 pub fn render(config: &Config, proxy: &Path, manager_port: u16) -> Value {
     let servers: serde_json::Map<String, Value> = config
         .servers
         .keys()
         .map(|name| {
-            let mut args = vec![json!("--target"), json!(name)];
-            if manager_port != DEFAULT_MANAGER_PORT {
-                args.extend([json!("--manager-port"), json!(manager_port.to_string())]);
-            }
             (
                 name.clone(),
-                json!({ "command": proxy.to_string_lossy(), "args": args }),
+                json!({
+                    "command": proxy.to_string_lossy(),
+                    "args": entries::proxy_args(name, manager_port),
+                }),
             )
         })
         .collect();
@@ -37,32 +67,37 @@ pub fn render(config: &Config, proxy: &Path, manager_port: u16) -> Value {
 
 /// `~/.claude/mcp.json` under `user_home`.
 pub fn target(user_home: &Path) -> PathBuf {
-    user_home.join(".claude").join("mcp.json")
+    files::original_config(user_home)
 }
 
-/// Writes `document` to `path`, keeping a copy of what was there.
+/// Writes `document` to `path`, keeping a copy of what was there
+/// (`FILE.backup.<ms>`), atomically.
 ///
 /// # Errors
 /// The file system's error, with the path.
-pub fn write(path: &Path, document: &Value) -> Result<Written, String> {
-    let io =
-        |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+pub fn write(path: &Path, document: &Value) -> Result<Written, GenerateError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|source| GenerateError::Create {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
-    let backup = if path.exists() {
-        let ms = crate::paths::now_ms();
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(".backup.{ms}"));
-        let backup = PathBuf::from(name);
-        std::fs::copy(path, &backup).map_err(|e| io("back up", path, e))?;
-        Some(backup)
-    } else {
-        None
+    let backup_error = |source| GenerateError::Backup {
+        path: path.to_owned(),
+        source,
     };
-    let mut text = serde_json::to_string_pretty(document).map_err(|e| e.to_string())?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|e| io("write", path, e))?;
+    let backup = match read_optional(path).map_err(|e| backup_error(e.source))? {
+        Some(old) => Some(
+            write::write_beside(path, write::Tag::Backup, crate::paths::now_ms(), &old)
+                .map_err(|e| backup_error(e.source))?,
+        ),
+        None => None,
+    };
+    let text = format!("{document:#}\n");
+    write::write_atomic(path, text.as_bytes(), false).map_err(|e| GenerateError::Write {
+        path: e.path,
+        source: e.source,
+    })?;
     Ok(Written {
         path: path.to_owned(),
         backup,
@@ -75,9 +110,59 @@ pub fn proxy_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("mcp-proxy{}", std::env::consts::EXE_SUFFIX)))
 }
 
+/// What `generate-config` did: printed the document, or wrote it too.
+/// `Display` is the text to print (without a final newline).
+#[derive(Debug)]
+pub enum Generated {
+    /// `--print`: the document only.
+    Printed(Value),
+    Written {
+        document: Value,
+        written: Written,
+    },
+}
+
+/// `mcp-manager generate-config [--print]`: the document for the config
+/// (and `--port`), written to `~/.claude/mcp.json` unless `print_only`.
+///
+/// # Errors
+/// A [`GenerateError`]: no home, a config that does not load, or the file
+/// system's error.
+pub fn generate(port: Option<u16>, print_only: bool) -> Result<Generated, GenerateError> {
+    let (config, port) = super::load_config(port)?;
+    let document = render(&config, &proxy_path(), port);
+    if print_only {
+        return Ok(Generated::Printed(document));
+    }
+    let written = write(&target(&super::user_home()?), &document)?;
+    Ok(Generated::Written { document, written })
+}
+
+impl fmt::Display for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (document, written) = match self {
+            Generated::Printed(document) => return write!(f, "{document:#}"),
+            Generated::Written { document, written } => (document, written),
+        };
+        writeln!(f, "{document:#}")?;
+        writeln!(f)?;
+        writeln!(f, "Wrote {}", written.path.display())?;
+        if let Some(backup) = &written.backup {
+            writeln!(f, "The previous file is kept as {}", backup.display())?;
+        }
+        write!(
+            f,
+            "Next: start the manager (`mcp-manager --start-all`), or let the proxies start it on demand. \
+             Claude Code reads MCP servers from ~/.claude.json and a project's .mcp.json: \
+             copy these entries there (or `claude mcp add-json NAME '<entry>'`), then restart Claude Code."
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_MANAGER_PORT;
 
     #[test]
     fn every_daemon_runs_the_proxy_with_its_target() {
@@ -103,8 +188,35 @@ mod tests {
         assert!(first.backup.is_none());
         let second = write(&path, &json!({"b": 2})).expect("second");
         let backup = second.backup.expect("a backup");
+        let name = backup.file_name().expect("a name").to_string_lossy();
+        assert!(name.starts_with("mcp.json.backup."), "{name}");
         let kept: Value =
             serde_json::from_slice(&std::fs::read(backup).expect("read")).expect("json");
         assert_eq!(kept, json!({"a": 1}));
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "{\n  \"b\": 2\n}\n"
+        );
+    }
+
+    /// The file is replaced by a rename: a reader holding the old one
+    /// still sees it whole, and no temporary file is left behind.
+    #[cfg(unix)]
+    #[test]
+    fn the_file_is_replaced_atomically() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = target(dir.path());
+        write(&path, &json!({"a": 1})).expect("first");
+        let before = std::fs::metadata(&path).expect("meta").ino();
+        write(&path, &json!({"b": 2})).expect("second");
+        assert_ne!(std::fs::metadata(&path).expect("meta").ino(), before);
+        let left: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }

@@ -6,8 +6,21 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::launch::LaunchError;
 use crate::paths;
+
+/// Why a start guard could not be taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GuardError {
+    #[error("cannot lock {}: {error}", path.display())]
+    Lock {
+        path: PathBuf,
+        error: std::sync::Arc<std::io::Error>,
+    },
+    /// The blocking task that waits for the lock died (the runtime is
+    /// shutting down).
+    #[error("the start lock task failed: {0}")]
+    Task(String),
+}
 
 /// The exclusive right to start (or stop) one daemon; released on drop.
 #[derive(Debug)]
@@ -19,9 +32,9 @@ pub struct StartGuard {
 ///
 /// # Errors
 /// The file cannot be created or locked.
-pub async fn start(home: &Path, name: &str) -> Result<StartGuard, LaunchError> {
+pub async fn start(home: &Path, name: &str) -> Result<StartGuard, GuardError> {
     let path = paths::start_file(home, name);
-    let shown = path.display().to_string();
+    let shown = path.clone();
     let locked = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
         let file = std::fs::OpenOptions::new()
@@ -33,10 +46,13 @@ pub async fn start(home: &Path, name: &str) -> Result<StartGuard, LaunchError> {
         Ok(file)
     })
     .await
-    .map_err(|e| LaunchError::Io(format!("the start lock task failed: {e}")))?;
+    .map_err(|e| GuardError::Task(e.to_string()))?;
     locked
         .map(|file| StartGuard { _file: file })
-        .map_err(|e| LaunchError::Io(format!("cannot lock {shown}: {e}")))
+        .map_err(|e| GuardError::Lock {
+            path: shown,
+            error: std::sync::Arc::new(e),
+        })
 }
 
 /// Why the manager's single-instance guard cannot be had.

@@ -12,8 +12,9 @@
 //! daemon). A port held by a program that is not our daemon is reported,
 //! never killed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
@@ -43,8 +44,8 @@ pub enum LaunchError {
         port: u16,
         holder: String,
     },
-    #[error("cannot start {name}: {reason}")]
-    Spawn { name: String, reason: String },
+    #[error("cannot start {name}: {cause}")]
+    Spawn { name: String, cause: SpawnCause },
     #[error("{name} exited while starting ({status}){last_line}")]
     Exited {
         name: String,
@@ -61,8 +62,34 @@ pub enum LaunchError {
         timeout: Duration,
         log: String,
     },
-    #[error("{0}")]
-    Io(String),
+    #[error(transparent)]
+    Guard(#[from] guard::GuardError),
+    #[error("cannot write {}: {error}", path.display())]
+    Record {
+        path: PathBuf,
+        error: Arc<std::io::Error>,
+    },
+    /// The starter is shutting down: nothing was started.
+    #[error("the manager is stopping")]
+    Stopping,
+}
+
+/// Why a daemon's process could not be spawned.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpawnCause {
+    /// The program (or the runner a hosted server needs) is not installed.
+    #[error("{}", missing_program(program))]
+    MissingProgram { program: String },
+    #[error("cannot open {}: {error}", path.display())]
+    Log {
+        path: PathBuf,
+        error: Arc<std::io::Error>,
+    },
+    #[error("cannot run `{program}`: {error}")]
+    Run {
+        program: String,
+        error: Arc<std::io::Error>,
+    },
 }
 
 /// A daemon that serves its port.
@@ -172,10 +199,10 @@ impl Launch<'_> {
         };
         if let Err(error) = record::write(&lock_path, &lock) {
             stop_child(&mut child).await;
-            return Err(LaunchError::Io(format!(
-                "cannot write {}: {error}",
-                lock_path.display()
-            )));
+            return Err(LaunchError::Record {
+                path: lock_path,
+                error: Arc::new(error),
+            });
         }
         match self.wait_ready(&mut child, port).await {
             Ok(()) => Ok(Running::Spawned {
@@ -228,9 +255,9 @@ impl Launch<'_> {
     /// closed, stdout and stderr appended to `NAME.log`.
     fn spawn(&self) -> Result<Child, LaunchError> {
         let server = self.server;
-        let spawn_error = |reason: String| LaunchError::Spawn {
+        let spawn_error = |cause: SpawnCause| LaunchError::Spawn {
             name: self.name().to_owned(),
-            reason,
+            cause,
         };
         let mut command = if server.transport == TransportKind::Stdio {
             // The host checks the runner itself; say so now, before a
@@ -242,7 +269,9 @@ impl Launch<'_> {
                     name: self.name().to_owned(),
                 })?;
             if find_program(runner).is_none() {
-                return Err(spawn_error(missing_program(runner)));
+                return Err(spawn_error(SpawnCause::MissingProgram {
+                    program: runner.to_owned(),
+                }));
             }
             let mut command = Command::new(self.manager_exe);
             command.arg("host").arg(self.name());
@@ -262,11 +291,14 @@ impl Launch<'_> {
             command
         };
         let log_path = paths::log_file(self.home, self.name());
-        let log = crate::daemon::log::open_append(&log_path)
-            .map_err(|e| spawn_error(format!("cannot open {}: {e}", log_path.display())))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| spawn_error(format!("cannot open {}: {e}", log_path.display())))?;
+        let log_error = |e| {
+            spawn_error(SpawnCause::Log {
+                path: log_path.clone(),
+                error: Arc::new(e),
+            })
+        };
+        let log = crate::daemon::log::open_append(&log_path).map_err(log_error)?;
+        let log_err = log.try_clone().map_err(log_error)?;
         command
             .env(paths::HOME_ENV, self.home)
             .stdin(Stdio::null())
@@ -281,9 +313,12 @@ impl Launch<'_> {
             .into_owned();
         command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                spawn_error(missing_program(&program))
+                spawn_error(SpawnCause::MissingProgram { program })
             } else {
-                spawn_error(format!("cannot run `{program}`: {e}"))
+                spawn_error(SpawnCause::Run {
+                    program,
+                    error: Arc::new(e),
+                })
             }
         })
     }

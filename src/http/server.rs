@@ -1,6 +1,13 @@
 //! The HTTP server plumbing that `mcp-manager host` and the control API
-//! share: the accept loop (one hyper HTTP/1 task per connection) and the
-//! DNS-rebinding defence of the Host header.
+//! share: the accept loop (one hyper HTTP/1 task per connection), the
+//! DNS-rebinding defences (the Host header must name our loopback port; a
+//! web page's `Origin` is told apart), request bodies read up to a limit,
+//! and the [`response`] builders (JSON, text, SSE).
+//!
+//! Both servers bind 127.0.0.1 only; what each refuses is its own policy
+//! (the control API refuses any page, the host only foreign ones).
+
+pub mod response;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,11 +16,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::HOST;
+use hyper::header::{HOST, ORIGIN};
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+pub use response::{
+    empty_body, empty_response, json_bytes_response, json_response, sse_event, sse_response,
+    text_response,
+};
 
 /// Every response body the servers send.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -76,6 +89,57 @@ pub fn is_own_host(headers: &HeaderMap, port: u16) -> bool {
             .any(|allowed| allowed.eq_ignore_ascii_case(name))
 }
 
+/// Where a request comes from, by its `Origin` header (browsers send one;
+/// command-line tools do not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageOrigin {
+    /// No `Origin`: not a web page.
+    None,
+    /// A page served from this machine's loopback.
+    Loopback,
+    /// A page of any other origin (or an `Origin` that cannot be read).
+    Foreign,
+}
+
+/// The [`PageOrigin`] of a request.
+pub fn page_origin(headers: &HeaderMap) -> PageOrigin {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return PageOrigin::None;
+    };
+    let loopback = origin
+        .to_str()
+        .ok()
+        .and_then(|o| url::Url::parse(o).ok())
+        .is_some_and(|o| super::is_loopback(&o));
+    if loopback {
+        PageOrigin::Loopback
+    } else {
+        PageOrigin::Foreign
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the body is over {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("cannot read the body")]
+    Unreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The whole body of a request, if it is at most `limit` bytes.
+///
+/// # Errors
+/// [`BodyError::TooLarge`] past `limit`; [`BodyError::Unreadable`] when the
+/// connection fails while it is read.
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
+        Err(error) => Err(BodyError::Unreadable(error)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +170,30 @@ mod tests {
             assert!(!is_own_host(&with_host(bad), 3199), "{bad}");
         }
         assert!(!is_own_host(&HeaderMap::new(), 3199));
+    }
+
+    #[test]
+    fn page_origins_are_told_apart() {
+        let with_origin = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(ORIGIN, value.parse().expect("header value"));
+            headers
+        };
+        assert_eq!(page_origin(&HeaderMap::new()), PageOrigin::None);
+        assert_eq!(
+            page_origin(&with_origin("http://127.0.0.1:3199")),
+            PageOrigin::Loopback
+        );
+        assert_eq!(
+            page_origin(&with_origin("http://localhost:8080")),
+            PageOrigin::Loopback
+        );
+        for foreign in ["https://evil.example", "null", "not a url"] {
+            assert_eq!(
+                page_origin(&with_origin(foreign)),
+                PageOrigin::Foreign,
+                "{foreign}"
+            );
+        }
     }
 }

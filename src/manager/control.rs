@@ -7,14 +7,12 @@
 //! header is ever sent. Bodies are JSON whatever their content type (curl's
 //! `-d` sends a form type), capped at [`MAX_BODY`].
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{ALLOW, CONTENT_TYPE, ORIGIN};
+use hyper::body::Incoming;
+use hyper::header::ALLOW;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::json;
@@ -23,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Manager;
 use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer};
-use crate::http::server::Body;
+use crate::http::server::{Body, PageOrigin};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -52,7 +50,7 @@ async fn handle(
             "the Host header must be 127.0.0.1, localhost or [::1] with this port",
         );
     }
-    if request.headers().contains_key(ORIGIN) {
+    if crate::http::server::page_origin(request.headers()) != PageOrigin::None {
         return error(
             StatusCode::FORBIDDEN,
             "requests from web pages are refused: this API starts and stops processes",
@@ -134,8 +132,8 @@ async fn handle(
 
 /// `{"name": "..."}` from the body.
 async fn daemon_name(request: Request<Incoming>) -> Result<String, Response<Body>> {
-    let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let body = match crate::http::server::read_body(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
         Err(_) => {
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -186,19 +184,12 @@ fn events(manager: &Manager, stop: CancellationToken) -> Response<Body> {
                 }
             }
         });
-    let events = futures_util::stream::iter(first)
-        .chain(changes)
-        .map(|event| Ok::<_, Infallible>(Frame::data(event)));
-    Response::builder()
-        .header(CONTENT_TYPE, "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(BodyExt::boxed(StreamBody::new(events)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    crate::http::server::sse_response(futures_util::stream::iter(first).chain(changes))
 }
 
 fn sse_event(status: &impl Serialize) -> Bytes {
-    let data = serde_json::to_string(status).unwrap_or_default();
-    Bytes::from(format!("event: state\ndata: {data}\n\n"))
+    let data = serde_json::to_vec(status).unwrap_or_default();
+    crate::http::server::sse_event("state", &data)
 }
 
 fn ok(value: &impl Serialize) -> Response<Body> {
@@ -206,12 +197,7 @@ fn ok(value: &impl Serialize) -> Response<Body> {
 }
 
 fn reply(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)).boxed())
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    crate::http::server::json_response(status, value)
 }
 
 /// `{"error": message}`, the original's error shape.

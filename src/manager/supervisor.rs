@@ -428,7 +428,7 @@ impl<L: Launcher> Supervisor<L> {
         self.enter(Phase::Starting);
         let started = tokio::select! {
             started = self.launcher.start() => started,
-            () = self.supervision.shutdown.cancelled() => Err(LaunchError::Io("the manager is stopping".into())),
+            () = self.supervision.shutdown.cancelled() => Err(LaunchError::Stopping),
         };
         match started {
             Ok(process) => {

@@ -36,11 +36,39 @@ pub struct Found {
     pub via: &'static str,
 }
 
+/// One place the daemon was looked for, and why it was not there.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Attempt {
+    #[error("nothing answers on 127.0.0.1:{port}")]
+    NothingOnPort { port: u16 },
+    #[error("the lock file {} names port {port}, where nothing answers", path.display())]
+    StaleRecord { path: PathBuf, port: u16 },
+    #[error("no lock file at {}", path.display())]
+    NoRecord { path: PathBuf },
+    /// The control API client could not even be built.
+    #[error("{0}")]
+    NoClient(ApiError),
+    #[error("no manager answers on 127.0.0.1:{port}, and {} cannot be started: {reason}", manager.display())]
+    ManagerNotStarted {
+        port: u16,
+        manager: PathBuf,
+        reason: String,
+    },
+    #[error("the manager started on 127.0.0.1:{port} does not answer: {what}")]
+    ManagerSilent { port: u16, what: String },
+    #[error("127.0.0.1:{port} is held by something that is not mcp-manager ({what})")]
+    StrangerOnManagerPort { port: u16, what: String },
+    #[error("the manager could not start it: {0}")]
+    ManagerRefused(ApiError),
+    #[error("starting it here failed: {0}")]
+    LaunchFailed(launch::LaunchError),
+}
+
 /// Nothing serves the name: what was tried, in order.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct NotFound {
     pub name: String,
-    pub tried: Vec<String>,
+    pub tried: Vec<Attempt>,
     pub port: Option<u16>,
     pub manager_port: u16,
 }
@@ -51,7 +79,11 @@ impl fmt::Display for NotFound {
             f,
             "no daemon serves '{}': {}. ",
             self.name,
-            self.tried.join("; ")
+            self.tried
+                .iter()
+                .map(Attempt::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         )?;
         write!(
             f,
@@ -86,22 +118,21 @@ pub async fn find(
         if answers(port).await {
             return Ok(found(port, server.transport, "configured port"));
         }
-        tried.push(format!("nothing answers on 127.0.0.1:{port}"));
+        tried.push(Attempt::NothingOnPort { port });
     }
     let lock_path: PathBuf = paths::lock_file(home, &server.name);
     match record::read(&lock_path) {
         Some(lock) if Some(lock.port) != server.port && answers(lock.port).await => {
             return Ok(found(lock.port, lock.transport, "lock file"));
         }
-        Some(lock) => tried.push(format!(
-            "the lock file {} names port {}, where nothing answers",
-            lock_path.display(),
-            lock.port
-        )),
-        None => tried.push(format!("no lock file at {}", lock_path.display())),
+        Some(lock) => tried.push(Attempt::StaleRecord {
+            path: lock_path,
+            port: lock.port,
+        }),
+        None => tried.push(Attempt::NoRecord { path: lock_path }),
     }
     let api = ApiClient::new(manager_port, server.start_timeout + ENSURE_MARGIN)
-        .map_err(|e| not_found(server, vec![e.to_string()], manager_port))?;
+        .map_err(|e| not_found(server, vec![Attempt::NoClient(e)], manager_port))?;
     match ensure(&api, server, home).await {
         Ok((port, transport, via)) => return Ok(found(port, transport, via)),
         Err(mut reasons) => tried.append(&mut reasons),
@@ -109,7 +140,7 @@ pub async fn find(
     Err(not_found(server, tried, manager_port))
 }
 
-fn not_found(server: &ServerConfig, tried: Vec<String>, manager_port: u16) -> NotFound {
+fn not_found(server: &ServerConfig, tried: Vec<Attempt>, manager_port: u16) -> NotFound {
     NotFound {
         name: server.name.clone(),
         tried,
@@ -124,7 +155,7 @@ async fn ensure(
     api: &ApiClient,
     server: &ServerConfig,
     home: &Path,
-) -> Result<(u16, TransportKind, &'static str), Vec<String>> {
+) -> Result<(u16, TransportKind, &'static str), Vec<Attempt>> {
     let name = &server.name;
     let with_default = |(port, transport): (u16, Option<TransportKind>)| {
         (port, transport.unwrap_or(server.transport), "manager")
@@ -140,16 +171,16 @@ async fn ensure(
             }
         }
         Ping::Stranger(what) => {
-            tried.push(format!(
-                "127.0.0.1:{} is held by something that is not mcp-manager ({what})",
-                api.port()
-            ));
+            tried.push(Attempt::StrangerOnManagerPort {
+                port: api.port(),
+                what,
+            });
             return launch_here(server, home, &manager, tried).await;
         }
     }
     match api.ensure(name).await {
         Ok(answer) => Ok(with_default(answer)),
-        Err(error) => Err(vec![format!("the manager could not start it: {error}")]),
+        Err(error) => Err(vec![Attempt::ManagerRefused(error)]),
     }
 }
 
@@ -178,8 +209,8 @@ async fn launch_here(
     server: &ServerConfig,
     home: &Path,
     manager: &Path,
-    mut tried: Vec<String>,
-) -> Result<(u16, TransportKind, &'static str), Vec<String>> {
+    mut tried: Vec<Attempt>,
+) -> Result<(u16, TransportKind, &'static str), Vec<Attempt>> {
     let launched = launch::Launch {
         home,
         server,
@@ -198,7 +229,7 @@ async fn launch_here(
             Ok((lock.port, lock.transport, "started by the proxy"))
         }
         Err(error) => {
-            tried.push(format!("starting it here failed: {error}"));
+            tried.push(Attempt::LaunchFailed(error));
             Err(tried)
         }
     }
@@ -207,7 +238,7 @@ async fn launch_here(
 /// Starts `mcp-manager --port P` detached and waits for it to answer. Many
 /// proxies may do this at once: one manager wins the instance lock, the
 /// others exit, and everyone waits for the winner.
-async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
+async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), Attempt> {
     let port = api.port();
     let mut command = tokio::process::Command::new(manager);
     command
@@ -218,11 +249,10 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(false);
     process::detach(&mut command);
-    let mut child = command.spawn().map_err(|e| {
-        format!(
-            "no manager answers on 127.0.0.1:{port}, and {} cannot be started: {e}",
-            manager.display()
-        )
+    let mut child = command.spawn().map_err(|e| Attempt::ManagerNotStarted {
+        port,
+        manager: manager.to_owned(),
+        reason: e.to_string(),
     })?;
     tracing::info!(port, "started the manager");
     let deadline = tokio::time::Instant::now() + MANAGER_START_TIMEOUT;
@@ -233,15 +263,11 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), String> {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             control_api::Ping::Nothing => {
-                return Err(format!(
-                    "the manager started on 127.0.0.1:{port} does not answer: {}",
-                    ApiError::NotRunning { port }
-                ));
+                let what = ApiError::NotRunning { port }.to_string();
+                return Err(Attempt::ManagerSilent { port, what });
             }
             control_api::Ping::Stranger(what) => {
-                return Err(format!(
-                    "the manager started on 127.0.0.1:{port} does not answer: {what}"
-                ));
+                return Err(Attempt::ManagerSilent { port, what });
             }
         }
     }

@@ -7,14 +7,16 @@
 //! the GET stream, a legacy SSE stream) deliver messages at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
 
 use bytes::Bytes;
 use tokio::sync::{Notify, oneshot};
 
 use crate::jsonrpc::{self, Kind, RawId};
 use crate::stdio::{Output, OutputClosed};
-use crate::transport::recovery::KeptState;
+use crate::transport::recovery::SessionState;
 use crate::transport::{ClientGone, Delivered, Inbound, InboundFuture};
 
 /// Client requests in flight, and the client's output.
@@ -24,12 +26,12 @@ pub struct Router {
     /// Woken whenever a request leaves the table.
     settled: Notify,
     /// Sees every daemon answer the client is given (the lists it knows).
-    observer: std::sync::OnceLock<Arc<KeptState>>,
+    observer: std::sync::OnceLock<Arc<SessionState>>,
 }
 
 #[derive(Default)]
 struct State {
-    in_flight: HashMap<RawId, Pending>,
+    in_flight: HashMap<RawId, InFlight>,
     /// Requests the proxy answered itself (with an error): a late response
     /// from the daemon for one of these is dropped, so the client never gets
     /// two answers. Bounded; only the latest ids matter.
@@ -38,7 +40,7 @@ struct State {
 
 const ANSWERED_BY_PROXY_KEPT: usize = 256;
 
-enum Pending {
+enum InFlight {
     /// A client request; its answer goes to stdout (or into its batch).
     Client {
         batch: Option<Arc<Batch>>,
@@ -109,13 +111,13 @@ impl Router {
     }
 
     /// Shows every daemon answer given to the client to `kept` (once).
-    pub fn observe_answers(&self, kept: Arc<KeptState>) {
+    pub fn observe_answers(&self, kept: Arc<SessionState>) {
         let _ = self.observer.set(kept);
     }
 
     /// Registers a client request before it is sent.
     pub fn begin(&self, id: RawId, batch: Option<Arc<Batch>>) {
-        let pending = Pending::Client {
+        let pending = InFlight::Client {
             batch,
             cancelled: false,
         };
@@ -128,14 +130,14 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         lock(&self.state)
             .in_flight
-            .insert(id, Pending::Internal(tx));
+            .insert(id, InFlight::Internal(tx));
         rx
     }
 
     /// Forgets a request of the proxy's own that will not be answered.
     pub fn abandon_internal(&self, id: &RawId) {
         let mut state = lock(&self.state);
-        if matches!(state.in_flight.get(id), Some(Pending::Internal(_))) {
+        if matches!(state.in_flight.get(id), Some(InFlight::Internal(_))) {
             state.in_flight.remove(id);
         }
     }
@@ -144,7 +146,7 @@ impl Router {
     /// Returns a batch line that this completes (its other answers were in).
     pub fn cancel(&self, id: &RawId) -> Option<Bytes> {
         let mut completed = None;
-        if let Some(Pending::Client { cancelled, batch }) = lock(&self.state).in_flight.get_mut(id)
+        if let Some(InFlight::Client { cancelled, batch }) = lock(&self.state).in_flight.get_mut(id)
         {
             if !*cancelled {
                 *cancelled = true;
@@ -160,7 +162,7 @@ impl Router {
     pub fn is_internal(&self, id: &RawId) -> bool {
         matches!(
             lock(&self.state).in_flight.get(id),
-            Some(Pending::Internal(_))
+            Some(InFlight::Internal(_))
         )
     }
 
@@ -177,7 +179,7 @@ impl Router {
             .filter(|(_, p)| {
                 matches!(
                     p,
-                    Pending::Client {
+                    InFlight::Client {
                         cancelled: false,
                         ..
                     }
@@ -284,7 +286,7 @@ impl Router {
                 // An answer of the proxy's own for a request that is no longer
                 // waiting (already answered, or cancelled) is never sent.
                 None if !from_daemon => return Ok(()),
-                Some(Pending::Client {
+                Some(InFlight::Client {
                     cancelled: true, ..
                 }) if !from_daemon => return Ok(()),
                 _ => {}
@@ -298,24 +300,24 @@ impl Router {
             pending
         };
         self.settled.notify_waiters();
-        if from_daemon && matches!(pending, Some(Pending::Client { .. })) {
+        if from_daemon && matches!(pending, Some(InFlight::Client { .. })) {
             if let Some(observer) = self.observer.get() {
                 observer.observe_answer(id.as_json(), &line);
             }
         }
         match pending {
-            Some(Pending::Internal(tx)) => {
+            Some(InFlight::Internal(tx)) => {
                 let _ = tx.send(line);
                 Ok(())
             }
-            Some(Pending::Client {
+            Some(InFlight::Client {
                 batch: Some(batch), ..
             }) => match batch.add(line) {
                 Some(array) => self.output.send(array).await,
                 None => Ok(()),
             },
             // Unknown ids are forwarded too: nothing the daemon sends is dropped.
-            Some(Pending::Client { batch: None, .. }) | None => self.output.send(line).await,
+            Some(InFlight::Client { batch: None, .. }) | None => self.output.send(line).await,
         }
     }
 }
@@ -372,17 +374,9 @@ impl Inbound for Router {
         Router::abandon_internal(self, id)
     }
 
-    fn observe_answers(&self, kept: Arc<KeptState>) {
+    fn observe_answers(&self, kept: Arc<SessionState>) {
         Router::observe_answers(self, kept)
     }
-}
-
-/// Locks a mutex whose data stays consistent even if a holder panicked
-/// (every critical section here is a few map operations).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

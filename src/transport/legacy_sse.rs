@@ -11,7 +11,7 @@
 //! get an error saying they may or may not have run.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::recovery::{self, InternalRequests, reconnect_backoff};
-use super::{Link, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason, short_body};
+use super::{
+    Shared, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason, short_body,
+};
 use crate::http::redacted;
 use crate::jsonrpc::{Kind, Message, RawId};
 
@@ -36,7 +38,7 @@ const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A legacy SSE session with one daemon.
 pub struct LegacySse {
-    link: Link,
+    shared: Shared,
     /// The stream's URL; another port after a restart, maybe.
     sse_url: Mutex<Url>,
     /// Where to POST: the current stream's endpoint once it is known, or why
@@ -50,10 +52,10 @@ pub struct LegacySse {
 }
 
 impl LegacySse {
-    pub(crate) fn start(link: Link, sse_url: Url) -> Arc<LegacySse> {
+    pub(crate) fn start(shared: Shared, sse_url: Url) -> Arc<LegacySse> {
         let (ordered, queue) = mpsc::unbounded_channel();
         let this = Arc::new(LegacySse {
-            link,
+            shared,
             sse_url: Mutex::new(sse_url),
             endpoint: watch::Sender::new(None),
             ordered,
@@ -68,12 +70,12 @@ impl LegacySse {
 
     /// See [`super::Upstream::send`].
     pub fn send(self: &Arc<Self>, message: Message) {
-        self.link.remember(&message);
+        self.shared.remember(&message);
         if matches!(message.kind, Kind::Request { .. }) {
-            let ticket = self.link.order.ticket();
+            let ticket = self.shared.order.ticket();
             self.tasks.spawn(Arc::clone(self).request(message, ticket));
         } else {
-            self.link.order.enqueue();
+            self.shared.order.enqueue();
             // The receiver lives as long as `self` (its task holds an Arc).
             let _ = self.ordered.send(message);
         }
@@ -84,7 +86,7 @@ impl LegacySse {
     pub async fn close(&self) {
         // Notifications and responses the client sent before the end go out
         // first (bounded: a hung daemon must not hold the exit).
-        let flushed = self.link.order.wait_for(self.link.order.ticket());
+        let flushed = self.shared.order.wait_for(self.shared.order.ticket());
         let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, flushed).await;
         self.cancel.cancel();
     }
@@ -94,7 +96,7 @@ impl LegacySse {
             if let Err(error) = self.post(&message).await {
                 tracing::warn!(method = message.method(), error = %error.message, "cannot send a message to the daemon");
             }
-            self.link.order.mark_sent();
+            self.shared.order.mark_sent();
         }
     }
 
@@ -102,9 +104,9 @@ impl LegacySse {
         let Kind::Request { id, method } = &message.kind else {
             return;
         };
-        self.link.order.wait_for(ticket).await;
+        self.shared.order.wait_for(ticket).await;
         let (mut outcome, token) = self.post_request(id, &message).await;
-        if outcome.as_ref().is_err_and(|e| e.not_sent) && self.link.router.is_pending(id) {
+        if outcome.as_ref().is_err_and(|e| e.not_sent) && self.shared.inbound.is_pending(id) {
             // The daemon went away before it got this. Unless the recovery
             // has already taken it (to post again, or to fail), post it once
             // more on the next stream, once this one is seen to be gone.
@@ -113,22 +115,23 @@ impl LegacySse {
             }
             let mut endpoint = self.endpoint.subscribe();
             if endpoint.borrow_and_update().is_some() {
-                let _ = tokio::time::timeout(self.link.recovery.timeout, endpoint.changed()).await;
+                let _ =
+                    tokio::time::timeout(self.shared.recovery.timeout, endpoint.changed()).await;
             }
             outcome = self.post_request(id, &message).await.0;
         }
         if let Err(error) = outcome {
             tracing::warn!(%id, method, error = %error.message, "request failed");
             let _ = self
-                .link
-                .router
+                .shared
+                .inbound
                 .fail(id, &error.message, error.data.as_ref())
                 .await;
         }
     }
 
     fn lock_posted(&self) -> std::sync::MutexGuard<'_, Posted> {
-        self.posted.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.posted)
     }
 
     /// Posts a request once the endpoint is known, recording it first: if
@@ -144,7 +147,7 @@ impl LegacySse {
             if posted.on_stream.len() >= 1024 {
                 posted
                     .on_stream
-                    .retain(|id, _| self.link.router.is_pending(id));
+                    .retain(|id, _| self.shared.inbound.is_pending(id));
             }
             posted.record(id, message)
         };
@@ -166,7 +169,7 @@ impl LegacySse {
             ))),
             None => {
                 let url = redacted(&self.sse_url());
-                let waited = self.link.recovery.timeout;
+                let waited = self.shared.recovery.timeout;
                 Err(PostError::new(format!(
                     "the daemon's SSE stream at {url} gave no endpoint within {waited:?} (the daemon is unreachable)"
                 )))
@@ -176,10 +179,10 @@ impl LegacySse {
 
     async fn post_to(&self, endpoint: &Url, body: bytes::Bytes) -> Result<(), PostError> {
         let response = self
-            .link
+            .shared
             .http
             .post(endpoint.clone())
-            .headers(self.link.headers.clone())
+            .headers(self.shared.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .timeout(POST_TIMEOUT)
             .body(body)
@@ -216,7 +219,7 @@ impl LegacySse {
 
     async fn wait_endpoint(&self) -> Option<Result<Url, String>> {
         let mut endpoint = self.endpoint.subscribe();
-        let wait = self.link.recovery.timeout;
+        let wait = self.shared.recovery.timeout;
         let found = tokio::time::timeout(wait, endpoint.wait_for(Option::is_some)).await;
         match found {
             Ok(Ok(url)) => url.clone(),
@@ -225,10 +228,7 @@ impl LegacySse {
     }
 
     fn sse_url(&self) -> Url {
-        self.sse_url
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        crate::sync::lock(&self.sse_url).clone()
     }
 
     /// Keeps a stream open, reconnecting (and re-initializing) when it drops.
@@ -240,10 +240,10 @@ impl LegacySse {
         loop {
             let url = self.sse_url();
             let request = self
-                .link
+                .shared
                 .http
                 .get(url.clone())
-                .headers(self.link.headers.clone())
+                .headers(self.shared.headers.clone())
                 .header(ACCEPT, "text/event-stream")
                 .send();
             let response = tokio::select! {
@@ -268,7 +268,7 @@ impl LegacySse {
                     // Dropping a half-read stream on shutdown is fine: the
                     // session ends with it.
                     let end = tokio::select! {
-                        end = read_sse(r, &*self.link.router, None, &mut cursor, on_event) => end,
+                        end = read_sse(r, &*self.shared.inbound, None, &mut cursor, on_event) => end,
                         () = self.cancel.cancelled() => return,
                     };
                     if matches!(end, StreamEnd::ClientGone) {
@@ -298,16 +298,16 @@ impl LegacySse {
 
     /// Finds the daemon again (starting it if need be), for `--target`.
     async fn rediscover(&self) {
-        let Some(rediscover) = &self.link.recovery.rediscover else {
+        let Some(rediscover) = &self.shared.recovery.rediscover else {
             return;
         };
         let found = tokio::select! {
-            found = tokio::time::timeout(self.link.recovery.timeout, rediscover()) => found,
+            found = tokio::time::timeout(self.shared.recovery.timeout, rediscover()) => found,
             () = self.cancel.cancelled() => return,
         };
         match found {
             Ok(Ok(url)) => {
-                let mut current = self.sse_url.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut current = crate::sync::lock(&self.sse_url);
                 if *current != url {
                     tracing::info!(url = %redacted(&url), "the daemon moved");
                     *current = url;
@@ -345,7 +345,7 @@ impl LegacySse {
                     sse: &this,
                     endpoint: &endpoint,
                 };
-                recovery::restore(&session, &this.link.kept, &*this.link.router).await;
+                recovery::restore(&session, &this.shared.kept, &*this.shared.inbound).await;
             }
             this.endpoint.send_replace(Some(Ok(endpoint.clone())));
             this.post_again(&endpoint).await;
@@ -355,21 +355,21 @@ impl LegacySse {
     /// Opens the new stream's session with the client's `initialize`; true
     /// if it was answered and `initialized` sent.
     async fn reinitialize(&self, endpoint: &Url) -> bool {
-        let Some((id, raw, initialized)) = self.link.replay.replay() else {
+        let Some((id, raw, initialized)) = self.shared.replay.replay() else {
             return false;
         };
-        let answer = self.link.router.begin_internal(id.clone());
+        let answer = self.shared.inbound.begin_internal(id.clone());
         if let Err(error) = self.post_to(endpoint, raw).await {
             tracing::warn!(
                 error = error.message,
                 "cannot re-initialize the new SSE session"
             );
-            self.link.router.abandon_internal(&id);
+            self.shared.inbound.abandon_internal(&id);
             return false;
         }
         if tokio::time::timeout(POST_TIMEOUT, answer).await.is_err() {
             tracing::warn!("the daemon did not answer the replayed initialize");
-            self.link.router.abandon_internal(&id);
+            self.shared.inbound.abandon_internal(&id);
             return false;
         }
         if let Err(error) = self.post_to(endpoint, initialized).await {
@@ -392,7 +392,7 @@ impl LegacySse {
             let on_stream = std::mem::take(&mut posted.on_stream);
             let mut cut = Vec::new();
             for (id, message) in on_stream {
-                if !self.link.router.is_pending(&id) {
+                if !self.shared.inbound.is_pending(&id) {
                     continue;
                 }
                 if message.1.method().is_some_and(crate::mcp::is_safe_read) {
@@ -405,7 +405,7 @@ impl LegacySse {
         };
         for id in cut {
             let message = "the daemon was lost (its SSE stream closed) before the response; the request may or may not have run, so it was not sent again";
-            if self.link.router.fail(&id, message, None).await.is_err() {
+            if self.shared.inbound.fail(&id, message, None).await.is_err() {
                 return;
             }
         }
@@ -415,15 +415,15 @@ impl LegacySse {
     async fn post_again(&self, endpoint: &Url) {
         let reads = std::mem::take(&mut self.lock_posted().resend);
         for (id, (_, message)) in reads {
-            if !self.link.router.is_pending(&id) {
+            if !self.shared.inbound.is_pending(&id) {
                 continue;
             }
             tracing::info!(%id, method = message.method(), "sending again on the new daemon session");
             self.lock_posted().record(&id, &message);
             if let Err(error) = self.post_to(endpoint, message.raw.clone()).await {
                 let _ = self
-                    .link
-                    .router
+                    .shared
+                    .inbound
                     .fail(&id, &error.message, error.data.as_ref())
                     .await;
             }
@@ -493,14 +493,14 @@ struct OnEndpoint<'a> {
 
 impl InternalRequests for OnEndpoint<'_> {
     async fn internal_request(&self, method: &'static str, params: String) -> Option<Bytes> {
-        let link = &self.sse.link;
-        let (id, message, answer) = link.internal_message(method, &params)?;
+        let shared = &self.sse.shared;
+        let (id, message, answer) = shared.internal_message(method, &params)?;
         if self.sse.post_to(self.endpoint, message.raw).await.is_err() {
-            link.router.abandon_internal(&id);
+            shared.inbound.abandon_internal(&id);
             return None;
         }
         let answer = tokio::time::timeout(recovery::INTERNAL_TIMEOUT, answer).await;
-        link.router.abandon_internal(&id);
+        shared.inbound.abandon_internal(&id);
         answer.ok()?.ok()
     }
 }

@@ -6,14 +6,14 @@
 //! the client's own `initialize` ([`super::InitializeCache`]), then
 //! [`restore`] sets the level and subscriptions again and tells the client
 //! about every list that changed. Which requests may be sent again is
-//! decided here too: only reads ([`is_safe_read`]) or requests that never
+//! decided here too: only reads ([`crate::mcp::is_safe_read`]) or requests that never
 //! reached the daemon; a `tools/call` cut mid-way is never run twice.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,8 +31,13 @@ pub const INTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finds the daemon again (it may have moved to another port), starting it
 /// if need be: for `--target`, discovery; `None` for `--url`.
-pub type Rediscover =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Url, String>> + Send>> + Send + Sync>;
+pub type Rediscover = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Url, RediscoverError>> + Send>> + Send + Sync,
+>;
+
+/// Why the daemon could not be found again (the proxy's discovery error:
+/// the transport only shows it).
+pub type RediscoverError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How a transport recovers from a lost daemon.
 #[derive(Clone)]
@@ -40,15 +45,6 @@ pub struct Recovery {
     pub rediscover: Option<Rediscover>,
     /// How long requests wait for the daemon to come back.
     pub timeout: Duration,
-}
-
-impl Default for Recovery {
-    fn default() -> Self {
-        Recovery {
-            rediscover: None,
-            timeout: DEFAULT_RECONNECT_TIMEOUT,
-        }
-    }
 }
 
 impl std::fmt::Debug for Recovery {
@@ -71,9 +67,11 @@ pub fn fingerprint(kind: ListKind, answer: &[u8]) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// What the client set on its session, kept for a new one.
+/// What the client set on its session (log level, subscriptions) and the
+/// lists it has seen, kept so a new daemon session can be put in the same
+/// state and the client told what changed.
 #[derive(Debug, Default)]
-pub struct KeptState {
+pub struct SessionState {
     inner: Mutex<Kept>,
 }
 
@@ -111,9 +109,9 @@ fn params_of(message: &Message) -> Option<String> {
         .map(|p| p.get().to_owned())
 }
 
-impl KeptState {
+impl SessionState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.inner)
     }
 
     /// Notes what a client message sets (called for every message sent).
@@ -211,8 +209,8 @@ pub(crate) trait InternalRequests {
 /// about every list that changed.
 pub(crate) async fn restore(
     transport: &impl InternalRequests,
-    kept: &KeptState,
-    router: &dyn super::Inbound,
+    kept: &SessionState,
+    inbound: &dyn super::Inbound,
 ) {
     for (method, params) in kept.restore_requests() {
         if transport.internal_request(method, params).await.is_none() {
@@ -235,7 +233,7 @@ pub(crate) async fn restore(
                 list = kind.method(),
                 "the new daemon's list differs; telling the client"
             );
-            if router.reply(kind.notification()).await.is_err() {
+            if inbound.reply(kind.notification()).await.is_err() {
                 return;
             }
         }
@@ -257,7 +255,7 @@ mod tests {
 
     #[test]
     fn the_clients_level_and_subscriptions_are_kept() {
-        let kept = KeptState::default();
+        let kept = SessionState::default();
         kept.observe(&message(
             r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}"#,
         ));
@@ -282,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_list_the_client_saw_is_fingerprinted() {
-        let kept = KeptState::default();
+        let kept = SessionState::default();
         kept.observe(&message(
             r#"{"jsonrpc":"2.0","id":"t","method":"tools/list"}"#,
         ));

@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use super::recovery::{self, InternalRequests, reconnect_backoff};
 use super::{
-    Delivered, Link, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason,
+    Delivered, Shared, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason,
     short_body, split_json_body,
 };
 use crate::http::{redacted, session_prefix};
@@ -56,7 +56,7 @@ const GET_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A Streamable HTTP session with one daemon.
 pub struct StreamableHttp {
-    link: Link,
+    shared: Shared,
     /// Where the daemon is; another port after a restart, maybe.
     endpoint: std::sync::Mutex<Url>,
     /// `false` for the plain `http` transport: JSON answers only.
@@ -162,10 +162,10 @@ impl Failure {
 }
 
 impl StreamableHttp {
-    pub(crate) fn start(link: Link, endpoint: Url, get_stream: bool) -> Arc<StreamableHttp> {
+    pub(crate) fn start(shared: Shared, endpoint: Url, get_stream: bool) -> Arc<StreamableHttp> {
         let (ordered, queue) = mpsc::unbounded_channel();
         let this = Arc::new(StreamableHttp {
-            link,
+            shared,
             endpoint: std::sync::Mutex::new(endpoint),
             get_stream,
             session: watch::Sender::new(Session::default()),
@@ -180,7 +180,7 @@ impl StreamableHttp {
 
     /// See [`super::Upstream::send`].
     pub fn send(self: &Arc<Self>, message: Message) {
-        self.link.remember(&message);
+        self.shared.remember(&message);
         match message.method() {
             Some(method) if matches!(message.kind, Kind::Request { .. }) => {
                 if method == "initialize" {
@@ -188,11 +188,11 @@ impl StreamableHttp {
                     // `initialize` must already wait for its session id.
                     self.session.send_modify(|s| s.phase = Phase::Initializing);
                 }
-                let ticket = self.link.order.ticket();
+                let ticket = self.shared.order.ticket();
                 self.tasks.spawn(Arc::clone(self).request(message, ticket));
             }
             _ => {
-                self.link.order.enqueue();
+                self.shared.order.enqueue();
                 // The receiver lives as long as `self` (its task holds an Arc).
                 let _ = self.ordered.send(message);
             }
@@ -203,7 +203,7 @@ impl StreamableHttp {
     pub async fn close(&self) {
         // Notifications and responses the client sent before the end go out
         // before the session does (bounded: a hung daemon must not hold the exit).
-        let flushed = self.link.order.wait_for(self.link.order.ticket());
+        let flushed = self.shared.order.wait_for(self.shared.order.ticket());
         let _ = tokio::time::timeout(DELETE_TIMEOUT, flushed).await;
         // From here on nothing new is POSTed: the DELETE must be the last word.
         self.cancel.cancel();
@@ -213,10 +213,10 @@ impl StreamableHttp {
             return;
         };
         let request = self
-            .link
+            .shared
             .http
             .delete(self.endpoint())
-            .headers(self.link.headers.clone())
+            .headers(self.shared.headers.clone())
             .header(MCP_SESSION_ID, id.clone())
             .timeout(DELETE_TIMEOUT);
         let request = with_version(request, &session);
@@ -246,7 +246,7 @@ impl StreamableHttp {
             if !self.cancel.is_cancelled() {
                 self.one_way(&message).await;
             }
-            self.link.order.mark_sent();
+            self.shared.order.mark_sent();
         }
     }
 
@@ -290,10 +290,10 @@ impl StreamableHttp {
             return;
         };
         let is_initialize = method == "initialize";
-        self.link.order.wait_for(ticket).await;
+        self.shared.order.wait_for(ticket).await;
         if !is_initialize {
             if let Err(reason) = self.ready_or_recover().await {
-                let _ = self.link.router.fail(id, &reason, None).await;
+                let _ = self.shared.inbound.fail(id, &reason, None).await;
                 return;
             }
         }
@@ -308,7 +308,7 @@ impl StreamableHttp {
                 Err(failure) if !is_initialize && !resent && failure.lost_daemon() => failure,
                 other => break other,
             };
-            if !self.link.router.is_pending(id) {
+            if !self.shared.inbound.is_pending(id) {
                 break Ok(()); // cancelled meanwhile: nothing is owed
             }
             resent = true;
@@ -347,8 +347,8 @@ impl StreamableHttp {
                 tracing::warn!(%id, method, %failure, "request failed");
                 let data = failure.data();
                 let _ = self
-                    .link
-                    .router
+                    .shared
+                    .inbound
                     .fail(id, &failure.to_string(), data.as_ref())
                     .await;
             }
@@ -362,7 +362,7 @@ impl StreamableHttp {
         id: &RawId,
         is_initialize: bool,
     ) -> Result<(), Failure> {
-        let is_replay = is_initialize && self.link.router.is_internal(id);
+        let is_replay = is_initialize && self.shared.inbound.is_internal(id);
         let session = self.session.borrow().clone();
         let response = self
             .post(&session, is_initialize)
@@ -447,11 +447,11 @@ impl StreamableHttp {
         Ok(())
     }
 
-    /// Hands a JSON answer to the router; returns the response to `id`.
+    /// Hands a JSON answer to the inbound; returns the response to `id`.
     async fn deliver_json(&self, body: Bytes, id: &RawId) -> Result<Option<Bytes>, Failure> {
         let mut answer = None;
         for message in split_json_body(body) {
-            match self.link.router.deliver(message, Some(id)).await {
+            match self.shared.inbound.deliver(message, Some(id)).await {
                 Ok(Delivered::Response(rid, raw)) if &rid == id => answer = Some(raw),
                 Ok(_) => {}
                 Err(_) => return Err(Failure::ClientGone),
@@ -459,7 +459,7 @@ impl StreamableHttp {
         }
         match answer {
             Some(answer) => Ok(Some(answer)),
-            None if !self.link.router.is_pending(id) => Ok(None),
+            None if !self.shared.inbound.is_pending(id) => Ok(None),
             None => Err(Failure::NoAnswer),
         }
     }
@@ -472,14 +472,21 @@ impl StreamableHttp {
         id: &RawId,
     ) -> Result<Option<Bytes>, Failure> {
         let mut cursor = StreamCursor::default();
-        let mut end = read_sse(response, &*self.link.router, Some(id), &mut cursor, ignore).await;
+        let mut end = read_sse(
+            response,
+            &*self.shared.inbound,
+            Some(id),
+            &mut cursor,
+            ignore,
+        )
+        .await;
         let mut resumes = 0;
         loop {
             let reason = match end {
                 StreamEnd::Answered(raw) => return Ok(Some(raw)),
                 StreamEnd::ClientGone => return Err(Failure::ClientGone),
                 // Answered elsewhere, or cancelled by the client: nothing is owed.
-                _ if !self.link.router.is_pending(id) => return Ok(None),
+                _ if !self.shared.inbound.is_pending(id) => return Ok(None),
                 StreamEnd::Closed => "closed by the daemon".to_owned(),
                 StreamEnd::Broken(reason) => reason,
             };
@@ -507,7 +514,7 @@ impl StreamableHttp {
                     if r.status().is_success()
                         && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
                 {
-                    read_sse(r, &*self.link.router, Some(id), &mut cursor, ignore).await
+                    read_sse(r, &*self.shared.inbound, Some(id), &mut cursor, ignore).await
                 }
                 Ok(r) => StreamEnd::Broken(format!("resuming got HTTP {}", r.status())),
                 Err(e) => StreamEnd::Broken(reqwest_reason(&e)),
@@ -571,7 +578,7 @@ impl StreamableHttp {
                     // Dropping a half-read stream on shutdown is fine: the
                     // session is ending and nothing else reads from it.
                     let end = tokio::select! {
-                        end = read_sse(r, &*self.link.router, None, &mut cursor, ignore) => end,
+                        end = read_sse(r, &*self.shared.inbound, None, &mut cursor, ignore) => end,
                         () = self.cancel.cancelled() => return,
                     };
                     match end {
@@ -626,7 +633,7 @@ impl StreamableHttp {
                 return Ok(()); // another task already did it
             }
         }
-        if self.link.replay.replay().is_none() || lost_generation == 0 {
+        if self.shared.replay.replay().is_none() || lost_generation == 0 {
             // No session was ever opened: nothing to recover, only to report.
             return Err(reason.to_owned());
         }
@@ -639,22 +646,22 @@ impl StreamableHttp {
             s.phase = Phase::Initializing;
             s.lost = None;
         });
-        let deadline = started + self.link.recovery.timeout;
+        let deadline = started + self.shared.recovery.timeout;
         let mut backoff = reconnect_backoff();
         let mut last = reason.to_owned();
         loop {
-            if let Some(rediscover) = &self.link.recovery.rediscover {
+            if let Some(rediscover) = &self.shared.recovery.rediscover {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, rediscover()).await {
                     Ok(Ok(url)) => self.set_endpoint(url),
-                    Ok(Err(error)) => last = error,
+                    Ok(Err(error)) => last = error.to_string(),
                     Err(_) => break,
                 }
             }
             if !self.cancel.is_cancelled() {
                 match self.open_session().await {
                     Ok(()) => {
-                        recovery::restore(self, &self.link.kept, &*self.link.router).await;
+                        recovery::restore(self, &self.shared.kept, &*self.shared.inbound).await;
                         self.session.send_modify(|s| s.phase = Phase::Ready);
                         self.open_get_stream();
                         let ms = started.elapsed().as_millis();
@@ -673,7 +680,7 @@ impl StreamableHttp {
                 () = self.cancel.cancelled() => break,
             }
         }
-        let timeout = self.link.recovery.timeout;
+        let timeout = self.shared.recovery.timeout;
         let lost = format!("not back after {timeout:?} ({last})");
         tracing::error!(%lost, "the daemon is lost; the next request tries again");
         self.session.send_modify(|s| {
@@ -699,15 +706,15 @@ impl StreamableHttp {
     /// `initialized`; the phase stays `Initializing` for the caller.
     async fn open_session(self: &Arc<Self>) -> Result<(), String> {
         let (id, raw, initialized) = self
-            .link
+            .shared
             .replay
             .replay()
             .ok_or("the client has not initialized")?;
         let message = jsonrpc::classify(raw).map_err(|e| e.to_string())?;
-        let answer = self.link.router.begin_internal(id.clone());
+        let answer = self.shared.inbound.begin_internal(id.clone());
         let replayed =
             tokio::time::timeout(REINITIALIZE_TIMEOUT, self.exchange(&message, &id, true)).await;
-        self.link.router.abandon_internal(&id);
+        self.shared.inbound.abandon_internal(&id);
         match replayed {
             Ok(Ok(())) => {}
             Ok(Err(failure)) => return Err(failure.to_string()),
@@ -763,17 +770,11 @@ impl StreamableHttp {
     }
 
     fn endpoint(&self) -> Url {
-        self.endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        crate::sync::lock(&self.endpoint).clone()
     }
 
     fn set_endpoint(&self, url: Url) {
-        let mut endpoint = self
-            .endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut endpoint = crate::sync::lock(&self.endpoint);
         if *endpoint != url {
             tracing::info!(url = %redacted(&url), "the daemon moved");
             *endpoint = url;
@@ -782,10 +783,10 @@ impl StreamableHttp {
 
     fn post(&self, session: &Session, is_initialize: bool) -> RequestBuilder {
         let request = self
-            .link
+            .shared
             .http
             .post(self.endpoint())
-            .headers(self.link.headers.clone())
+            .headers(self.shared.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream");
         if is_initialize {
@@ -796,10 +797,10 @@ impl StreamableHttp {
 
     fn get(&self, session: &Session, last_event_id: Option<&str>) -> RequestBuilder {
         let mut request = self
-            .link
+            .shared
             .http
             .get(self.endpoint())
-            .headers(self.link.headers.clone())
+            .headers(self.shared.headers.clone())
             .header(ACCEPT, EVENT_STREAM);
         if let Some(last) = last_event_id.and_then(|l| HeaderValue::from_str(l).ok()) {
             request = request.header(LAST_EVENT_ID, last);
@@ -818,18 +819,18 @@ impl StreamableHttp {
 
 impl InternalRequests for Arc<StreamableHttp> {
     async fn internal_request(&self, method: &'static str, params: String) -> Option<Bytes> {
-        let (id, message, answer) = self.link.internal_message(method, &params)?;
+        let (id, message, answer) = self.shared.internal_message(method, &params)?;
         let sent = tokio::time::timeout(
             recovery::INTERNAL_TIMEOUT,
             self.exchange(&message, &id, false),
         )
         .await;
         if !matches!(sent, Ok(Ok(()))) {
-            self.link.router.abandon_internal(&id);
+            self.shared.inbound.abandon_internal(&id);
             return None;
         }
         let answer = tokio::time::timeout(recovery::INTERNAL_TIMEOUT, answer).await;
-        self.link.router.abandon_internal(&id);
+        self.shared.inbound.abandon_internal(&id);
         answer.ok()?.ok()
     }
 }

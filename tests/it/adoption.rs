@@ -25,12 +25,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mcp_session_manager::process;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::util::{
     ManagerProcess, Proxy, TestHome, claude_bin, everything_js, free_port, hosted_everything_entry,
-    manager_bin, memory_js, pid_alive, port_answers, proxy_bin, tool_text,
+    manager_bin, memory_js, port_answers, proxy_bin, tool_text,
 };
 
 /// Longest run of one `mcp-manager` command.
@@ -728,7 +729,7 @@ async fn import_then_claude_connects_through_one_daemon_each() {
     let mut manager = manager;
     manager.stop().await;
     for pid in pids {
-        assert!(!pid_alive(pid), "daemon {pid} outlived the manager");
+        assert!(!process::is_alive(pid), "daemon {pid} outlived the manager");
     }
 }
 
@@ -779,7 +780,7 @@ async fn two_claude_sessions_at_once_share_one_daemon_per_server() {
     let mut manager = manager;
     manager.stop().await;
     for pid in pids {
-        assert!(!pid_alive(pid), "daemon {pid} outlived the manager");
+        assert!(!process::is_alive(pid), "daemon {pid} outlived the manager");
     }
 }
 
@@ -939,7 +940,7 @@ async fn idle_daemons_stop_and_come_back_on_demand() {
     eprintln!("idle {:?} after the session ended", closed.elapsed());
     assert_eq!(idle["running"], false, "{idle}");
     assert!(
-        !pid_alive(u32::try_from(first_pid).expect("pid")),
+        !process::is_alive(u32::try_from(first_pid).expect("pid")),
         "the idle daemon's process lives on"
     );
     assert!(!port_answers(port).await, "the idle daemon still listens");

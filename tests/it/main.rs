@@ -1,5 +1,17 @@
-//! The one integration-test binary (one link step): every test drives the
-//! real `mcp-proxy` binary.
+//! The one integration-test binary (one link step on a 2-core machine):
+//! every test drives the real `mcp-proxy` and `mcp-manager` binaries against
+//! real servers from the pinned fixtures (`tests/fixtures`, installed by
+//! `scripts/install-test-fixtures.sh`) or the in-repo fake daemon. The areas:
+//! `cli` (flags, config errors, finding the daemon), `real_servers` (the MCP
+//! feature list through `--url`), `transparency` (byte-for-byte answers),
+//! `process` (signals, end of input, framing), `faults` (fault injection
+//! against `fake_daemon`), `restarts` (surviving daemon restarts), `host`
+//! (`mcp-manager host`), `manager` (the supervisor and its control API),
+//! `adoption` (importing a Claude Code setup) and `sdk_clients` (the Python
+//! and TypeScript SDK clients). The helpers live in `util` (re-exported
+//! from `util.rs`, one file per concern under `util/`); what the tests share
+//! with the benchmark (binary and fixture paths, free ports, `/proc`
+//! readings) lives in `tests/support/`, which both include by path.
 
 mod adoption;
 mod cli;

@@ -12,14 +12,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use mcp_session_manager::process;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::util::{
     ManagerProcess, Mode, Proxy, TestHome, everything_daemon_entry, free_port,
-    hosted_everything_entry, manager_config, pid_alive, port_answers, proxy_bin, run_manager_cli,
-    send_signal, tool_text,
+    hosted_everything_entry, manager_config, port_answers, proxy_bin, run_manager_cli, send_signal,
+    tool_text,
 };
 #[cfg(target_os = "linux")]
 use crate::util::{manager_bin, wait_until};
@@ -220,7 +221,10 @@ async fn every_route_answers_as_documented() {
     assert_eq!(stopped["name"], "web");
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     assert_eq!(stopped["running"], false, "{stopped}");
-    assert!(!pid_alive(first_pid), "pid {first_pid} survived /stop");
+    assert!(
+        !process::is_alive(first_pid),
+        "pid {first_pid} survived /stop"
+    );
 
     // /start answers once it is running.
     let (status, started) = manager.post("/start", "web").await;
@@ -239,7 +243,7 @@ async fn every_route_answers_as_documented() {
     assert_eq!(restarted["state"], "running", "{restarted}");
     let restart_pid = pid_of(&restarted);
     assert_ne!(restart_pid, start_pid, "/restart kept the old process");
-    assert!(!pid_alive(start_pid));
+    assert!(!process::is_alive(start_pid));
     assert!(port_answers(web).await);
 
     // The original README's `curl -X POST .../stop -d '{"name":"memory"}'`:
@@ -505,7 +509,7 @@ async fn killed_daemon_is_restarted() {
         })
         .await;
     assert!(after["restarts"].as_u64() >= Some(1), "{after}");
-    assert!(pid_alive(pid_of(&after)));
+    assert!(process::is_alive(pid_of(&after)));
     assert!(port_answers(web).await, "port {web} after the restart");
 }
 
@@ -658,7 +662,10 @@ async fn twenty_proxies_start_one_manager_and_one_daemon() {
 
     drop(proxies);
     manager.stop().await;
-    assert!(!pid_alive(daemon), "the daemon outlived the manager");
+    assert!(
+        !process::is_alive(daemon),
+        "the daemon outlived the manager"
+    );
 }
 
 /// A program of someone else's on the daemon's port: `failed`, the port
@@ -775,7 +782,7 @@ async fn new_manager_adopts_running_daemons() {
     });
 
     first.sigkill().await;
-    assert!(pid_alive(pid), "the daemon died with its manager");
+    assert!(process::is_alive(pid), "the daemon died with its manager");
     let second = ManagerProcess::start(&home, first.port, &[]).await;
     let adopted = second
         .wait_status("web", WAIT, "adopted", |s| s["state"] == "running")
@@ -828,7 +835,7 @@ async fn sigterm_stops_every_daemon_and_exits_zero() {
         .expect("our child");
     assert_eq!(status.code(), Some(0), "exit status {status}");
     for pid in pids {
-        assert!(!pid_alive(pid), "daemon {pid} outlived the manager");
+        assert!(!process::is_alive(pid), "daemon {pid} outlived the manager");
     }
     for (name, daemon_port) in [("web", web), ("hosted", hosted)] {
         assert!(!port_answers(daemon_port).await, "{name} still answers");

@@ -87,7 +87,7 @@ fn assert_recovery_logged(log: &ProxyLog) {
 async fn kill_daemon(pid: u32) {
     assert!(send_signal(pid, libc::SIGKILL), "kill -9 {pid}");
     crate::util::wait_until(WAIT, "the killed daemon to be gone", || async move {
-        (!crate::util::pid_alive(pid)).then_some(())
+        (!mcp_session_manager::process::is_alive(pid)).then_some(())
     })
     .await;
     tokio::time::sleep(SOCKETS_CLOSED).await;

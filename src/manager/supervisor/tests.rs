@@ -359,10 +359,12 @@ async fn a_start_that_fails_is_never_retried_at_once() {
 #[tokio::test(start_paused = true)]
 async fn stop_during_a_back_off_stops_it_and_no_start_happens_afterwards() {
     let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
-    h.world
-        .world()
-        .failures
-        .push_back(LaunchError::Io("disk full".into()));
+    h.world.world().failures.push_back(LaunchError::NotReady {
+        name: "web".into(),
+        port: 3100,
+        timeout: Duration::from_secs(60),
+        log: "web.log".into(),
+    });
     let first = h.handle.start().await;
     assert_eq!(first.state, DaemonState::Backoff, "{first:?}");
     let stopped = h.handle.stop().await;

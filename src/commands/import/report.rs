@@ -1,0 +1,130 @@
+//! What an import did, or in a dry run would do: every server found and
+//! what became of it, the files written and their backups, and notes.
+//! Serialised as is; `Display` is the human summary. Neither ever shows
+//! `args`, `env` or `headers`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::plan::scope_name;
+use crate::config::Scope;
+
+/// What an import did (or, in a dry run, would do). `Display` is the
+/// human summary; it never shows `args`, `env` or `headers`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub dry_run: bool,
+    /// The files read.
+    pub sources: Vec<PathBuf>,
+    /// The tool's `config.json`.
+    pub config: PathBuf,
+    /// Every server found, in file order.
+    pub servers: Vec<ServerReport>,
+    /// The files written (or that would be), `config.json` first.
+    pub files: Vec<FileChange>,
+    /// Things the user should know (built-ins dropped, keys not carried over…).
+    pub notes: Vec<String>,
+}
+
+/// One server found in a source.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerReport {
+    pub name: String,
+    pub file: PathBuf,
+    /// Where in the file: `mcpServers` or `projects["DIR"].mcpServers`.
+    pub place: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What became of one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(
+    tag = "outcome",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Outcome {
+    /// A stdio server, now hosted by the manager.
+    Hosted { port: u16, scope: Scope },
+    /// A remote server, kept as a `url` entry (shown without credentials
+    /// or query).
+    Remote { url: String },
+    /// `config.json` already has this very server; only the source entry
+    /// is pointed at the proxy.
+    AlreadyInConfig,
+    /// The source entry already runs `mcp-proxy`: left alone.
+    AlreadyImported { target: Option<String> },
+}
+
+/// One file written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileChange {
+    pub path: PathBuf,
+    /// The file did not exist before.
+    pub created: bool,
+    /// The copy of its old content (`None` in a dry run or for a new file).
+    pub backup: Option<PathBuf>,
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.servers.is_empty() {
+            writeln!(f, "no MCP servers found in {}", list(&self.sources))?;
+        }
+        let width = self.servers.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for server in &self.servers {
+            let what = match &server.outcome {
+                Outcome::Hosted { port, scope } => format!(
+                    "stdio server → hosted on port {port}, scope {}",
+                    scope_name(*scope)
+                ),
+                Outcome::Remote { url } => format!("remote server {url} → kept as a url entry"),
+                Outcome::AlreadyInConfig => {
+                    "already in config.json → entry pointed at mcp-proxy".to_owned()
+                }
+                Outcome::AlreadyImported { .. } => "already imported (runs mcp-proxy)".to_owned(),
+            };
+            writeln!(
+                f,
+                "  {:<width$}  {what}   [{} of {}]",
+                server.name,
+                server.place,
+                server.file.display()
+            )?;
+        }
+        if self.files.is_empty() {
+            writeln!(f, "nothing to change")?;
+        }
+        let verb = if self.dry_run { "would write" } else { "wrote" };
+        for file in &self.files {
+            let how = match (&file.backup, file.created) {
+                (_, true) => " (new)".to_owned(),
+                (Some(backup), false) => format!(" (backup: {})", backup.display()),
+                (None, false) => String::new(),
+            };
+            writeln!(f, "{verb} {}{how}", file.path.display())?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        if self.dry_run {
+            writeln!(f, "dry run: nothing was written")?;
+        }
+        Ok(())
+    }
+}
+
+/// The paths, comma-separated.
+pub(crate) fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,788 @@
+//! The import, end to end on temporary homes: what is written, what is
+//! kept byte for byte, what is refused, and the undo.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::apply::write_changes;
+use super::*;
+use crate::claude::files::desktop_config;
+use crate::claude::json_text::json_string;
+use crate::claude::projects::absolute;
+use crate::commands::undo::undo;
+
+/// A user home, a tool home inside it and an installed proxy.
+struct Fixture {
+    dir: tempfile::TempDir,
+    user_home: PathBuf,
+    home: PathBuf,
+    proxy: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user_home = dir.path().join("me");
+    let home = user_home.join(".mcp-session-manager");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&user_home).expect("user home");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let proxy = bin.join("mcp-proxy");
+    std::fs::write(&proxy, "").expect("proxy");
+    Fixture {
+        dir,
+        user_home,
+        home,
+        proxy,
+    }
+}
+
+impl Fixture {
+    fn options(&self, source: Source) -> ImportOptions {
+        ImportOptions {
+            source,
+            user_home: self.user_home.clone(),
+            home: self.home.clone(),
+            proxy: self.proxy.clone(),
+            scopes: BTreeMap::new(),
+            dry_run: false,
+        }
+    }
+
+    fn claude_code(&self) -> ImportOptions {
+        self.options(Source::ClaudeCode { project: None })
+    }
+
+    fn claude_json(&self) -> PathBuf {
+        self.user_home.join(".claude.json")
+    }
+
+    fn config(&self) -> PathBuf {
+        crate::paths::config_file(&self.home)
+    }
+
+    fn write(&self, path: &Path, text: &str) {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("dir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Every file under the temporary directory, with its bytes.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), std::fs::read(&path).expect("read"));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(self.dir.path(), &mut out);
+        out
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+}
+
+fn read_text(path: &Path) -> String {
+    std::fs::read_to_string(path).expect("read")
+}
+
+const CLAUDE_JSON: &str = r#"{
+  "numStartups": 5,
+  "mcpServers": {
+"github": {
+  "type": "stdio",
+  "command": "npx",
+  "args": [
+    "-y",
+    "@modelcontextprotocol/server-github"
+  ],
+  "env": {
+    "GITHUB_PERSONAL_ACCESS_TOKEN": "${GITHUB_TOKEN}",
+    "PLAIN_SECRET": "s3cr3t-value"
+  }
+},
+"linear": {
+  "type": "sse",
+  "url": "https://mcp.linear.app/sse",
+  "headers": {
+    "Authorization": "Bearer ${LINEAR_TOKEN}",
+    "X-Api-Key": "h3ader-s3cret"
+  }
+}
+  },
+  "tipsHistory": {}
+}
+"#;
+
+/// A stdio entry becomes a hosted one and a remote one a url entry, both
+/// with their env and headers as written (`${VAR}` kept); the source
+/// entries run the proxy; the config parses; no secret is shown.
+#[test]
+fn claude_code_servers_move_to_the_config() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    let report = import(&f.claude_code()).expect("import");
+
+    let config_text = read_text(&f.config());
+    let config = Config::parse(&f.config(), config_text.as_bytes()).expect("config parses");
+    assert!(config_text.contains(r#""GITHUB_PERSONAL_ACCESS_TOKEN": "${GITHUB_TOKEN}""#));
+    assert!(config_text.contains(r#""Authorization": "Bearer ${LINEAR_TOKEN}""#));
+    let written = read_json(&f.config());
+    let github = &written["mcpServers"]["github"];
+    assert_eq!(github["command"], "npx");
+    assert_eq!(
+        github["args"],
+        json!(["-y", "@modelcontextprotocol/server-github"])
+    );
+    assert_eq!(github["scope"], "shared");
+    let port = github["port"].as_u64().expect("a port");
+    assert!(PORTS.contains(&u16::try_from(port).expect("u16")));
+    assert_eq!(
+        config.servers["github"].transport,
+        crate::config::TransportKind::Stdio
+    );
+    let linear = &written["mcpServers"]["linear"];
+    assert_eq!(
+        linear,
+        &json!({"type": "sse", "url": "https://mcp.linear.app/sse",
+            "headers": {"Authorization": "Bearer ${LINEAR_TOKEN}", "X-Api-Key": "h3ader-s3cret"}})
+    );
+    assert_eq!(
+        config.servers["linear"].transport,
+        crate::config::TransportKind::Sse
+    );
+
+    let source = read_json(&f.claude_json());
+    let proxy = f.proxy.to_string_lossy();
+    assert_eq!(
+        source["mcpServers"]["github"],
+        json!({"type": "stdio", "command": proxy, "args": ["--target", "github"]})
+    );
+    assert_eq!(
+        source["mcpServers"]["linear"],
+        json!({"type": "stdio", "command": proxy, "args": ["--target", "linear"]})
+    );
+    assert_eq!(source["numStartups"], 5);
+
+    assert!(matches!(
+        report.servers[0].outcome,
+        Outcome::Hosted {
+            scope: Scope::Shared,
+            ..
+        }
+    ));
+    assert_eq!(
+        report.servers[1].outcome,
+        Outcome::Remote {
+            url: "https://mcp.linear.app/sse".into()
+        }
+    );
+    assert_eq!(report.files.len(), 2);
+    assert_eq!(report.files[0].path, f.config());
+    assert!(report.files[0].created);
+    assert!(report.files[1].backup.is_some());
+    assert!(
+        report.notes.iter().any(|n| n.contains("built-in")),
+        "{:?}",
+        report.notes
+    );
+    let shown = format!(
+        "{report}{}",
+        serde_json::to_string(&report).expect("serialize")
+    );
+    for secret in [
+        "s3cr3t",
+        "h3ader",
+        "Bearer",
+        "GITHUB_TOKEN",
+        "server-github",
+    ] {
+        assert!(!shown.contains(secret), "{secret} shown in {shown}");
+    }
+    assert!(
+        shown.contains("github") && shown.contains("linear"),
+        "{shown}"
+    );
+}
+
+/// Only the entry's bytes change: keys before and after, nested
+/// objects, unicode, odd spacing and CRLF stay byte for byte, and an
+/// entry on one line is replaced by one on one line.
+#[test]
+fn every_other_byte_of_the_source_stays() {
+    let f = fixture();
+    let before = "{\n\t\"zeta\" : {\"nested\": {\"deep\": [1, 2, {\"x\": \"é ☃ \\u00e9\"}]}},\r\n  \"mcpServers\":{ \"keep\" :{\"command\":\"/opt/mcp-proxy\",\"args\":[\"--target\",\"keep\"]},\n      \"srv\"   :   ";
+    let entry =
+        "{ \"command\" : \"node\", \"args\": [\"s.js\", \"ü\"], \"env\": {\"K\": \"${V}\"} }";
+    let after = "  ,\"other\": {\"command\": \"C:\\\\bin\\\\MCP-PROXY.EXE\"}},\n\"alpha\": 1e3, \"emoji\": \"🦀\",   \"arr\":[ ]\n}\n";
+    f.write(&f.claude_json(), &format!("{before}{entry}{after}"));
+    let report = import(&f.claude_code()).expect("import");
+    let text = read_text(&f.claude_json());
+    assert!(text.starts_with(before), "{text}");
+    assert!(text.ends_with(after), "{text}");
+    let middle = &text[before.len()..text.len() - after.len()];
+    assert!(!middle.contains('\n'), "{middle}");
+    assert_eq!(
+        serde_json::from_str::<Value>(middle).expect("entry"),
+        json!({"command": f.proxy.to_string_lossy(), "args": ["--target", "srv"]})
+    );
+    let outcomes: Vec<&Outcome> = report.servers.iter().map(|s| &s.outcome).collect();
+    assert!(matches!(outcomes[0], Outcome::AlreadyImported { target: Some(t) } if t == "keep"));
+    assert!(matches!(outcomes[1], Outcome::Hosted { .. }));
+    assert!(matches!(
+        outcomes[2],
+        Outcome::AlreadyImported { target: None }
+    ));
+    let config = read_json(&f.config());
+    assert_eq!(config["mcpServers"]["srv"]["args"], json!(["s.js", "ü"]));
+    assert_eq!(config["mcpServers"]["srv"]["env"], json!({"K": "${V}"}));
+}
+
+/// A multi-line entry is replaced by one indented like its neighbours.
+#[test]
+fn a_replaced_entry_is_indented_like_the_file() {
+    let f = fixture();
+    f.write(
+        &f.claude_json(),
+        "{\n    \"mcpServers\": {\n        \"a\": {\n            \"command\": \"x\"\n        }\n    }\n}\n",
+    );
+    import(&f.claude_code()).expect("import");
+    let proxy = json_string(&f.proxy.to_string_lossy());
+    assert_eq!(
+        read_text(&f.claude_json()),
+        format!(
+            "{{\n    \"mcpServers\": {{\n        \"a\": {{\n            \"command\": {proxy},\n            \"args\": [\n                \"--target\",\n                \"a\"\n            ]\n        }}\n    }}\n}}\n"
+        )
+    );
+}
+
+/// A dry run reads and checks everything, reports, and writes nothing.
+#[test]
+fn a_dry_run_writes_nothing() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    let before = f.snapshot();
+    let mut options = f.claude_code();
+    options.dry_run = true;
+    let report = import(&options).expect("dry run");
+    assert_eq!(f.snapshot(), before);
+    assert!(!f.home.exists());
+    assert_eq!(report.files.len(), 2);
+    assert!(report.files.iter().all(|c| c.backup.is_none()));
+    let shown = report.to_string();
+    assert!(
+        shown.contains("would write") && shown.contains("dry run"),
+        "{shown}"
+    );
+}
+
+/// Running the import again changes nothing: every entry already runs
+/// the proxy.
+#[test]
+fn a_second_run_is_a_no_op() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    import(&f.claude_code()).expect("first");
+    let before = f.snapshot();
+    let report = import(&f.claude_code()).expect("second");
+    assert_eq!(f.snapshot(), before);
+    assert!(report.files.is_empty());
+    assert!(
+        report
+            .servers
+            .iter()
+            .all(|s| matches!(s.outcome, Outcome::AlreadyImported { .. }))
+    );
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+    assert!(report.to_string().contains("already imported"));
+}
+
+/// Undo puts the source and an existing config.json back byte for byte
+/// (keeping what it replaces); a config.json the import created is
+/// removed.
+#[test]
+fn undo_restores_every_file_byte_for_byte() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    let original_config = "{\"managerPort\": 3199,\n \"mcpServers\": {\"fs\": {\"command\": \"fs-server\", \"port\": 3110}}}";
+    f.write(&f.config(), original_config);
+    import(&f.claude_code()).expect("import");
+    assert_ne!(read_text(&f.claude_json()), CLAUDE_JSON);
+
+    let mut dry = f.claude_code();
+    dry.dry_run = true;
+    let before = f.snapshot();
+    let planned = undo(&dry).expect("dry undo");
+    assert_eq!(f.snapshot(), before);
+    assert_eq!(planned.restored.len(), 2);
+
+    let report = undo(&f.claude_code()).expect("undo");
+    assert_eq!(read_text(&f.claude_json()), CLAUDE_JSON);
+    assert_eq!(read_text(&f.config()), original_config);
+    assert_eq!(report.files(), vec![f.claude_json(), f.config()]);
+    assert!(report.restored.iter().all(|r| r.replaced.is_some()));
+    assert!(report.to_string().contains("restored"));
+
+    // Without a config.json before, undo removes the one import wrote.
+    let g = fixture();
+    g.write(&g.claude_json(), CLAUDE_JSON);
+    import(&g.claude_code()).expect("import");
+    let report = undo(&g.claude_code()).expect("undo");
+    assert_eq!(read_text(&g.claude_json()), CLAUDE_JSON);
+    assert!(!g.config().exists());
+    assert_eq!(report.removed, vec![g.config()]);
+    // And nothing to undo in a fresh home.
+    let h = fixture();
+    let report = undo(&h.claude_code()).expect("undo");
+    assert!(report.files().is_empty());
+    assert!(report.to_string().contains("nothing to undo"));
+}
+
+/// A name config.json already uses for another server stops the
+/// import before anything is written; the same server is reused.
+#[test]
+fn a_clashing_name_is_refused_and_nothing_is_written() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    f.write(
+        &f.config(),
+        r#"{"mcpServers": {"github": {"command": "other", "port": 3150}}}"#,
+    );
+    let before = f.snapshot();
+    let error = import(&f.claude_code()).expect_err("clash").to_string();
+    assert!(
+        error.contains("\"github\"") && error.contains("rename"),
+        "{error}"
+    );
+    assert_eq!(f.snapshot(), before);
+
+    // The very same server: reused, only the source is rewritten.
+    f.write(
+        &f.config(),
+        r#"{"mcpServers": {"github": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"], "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "${GITHUB_TOKEN}", "PLAIN_SECRET": "s3cr3t-value"}, "port": 3150, "scope": "session"}}}"#,
+    );
+    let report = import(&f.claude_code()).expect("import");
+    assert_eq!(report.servers[0].outcome, Outcome::AlreadyInConfig);
+    let config = read_json(&f.config());
+    assert_eq!(config["mcpServers"]["github"]["port"], 3150);
+    assert!(config["mcpServers"]["linear"].is_object());
+}
+
+/// A source that is not JSON is named with the line and column.
+#[test]
+fn a_source_that_is_not_json_is_named_with_its_position() {
+    let f = fixture();
+    f.write(&f.claude_json(), "{\n  \"mcpServers\": {,\n}");
+    let before = f.snapshot();
+    let error = import(&f.claude_code()).expect_err("not json");
+    assert!(
+        matches!(error, ImportError::NotJson { line: 2, .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(".claude.json")
+            && message.contains("line 2")
+            && message.contains("column"),
+        "{message}"
+    );
+    assert_eq!(f.snapshot(), before);
+}
+
+/// An entry with neither command nor url is named, with the fix.
+#[test]
+fn an_entry_without_command_or_url_is_refused() {
+    let f = fixture();
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"ok": {"command": "x"}, "broken": {"args": ["y"]}}}"#,
+    );
+    let before = f.snapshot();
+    let error = import(&f.claude_code()).expect_err("broken").to_string();
+    assert!(
+        error.contains("\"broken\"") && error.contains("\"command\"") && error.contains("\"url\""),
+        "{error}"
+    );
+    assert_eq!(f.snapshot(), before);
+}
+
+/// Other bad entries: a bad name, a wrong type, an env value that is
+/// not a string (whose value is never echoed).
+#[test]
+fn bad_entries_are_named() {
+    let f = fixture();
+    let error = |text: &str| {
+        f.write(&f.claude_json(), text);
+        import(&f.claude_code()).expect_err("bad").to_string()
+    };
+    let e = error(r#"{"mcpServers": {"my server": {"command": "x"}}}"#);
+    assert!(e.contains("\"my server\"") && e.contains("rename"), "{e}");
+    let e = error(r#"{"mcpServers": {"w": {"type": "ws", "url": "wss://x"}}}"#);
+    assert!(e.contains("\"w\"") && e.contains("\"ws\""), "{e}");
+    let e = error(r#"{"mcpServers": {"h": {"type": "http"}}}"#);
+    assert!(e.contains("\"h\"") && e.contains("url"), "{e}");
+    let e = error(r#"{"mcpServers": {"n": {"command": "x", "env": {"PIN": 123456}}}}"#);
+    assert!(e.contains("env.PIN") && !e.contains("123456"), "{e}");
+    let e = error(r#"{"mcpServers": []}"#);
+    assert!(e.contains("mcpServers") && e.contains("object"), "{e}");
+    let e = error(r#"{"mcpServers": {"s": "npx"}}"#);
+    assert!(e.contains("\"s\"") && e.contains("object"), "{e}");
+    assert!(!f.config().exists());
+}
+
+/// Servers of a project (its `projects` entry and its `.mcp.json`) get
+/// scope `project` and the project as cwd; user-level ones `shared`;
+/// `--scope` overrides.
+#[test]
+fn project_servers_get_the_project_scope() {
+    let f = fixture();
+    let project = f.dir.path().join("work").join("app");
+    std::fs::create_dir_all(&project).expect("project");
+    let key = absolute(&project).to_string_lossy().into_owned();
+    let claude = json!({
+        "mcpServers": {"user1": {"command": "u"}, "user2": {"command": "v"}},
+        "projects": {
+            "/somewhere/else": {"mcpServers": {"elsewhere": {"command": "e"}}},
+            key.clone(): {"allowedTools": [], "mcpServers": {"local1": {"command": "l", "cwd": "/srv"}}}
+        }
+    });
+    f.write(
+        &f.claude_json(),
+        &serde_json::to_string_pretty(&claude).expect("json"),
+    );
+    f.write(
+        &project.join(".mcp.json"),
+        r#"{"mcpServers": {"team1": {"type": "stdio", "command": "t", "args": []}}}"#,
+    );
+    let mut options = f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    });
+    options.scopes.insert("user2".into(), Scope::Session);
+    let report = import(&options).expect("import");
+    let scope_of = |name: &str| {
+        report
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.outcome.clone())
+    };
+    assert!(matches!(
+        scope_of("user1"),
+        Some(Outcome::Hosted {
+            scope: Scope::Shared,
+            ..
+        })
+    ));
+    assert!(matches!(
+        scope_of("user2"),
+        Some(Outcome::Hosted {
+            scope: Scope::Session,
+            ..
+        })
+    ));
+    assert!(matches!(
+        scope_of("local1"),
+        Some(Outcome::Hosted {
+            scope: Scope::Project,
+            ..
+        })
+    ));
+    assert!(matches!(
+        scope_of("team1"),
+        Some(Outcome::Hosted {
+            scope: Scope::Project,
+            ..
+        })
+    ));
+    assert!(scope_of("elsewhere").is_none());
+    let local = report
+        .servers
+        .iter()
+        .find(|s| s.name == "local1")
+        .expect("local1");
+    assert_eq!(
+        local.place,
+        format!("projects[{}].mcpServers", json_string(&key))
+    );
+
+    let config = read_json(&f.config());
+    assert_eq!(config["mcpServers"]["team1"]["cwd"], json!(key));
+    assert_eq!(config["mcpServers"]["local1"]["cwd"], "/srv");
+    assert!(config["mcpServers"]["user1"].get("cwd").is_none());
+    Config::parse(&f.config(), &std::fs::read(f.config()).expect("read")).expect("parses");
+    let ports: BTreeSet<Option<u64>> = config["mcpServers"]
+        .as_object()
+        .expect("servers")
+        .values()
+        .map(|s| s["port"].as_u64())
+        .collect();
+    assert_eq!(ports.len(), 4);
+
+    let claude = read_json(&f.claude_json());
+    assert_eq!(
+        claude["projects"][&key]["mcpServers"]["local1"]["args"],
+        json!(["--target", "local1"])
+    );
+    assert_eq!(
+        claude["projects"]["/somewhere/else"]["mcpServers"]["elsewhere"]["command"],
+        "e"
+    );
+    let team = read_json(&project.join(".mcp.json"));
+    assert_eq!(team["mcpServers"]["team1"]["type"], "stdio");
+    assert_eq!(
+        team["mcpServers"]["team1"]["args"],
+        json!(["--target", "team1"])
+    );
+
+    // A name --scope does not know is refused.
+    options.scopes.insert("nope".into(), Scope::Shared);
+    let error = import(&options).expect_err("unknown").to_string();
+    assert!(error.contains("nope") && error.contains("user1"), "{error}");
+}
+
+/// An existing config.json keeps its bytes, keys and ports; new
+/// entries get ports nobody uses.
+#[test]
+fn an_existing_config_keeps_its_keys_and_ports() {
+    let f = fixture();
+    let original = "{\n  \"managerPort\": 3199,\n  \"healthCheckInterval\": 5,\n  \"mcpServers\": {\n    \"fs\": {\n      \"command\": \"fs-server\",\n      \"port\": 3110\n    }\n  }\n}\n";
+    f.write(&f.config(), original);
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"a": {"command": "a"}, "b": {"url": "http://example.com/mcp"}}}"#,
+    );
+    let report = import(&f.claude_code()).expect("import");
+    let text = read_text(&f.config());
+    let cut = original.find("\n    }\n  }").expect("end of fs") + "\n    }".len();
+    assert!(text.starts_with(&original[..cut]), "{text}");
+    assert!(text.ends_with(&original[cut..]), "{text}");
+    let config = Config::parse(&f.config(), text.as_bytes()).expect("parses");
+    assert_eq!(
+        config.health_check_interval,
+        std::time::Duration::from_secs(5)
+    );
+    assert_ne!(config.servers["a"].port, Some(3110));
+    assert!(config.servers["b"].url.is_some());
+    assert!(text.contains("\"allowHttp\": true"), "{text}");
+    assert!(report.notes.iter().any(|n| n.contains("allowHttp")));
+    assert!(!report.notes.iter().any(|n| n.contains("built-in")));
+}
+
+/// A config.json without `mcpServers`, or with an empty one, gets one.
+#[test]
+fn servers_are_added_to_an_empty_config() {
+    for original in ["{}", "{\"managerPort\": 4000}", "{\"mcpServers\": {}}\n"] {
+        let f = fixture();
+        f.write(&f.config(), original);
+        f.write(
+            &f.claude_json(),
+            r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+        );
+        import(&f.claude_code()).expect("import");
+        let text = read_text(&f.config());
+        let config = Config::parse(&f.config(), text.as_bytes()).expect("parses");
+        assert!(config.servers.contains_key("a"), "{text}");
+    }
+}
+
+/// A port something listens on is not given out.
+#[test]
+fn a_busy_port_is_skipped() {
+    let f = fixture();
+    let Some(held) = PORTS
+        .clone()
+        .find_map(|port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).ok())
+    else {
+        return;
+    };
+    let held_port = held.local_addr().expect("addr").port();
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+    );
+    let report = import(&f.claude_code()).expect("import");
+    match report.servers[0].outcome {
+        Outcome::Hosted { port, .. } => assert_ne!(port, held_port),
+        ref other => panic!("{other:?}"),
+    }
+}
+
+/// The same name in two places must be the same server.
+#[test]
+fn the_same_name_twice_must_be_the_same_server() {
+    let f = fixture();
+    let project = f.dir.path().join("p");
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+    );
+    f.write(
+        &project.join(".mcp.json"),
+        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+    );
+    let options = f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    });
+    let report = import(&options).expect("import");
+    assert_eq!(report.servers.len(), 2);
+    assert_eq!(report.servers[0].outcome, report.servers[1].outcome);
+    assert_eq!(
+        read_json(&f.config())["mcpServers"]
+            .as_object()
+            .map(|m| m.len()),
+        Some(1)
+    );
+    assert_eq!(
+        read_json(&project.join(".mcp.json"))["mcpServers"]["a"]["args"],
+        json!(["--target", "a"])
+    );
+
+    let g = fixture();
+    let project = g.dir.path().join("p");
+    g.write(
+        &g.claude_json(),
+        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+    );
+    g.write(
+        &project.join(".mcp.json"),
+        r#"{"mcpServers": {"a": {"command": "b"}}}"#,
+    );
+    let before = g.snapshot();
+    let error = import(&g.options(Source::ClaudeCode {
+        project: Some(project),
+    }))
+    .expect_err("clash")
+    .to_string();
+    assert!(
+        error.contains("\"a\"") && error.contains("rename"),
+        "{error}"
+    );
+    assert_eq!(g.snapshot(), before);
+}
+
+/// Claude Desktop's file and any named file are read; a named file must
+/// exist and have `mcpServers`; the tool's own config is refused.
+#[test]
+fn desktop_and_named_files() {
+    let f = fixture();
+    let desktop = desktop_config(&f.user_home);
+    f.write(
+        &desktop,
+        r#"{"mcpServers": {"d": {"command": "d"}}, "globalShortcut": "Ctrl+Space"}"#,
+    );
+    let report = import(&f.options(Source::ClaudeDesktop)).expect("desktop");
+    assert_eq!(report.sources, vec![desktop.clone()]);
+    assert_eq!(read_json(&desktop)["globalShortcut"], "Ctrl+Space");
+
+    let missing = f.dir.path().join("nope.json");
+    let error = import(&f.options(Source::File(missing))).expect_err("missing");
+    assert!(matches!(error, ImportError::Missing { .. }), "{error:?}");
+    let empty = f.dir.path().join("empty.json");
+    f.write(&empty, "{}");
+    let error = import(&f.options(Source::File(empty))).expect_err("no servers");
+    assert!(matches!(error, ImportError::NoServers { .. }), "{error:?}");
+    let error = import(&f.options(Source::File(f.config()))).expect_err("own");
+    assert!(matches!(error, ImportError::OwnConfig { .. }), "{error:?}");
+    let nothing = fixture();
+    let error = import(&nothing.claude_code()).expect_err("no source");
+    assert!(error.to_string().contains(".claude.json"), "{error}");
+}
+
+/// The source keeps its permissions; config.json and backups are 0600.
+#[cfg(unix)]
+#[test]
+fn permissions_are_kept_and_secrets_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    std::fs::set_permissions(f.claude_json(), std::fs::Permissions::from_mode(0o640))
+        .expect("chmod");
+    let report = import(&f.claude_code()).expect("import");
+    assert_eq!(mode(&f.claude_json()), 0o640);
+    assert_eq!(mode(&f.config()), 0o600);
+    for change in &report.files {
+        if let Some(backup) = &change.backup {
+            assert_eq!(mode(backup), 0o600);
+        }
+    }
+    // A second import into the existing config keeps it private.
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"z": {"command": "z"}}}"#,
+    );
+    std::fs::set_permissions(f.config(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    import(&f.claude_code()).expect("import");
+    assert_eq!(mode(&f.config()), 0o600);
+}
+
+/// A symlinked source is written through the link.
+#[cfg(unix)]
+#[test]
+fn a_symlinked_source_stays_a_symlink() {
+    let f = fixture();
+    let real = f.dir.path().join("dotfiles").join("claude.json");
+    f.write(&real, r#"{"mcpServers": {"a": {"command": "a"}}}"#);
+    std::os::unix::fs::symlink(&real, f.claude_json()).expect("symlink");
+    import(&f.claude_code()).expect("import");
+    assert!(
+        std::fs::symlink_metadata(f.claude_json())
+            .expect("meta")
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        read_json(&real)["mcpServers"]["a"]["args"],
+        json!(["--target", "a"])
+    );
+}
+
+/// A file that changed after it was read is not overwritten.
+#[test]
+fn a_file_changed_meanwhile_stops_the_writes() {
+    let f = fixture();
+    let path = f.claude_json();
+    f.write(&path, "{\"b\": 2}");
+    let error = write_changes(&[Change {
+        path: path.clone(),
+        old: Some("{\"a\": 1}"),
+        new: "{}",
+        private: false,
+    }])
+    .expect_err("changed");
+    assert!(matches!(error, ImportError::Changed { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("run the import again"),
+        "{error}"
+    );
+    assert_eq!(read_text(&path), "{\"b\": 2}");
+    assert_eq!(std::fs::read_dir(&f.user_home).expect("dir").count(), 1);
+}
+
+/// An entry already running the proxy for a built-in that the new
+/// config.json no longer has is pointed out; a BOM is kept.
+#[test]
+fn a_target_the_new_config_lacks_is_noted() {
+    let f = fixture();
+    let text = "\u{feff}{\"mcpServers\": {\"memory\": {\"command\": \"/x/mcp-proxy\", \"args\": [\"--target\", \"memory\"]}, \"a\": {\"command\": \"a\"}}}";
+    f.write(&f.claude_json(), text);
+    let report = import(&f.claude_code()).expect("import");
+    assert!(
+        report.notes.iter().any(|n| n.contains("--target memory")),
+        "{:?}",
+        report.notes
+    );
+    assert!(
+        read_text(&f.claude_json())
+            .starts_with("\u{feff}{\"mcpServers\": {\"memory\": {\"command\": \"/x/mcp-proxy\"")
+    );
+}

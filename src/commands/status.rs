@@ -1,0 +1,141 @@
+//! `mcp-manager status`, `start`, `stop`, `restart`: the running manager's
+//! daemons as a table a person reads.
+
+use crate::control_api::{DaemonAction, DaemonStatus};
+
+/// The status table: one row per daemon, columns padded to their widest
+/// cell, the last error unpadded at the end.
+pub fn table(daemons: &[DaemonStatus]) -> String {
+    let rows: Vec<[String; 8]> = daemons
+        .iter()
+        .map(|d| {
+            [
+                d.name.clone(),
+                d.state.as_str().to_owned(),
+                d.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                d.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                d.transport.as_str().to_owned(),
+                d.uptime.map(human).unwrap_or_else(|| "-".into()),
+                d.restarts.to_string(),
+                d.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "TRANSPORT",
+        "UPTIME",
+        "RESTARTS",
+        "LAST ERROR",
+    ];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 8]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 7 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut text = line(header);
+    for row in &rows {
+        text.push('\n');
+        text.push_str(&line(row.each_ref().map(String::as_str)));
+    }
+    text
+}
+
+/// Why a daemon did not end up as `action` asked (`None` if it did):
+/// "NAME is STATE: last error".
+pub fn unmet(action: DaemonAction, status: &DaemonStatus) -> Option<String> {
+    let wanted_running = action != DaemonAction::Stop;
+    (status.running != wanted_running).then(|| {
+        format!(
+            "{} is {}{}",
+            status.name,
+            status.state.as_str(),
+            status
+                .last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )
+    })
+}
+
+/// A duration for people: `3h 04m`, `12m 05s`, `42s`.
+pub fn human(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs / 60 % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TransportKind;
+    use crate::control_api::DaemonState;
+
+    fn status(name: &str, state: DaemonState, error: Option<&str>) -> DaemonStatus {
+        DaemonStatus {
+            name: name.into(),
+            running: state == DaemonState::Running,
+            state,
+            pid: (state == DaemonState::Running).then_some(42),
+            port: Some(3100),
+            transport: TransportKind::Stdio,
+            uptime: (state == DaemonState::Running).then_some(3_725_000),
+            restarts: 1,
+            last_error: error.map(str::to_owned),
+            adopted: false,
+            log_tail: None,
+        }
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human(42_000), "42s");
+        assert_eq!(human(725_000), "12m 05s");
+        assert_eq!(human(3_725_000 * 3), "3h 06m");
+    }
+
+    #[test]
+    fn the_table_pads_every_column_but_the_last_error() {
+        let text = table(&[
+            status("memory", DaemonState::Running, None),
+            status("a-long-name", DaemonState::Failed, Some("port taken")),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("NAME         STATE    PID"), "{text}");
+        assert!(lines[1].contains("1h 02m"), "{text}");
+        assert!(lines[2].ends_with("1         port taken"), "{text}");
+        assert!(!lines[1].ends_with(' '), "no trailing padding: {text:?}");
+    }
+
+    #[test]
+    fn a_daemon_not_as_asked_says_its_state_and_error() {
+        let failed = status("db", DaemonState::Failed, Some("port 5 is taken"));
+        assert_eq!(
+            unmet(DaemonAction::Start, &failed).as_deref(),
+            Some("db is failed: port 5 is taken")
+        );
+        assert_eq!(unmet(DaemonAction::Stop, &failed), None);
+        let running = status("db", DaemonState::Running, None);
+        assert_eq!(unmet(DaemonAction::Restart, &running), None);
+    }
+}

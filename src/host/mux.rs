@@ -1,0 +1,791 @@
+//! The multiplexing state of one child shared by many sessions: pure state,
+//! no I/O (a [`Sink`] is an in-memory queue).
+//!
+//! Every id the child sees is the host's own ([`Mux::next_id`]), so the ids
+//! of two sessions never collide: a client request's id is rewritten on the
+//! way in and restored on its answer, and so are progress tokens and the ids
+//! of server requests sent to a session. The [`Mux`] also counts who
+//! subscribed to which resource (only the first subscribe and the last
+//! unsubscribe reach the child) and the log level each session asked for
+//! (the child runs at the most verbose one).
+//!
+//! Routing rules:
+//! - a response goes to the request it answers (ids are rewritten upstream);
+//! - progress goes to the request that carries its token;
+//! - a server request (`sampling/createMessage`, `roots/list`,
+//!   `elicitation/create`, `ping`) goes to the session whose request was
+//!   sent to the child most recently among those still waiting; with none
+//!   waiting, to the session that was active last;
+//! - `notifications/message` goes to every session whose level admits it;
+//! - `notifications/resources/updated` goes to the sessions subscribed to it;
+//! - any other notification (`*/list_changed`) goes to every session.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::sink::{Outbound, Sink};
+use crate::jsonrpc::{self, rewrite};
+
+/// A client session's id (`Mcp-Session-Id`).
+pub type SessionId = Arc<str>;
+
+/// What a client said it can answer, in its `initialize`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCapabilities {
+    pub sampling: bool,
+    pub elicitation: bool,
+    pub roots: bool,
+}
+
+impl ClientCapabilities {
+    /// Can this client answer a server request of `method`?
+    fn answers(self, method: &str) -> bool {
+        match method {
+            "sampling/createMessage" => self.sampling,
+            "elicitation/create" => self.elicitation,
+            "roots/list" => self.roots,
+            _ => true,
+        }
+    }
+}
+
+/// Who and what the child's sessions are waiting on.
+#[derive(Default)]
+pub struct Mux {
+    /// The last id handed out (ids start at 1).
+    last_id: u64,
+    /// Host id of a request sent to the child → who waits for its answer.
+    pending: HashMap<u64, PendingRequest>,
+    /// Host progress token → the request that carries it.
+    progress: HashMap<u64, ProgressRoute>,
+    /// The id a server request got towards its session → where it went.
+    server_requests: HashMap<u64, ServerRequest>,
+    sessions: HashMap<SessionId, MuxSession>,
+    /// URI → number of sessions subscribed.
+    subscriptions: HashMap<String, usize>,
+    /// The level the child was last set to.
+    child_level: Option<String>,
+    last_active: Option<SessionId>,
+}
+
+/// Who waits for the answer to a request sent to the child.
+enum PendingRequest {
+    /// A client's request: the answer goes to `sink`, with the client's id.
+    FromClient {
+        session: SessionId,
+        /// The client's id, as JSON text.
+        id: String,
+        sink: Sink,
+        /// The host's progress token in the request, if it carried one.
+        token: Option<u64>,
+    },
+    /// A request of the host's own (`initialize`, `ping`, ...).
+    FromHost(oneshot::Sender<Bytes>),
+}
+
+/// A request of the child's, sent on to a session.
+struct ServerRequest {
+    session: SessionId,
+    /// The child's own id, as JSON text.
+    child_id: String,
+}
+
+/// Where progress for a host token goes.
+struct ProgressRoute {
+    session: SessionId,
+    /// The client's own token, as JSON text.
+    token: String,
+    sink: Sink,
+}
+
+/// What the mux knows of one session.
+#[derive(Default)]
+struct MuxSession {
+    level: Option<String>,
+    subscriptions: HashSet<String>,
+    stream: Option<Sink>,
+    capabilities: ClientCapabilities,
+}
+
+/// What the child must be told when a session ends.
+#[derive(Debug, Default)]
+pub struct SessionEnd {
+    /// Lines for the child: cancellations of the session's requests, then
+    /// refusals of the server requests it will not answer.
+    pub to_child: Vec<Bytes>,
+    /// URIs no session is subscribed to any more.
+    pub unsubscribe: Vec<String>,
+    /// The level the child must change to, if it must.
+    pub level: Option<String>,
+}
+
+/// What became of a request from the child.
+#[derive(Debug)]
+pub enum ServerRequestRoute {
+    /// Sent to a session.
+    Forwarded,
+    /// No session can answer it; `refusal` is the error to answer the child.
+    NoSession { refusal: Option<Bytes> },
+}
+
+fn rank(level: &str) -> Option<usize> {
+    crate::mcp::log_level_rank(level)
+}
+
+impl Mux {
+    /// A new id for the child: request ids, progress tokens and the ids of
+    /// server requests towards sessions all come from here, so none collide.
+    pub fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// Registers a session and what its client can answer.
+    pub fn open_session(&mut self, session: SessionId, capabilities: ClientCapabilities) {
+        let state = MuxSession {
+            capabilities,
+            ..MuxSession::default()
+        };
+        self.sessions.insert(Arc::clone(&session), state);
+        self.last_active = Some(session);
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The session sent something: it is the one active last.
+    pub fn touch(&mut self, session: &SessionId) {
+        self.last_active = Some(Arc::clone(session));
+    }
+
+    /// Has this session requests waiting on the child?
+    pub fn has_pending(&self, session: &SessionId) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p, PendingRequest::FromClient { session: s, .. } if s == session))
+    }
+
+    /// Is any client request waiting on the child?
+    pub fn clients_waiting(&self) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p, PendingRequest::FromClient { .. }))
+    }
+
+    /// Sets the session's GET stream. False if one is open already.
+    pub fn set_stream(&mut self, session: &SessionId, sink: Sink) -> bool {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return false;
+        };
+        if s.stream.as_ref().is_some_and(Sink::is_open) {
+            return false;
+        }
+        s.stream = Some(sink);
+        true
+    }
+
+    /// Has this session an open GET stream?
+    pub fn has_stream(&self, session: &SessionId) -> bool {
+        self.sessions
+            .get(session)
+            .and_then(|s| s.stream.as_ref())
+            .is_some_and(Sink::is_open)
+    }
+
+    /// Sends a message to the session's GET stream; false if none is open.
+    pub fn send_to_stream(&self, session: &SessionId, message: Bytes) -> bool {
+        self.sessions
+            .get(session)
+            .and_then(|s| s.stream.as_ref())
+            .is_some_and(|sink| sink.send(Outbound::Message(message)))
+    }
+
+    /// Registers a client's request `id` (JSON text) whose answer goes to
+    /// `sink`: the host id it gets and the line for the child, with the
+    /// host's id (and progress token). `None` if the request's id cannot be
+    /// replaced (the client is answered with an error).
+    pub fn client_request(
+        &mut self,
+        session: &SessionId,
+        id: String,
+        raw: &Bytes,
+        sink: Sink,
+    ) -> Option<(u64, Bytes)> {
+        let upstream = self.next_id();
+        let Some(mut line) = rewrite::replace_id(raw, &upstream.to_string()) else {
+            sink.answer_error(&id, "the request's id cannot be read");
+            return None;
+        };
+        let token = rewrite::request_progress_token(raw).map(|original| {
+            let token = self.next_id();
+            if let Some(with_token) =
+                rewrite::replace_request_progress_token(&line, &token.to_string())
+            {
+                line = with_token;
+            }
+            let route = ProgressRoute {
+                session: Arc::clone(session),
+                token: original,
+                sink: sink.clone(),
+            };
+            self.progress.insert(token, route);
+            token
+        });
+        let pending = PendingRequest::FromClient {
+            session: Arc::clone(session),
+            id,
+            sink,
+            token,
+        };
+        self.pending.insert(upstream, pending);
+        Some((upstream, line))
+    }
+
+    /// Registers a request of the host's own; its answer goes to `waiter`.
+    pub fn host_request(&mut self, waiter: oneshot::Sender<Bytes>) -> u64 {
+        let upstream = self.next_id();
+        self.pending
+            .insert(upstream, PendingRequest::FromHost(waiter));
+        upstream
+    }
+
+    /// Forgets a request: its answer, if one comes, is dropped.
+    pub fn forget(&mut self, upstream: u64) {
+        self.take_pending(upstream);
+    }
+
+    /// Answers a client request with an error instead of the child.
+    pub fn fail_request(&mut self, upstream: u64, reason: &str) {
+        if let Some(PendingRequest::FromClient { id, sink, .. }) = self.take_pending(upstream) {
+            sink.answer_error(&id, reason);
+        }
+    }
+
+    /// Fails every request waiting on a child that ended; its server
+    /// requests and progress tokens are forgotten.
+    pub fn fail_all(&mut self, message: &str) {
+        self.progress.clear();
+        self.server_requests.clear();
+        for (_, pending) in self.pending.drain() {
+            if let PendingRequest::FromClient { id, sink, .. } = pending {
+                sink.answer_error(&id, message);
+            }
+        }
+    }
+
+    fn take_pending(&mut self, upstream: u64) -> Option<PendingRequest> {
+        let pending = self.pending.remove(&upstream);
+        if let Some(PendingRequest::FromClient { token: Some(t), .. }) = &pending {
+            self.progress.remove(t);
+        }
+        pending
+    }
+
+    /// The child answered request `upstream`: the answer goes to whoever
+    /// waits, with the client's own id. False if nobody waits any more (the
+    /// request was cancelled or its session ended).
+    pub fn child_answer(&mut self, upstream: u64, raw: Bytes) -> bool {
+        match self.take_pending(upstream) {
+            Some(PendingRequest::FromClient { id, sink, .. }) => {
+                if let Some(answer) = rewrite::replace_id(&raw, &id) {
+                    sink.send(Outbound::Response(answer));
+                }
+                true
+            }
+            Some(PendingRequest::FromHost(waiter)) => {
+                let _ = waiter.send(raw);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The session cancels one of its requests (`notifications/cancelled`):
+    /// it is released now (no answer is written for it, a late one from the
+    /// child is dropped), and the cancellation for the child is returned.
+    pub fn client_cancel(&mut self, session: &SessionId, raw: &Bytes) -> Option<Bytes> {
+        let client_id = rewrite::cancelled_request_id(raw)?;
+        let upstream = self.pending.iter().find_map(|(u, p)| match p {
+            PendingRequest::FromClient { session: s, id, .. }
+                if s == session && *id == client_id =>
+            {
+                Some(*u)
+            }
+            _ => None,
+        })?;
+        let Some(PendingRequest::FromClient { sink, .. }) = self.take_pending(upstream) else {
+            return None;
+        };
+        sink.send(Outbound::Done);
+        rewrite::replace_cancelled_request_id(raw, &upstream.to_string())
+    }
+
+    /// The session answers a server request it was sent (`id` is the host's
+    /// id, as JSON text): the answer for the child, with the child's id.
+    /// `None` if it answers no server request of this session.
+    pub fn client_answer(&mut self, session: &SessionId, id: &str, raw: &Bytes) -> Option<Bytes> {
+        let host_id = id.parse::<u64>().ok().filter(|h| {
+            self.server_requests
+                .get(h)
+                .is_some_and(|r| r.session == *session)
+        })?;
+        let request = self.server_requests.remove(&host_id)?;
+        rewrite::replace_id(raw, &request.child_id)
+    }
+
+    /// The session asks for `level`; the level the child must change to, if
+    /// it must (the most verbose any session asked for).
+    pub fn set_level(&mut self, session: &SessionId, level: String) -> Option<String> {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.level = Some(level);
+        }
+        self.level_change()
+    }
+
+    /// The most verbose level any session asked for, if the child must change.
+    fn level_change(&mut self) -> Option<String> {
+        let wanted = self
+            .sessions
+            .values()
+            .filter_map(|s| s.level.clone())
+            .min_by_key(|l| rank(l).unwrap_or(usize::MAX));
+        if wanted.is_some() && wanted != self.child_level {
+            self.child_level.clone_from(&wanted);
+            return wanted;
+        }
+        None
+    }
+
+    /// The session subscribes to `uri` (or unsubscribes); true if the
+    /// request must reach the child: the first subscriber's, or the last
+    /// one's unsubscribe.
+    pub fn change_subscription(
+        &mut self,
+        session: &SessionId,
+        uri: String,
+        subscribe: bool,
+    ) -> bool {
+        let changed = self.sessions.get_mut(session).is_some_and(|s| {
+            if subscribe {
+                s.subscriptions.insert(uri.clone())
+            } else {
+                s.subscriptions.remove(&uri)
+            }
+        });
+        match (changed, subscribe) {
+            (false, _) => false,
+            (true, true) => {
+                let count = self.subscriptions.entry(uri).or_insert(0);
+                *count += 1;
+                *count == 1
+            }
+            (true, false) => self.release_subscription(&uri),
+        }
+    }
+
+    /// One subscriber of `uri` fewer; true if it was the last one.
+    fn release_subscription(&mut self, uri: &str) -> bool {
+        let Some(count) = self.subscriptions.get_mut(uri) else {
+            return false;
+        };
+        *count -= 1;
+        let last = *count == 0;
+        if last {
+            self.subscriptions.remove(uri);
+        }
+        last
+    }
+
+    /// What a new child must be set to: the level, and every URI subscribed.
+    pub fn child_setup(&self) -> (Option<String>, Vec<String>) {
+        (
+            self.child_level.clone(),
+            self.subscriptions.keys().cloned().collect(),
+        )
+    }
+
+    /// Ends a session: its requests are released (the child is told to
+    /// cancel them), its server requests refused, its subscriptions and
+    /// level dropped. `None` if the session is unknown.
+    pub fn close_session(&mut self, session: &SessionId) -> Option<SessionEnd> {
+        let closed = self.sessions.remove(session)?;
+        let mine: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(
+                |(_, p)| matches!(p, PendingRequest::FromClient { session: s, .. } if s == session),
+            )
+            .map(|(u, _)| *u)
+            .collect();
+        for u in &mine {
+            self.take_pending(*u);
+        }
+        let mut to_child: Vec<Bytes> = mine
+            .iter()
+            .map(|u| {
+                Bytes::from(format!(
+                    r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{u},"reason":"the client session ended"}}}}"#
+                ))
+            })
+            .collect();
+        let refused: Vec<u64> = self
+            .server_requests
+            .iter()
+            .filter(|(_, r)| r.session == *session)
+            .map(|(h, _)| *h)
+            .collect();
+        for host_id in refused {
+            let Some(request) = self.server_requests.remove(&host_id) else {
+                continue;
+            };
+            let refusal = jsonrpc::error_response(
+                None,
+                jsonrpc::code::INTERNAL_ERROR,
+                "the client session ended before answering",
+            );
+            if let Some(refusal) = rewrite::replace_id(&refusal, &request.child_id) {
+                to_child.push(refusal);
+            }
+        }
+        let unsubscribe = closed
+            .subscriptions
+            .into_iter()
+            .filter(|uri| self.release_subscription(uri))
+            .collect();
+        if self.last_active.as_ref() == Some(session) {
+            self.last_active = None;
+        }
+        Some(SessionEnd {
+            to_child,
+            unsubscribe,
+            level: self.level_change(),
+        })
+    }
+
+    /// A request from the child (`id` is its id, as JSON text): sent to the
+    /// session that should answer it, with a host id.
+    pub fn server_request(&mut self, id: &str, method: &str, raw: &Bytes) -> ServerRequestRoute {
+        let target = self.server_request_target(method);
+        let host_id = self.next_id();
+        let forwarded = rewrite::replace_id(raw, &host_id.to_string());
+        if let (Some((session, sink)), Some(forwarded)) = (target, forwarded) {
+            let request = ServerRequest {
+                session,
+                child_id: id.to_owned(),
+            };
+            self.server_requests.insert(host_id, request);
+            sink.send(Outbound::Message(forwarded));
+            return ServerRequestRoute::Forwarded;
+        }
+        let refusal = jsonrpc::error_response(
+            None,
+            jsonrpc::code::INTERNAL_ERROR,
+            &format!("no client session that can answer {method} is connected"),
+        );
+        ServerRequestRoute::NoSession {
+            refusal: rewrite::replace_id(&refusal, id),
+        }
+    }
+
+    /// `notifications/progress` from the child: to the request carrying its
+    /// token (or, once that stream is closed, to its session), with the
+    /// client's token. False if the token is unknown.
+    pub fn child_progress(&self, raw: &Bytes) -> bool {
+        let route = rewrite::notification_progress_token(raw)
+            .and_then(|t| t.parse::<u64>().ok())
+            .and_then(|t| self.progress.get(&t));
+        let Some(route) = route else {
+            return false;
+        };
+        let Some(restored) = rewrite::replace_notification_progress_token(raw, &route.token) else {
+            return true;
+        };
+        let sink = if route.sink.is_open() {
+            Some(route.sink.clone())
+        } else {
+            self.session_sink(&route.session)
+        };
+        if let Some(sink) = sink {
+            sink.send(Outbound::Message(restored));
+        }
+        true
+    }
+
+    /// Any other notification from the child, routed by its `method`.
+    pub fn child_notification(&mut self, method: &str, raw: &Bytes) {
+        match method {
+            "notifications/message" => {
+                let level = rewrite::level(raw).and_then(|l| rank(&l)).unwrap_or(0);
+                for (session, s) in &self.sessions {
+                    let wanted = s.level.as_deref().and_then(rank).unwrap_or(0);
+                    if level >= wanted {
+                        if let Some(sink) = self.session_sink(session) {
+                            sink.send(Outbound::Message(raw.clone()));
+                        }
+                    }
+                }
+            }
+            "notifications/resources/updated" => {
+                let uri = rewrite::uri(raw);
+                for (session, s) in &self.sessions {
+                    if uri.as_ref().is_some_and(|u| s.subscriptions.contains(u)) {
+                        if let Some(sink) = self.session_sink(session) {
+                            sink.send(Outbound::Message(raw.clone()));
+                        }
+                    }
+                }
+            }
+            "notifications/cancelled" => {
+                let child_id = rewrite::cancelled_request_id(raw);
+                let host_id = self
+                    .server_requests
+                    .iter()
+                    .find(|(_, r)| Some(&r.child_id) == child_id.as_ref())
+                    .map(|(h, _)| *h);
+                let Some((host_id, request)) =
+                    host_id.and_then(|h| self.server_requests.remove(&h).map(|r| (h, r)))
+                else {
+                    return;
+                };
+                let cancel = rewrite::replace_cancelled_request_id(raw, &host_id.to_string());
+                if let (Some(sink), Some(cancel)) = (self.session_sink(&request.session), cancel) {
+                    sink.send(Outbound::Message(cancel));
+                }
+            }
+            _ => {
+                for session in self.sessions.keys() {
+                    if let Some(sink) = self.session_sink(session) {
+                        sink.send(Outbound::Message(raw.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a message for this session goes outside any request: its GET
+    /// stream, else the stream of its newest request still open.
+    fn session_sink(&self, session: &SessionId) -> Option<Sink> {
+        if let Some(stream) = self
+            .sessions
+            .get(session)
+            .and_then(|s| s.stream.as_ref())
+            .filter(|s| s.is_open())
+        {
+            return Some(stream.clone());
+        }
+        self.pending
+            .iter()
+            .filter_map(|(u, p)| match p {
+                PendingRequest::FromClient {
+                    session: s, sink, ..
+                } if s == session && sink.carries_messages() => Some((*u, sink)),
+                _ => None,
+            })
+            .max_by_key(|(u, _)| *u)
+            .map(|(_, sink)| sink.clone())
+    }
+
+    /// Who gets a server request: among the sessions whose client declared
+    /// the capability it needs, the one whose request went to the child last
+    /// (on that request's stream when it can carry it); with none waiting,
+    /// the one active last; else any.
+    fn server_request_target(&self, method: &str) -> Option<(SessionId, Sink)> {
+        let capable = |session: &SessionId| {
+            self.sessions
+                .get(session)
+                .is_some_and(|s| s.capabilities.answers(method))
+        };
+        let mut waiting: Vec<(u64, &SessionId, &Sink)> = self
+            .pending
+            .iter()
+            .filter_map(|(u, p)| match p {
+                PendingRequest::FromClient { session, sink, .. } if capable(session) => {
+                    Some((*u, session, sink))
+                }
+                _ => None,
+            })
+            .collect();
+        waiting.sort_by_key(|(u, _, _)| std::cmp::Reverse(*u));
+        for (_, session, sink) in waiting {
+            if sink.carries_messages() {
+                return Some((Arc::clone(session), sink.clone()));
+            }
+            if let Some(sink) = self.session_sink(session) {
+                return Some((Arc::clone(session), sink));
+            }
+        }
+        let last = self.last_active.iter().filter(|s| capable(s));
+        let any = self.sessions.keys().filter(|s| capable(s));
+        last.chain(any)
+            .find_map(|s| self.session_sink(s).map(|sink| (Arc::clone(s), sink)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::sink::SinkReceiver;
+
+    fn session(name: &str) -> SessionId {
+        Arc::from(name)
+    }
+
+    fn open(mux: &mut Mux, name: &str) -> SessionId {
+        let id = session(name);
+        mux.open_session(Arc::clone(&id), ClientCapabilities::default());
+        id
+    }
+
+    fn answer(receiver: &mut SinkReceiver) -> Option<String> {
+        match receiver.try_recv()? {
+            Outbound::Response(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    fn id_of(line: &[u8]) -> serde_json::Value {
+        let value: serde_json::Value = serde_json::from_slice(line).expect("json");
+        value["id"].clone()
+    }
+
+    /// Two sessions may use the same id (even the same text as a number and
+    /// as a string): the child sees distinct ids, and each answer goes back to
+    /// the session that asked, with its exact id.
+    #[test]
+    fn ids_from_two_sessions_never_collide_and_answers_keep_their_ids() {
+        let mut mux = Mux::default();
+        let a = open(&mut mux, "a");
+        let b = open(&mut mux, "b");
+        let (sink_a, mut rx_a) = Sink::new(false);
+        let (sink_b, mut rx_b) = Sink::new(false);
+        let request_a = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        let request_b = Bytes::from_static(br#"{"jsonrpc":"2.0","id":"1","method":"tools/list"}"#);
+        let (up_a, line_a) = mux
+            .client_request(&a, "1".into(), &request_a, sink_a)
+            .expect("registered");
+        let (up_b, line_b) = mux
+            .client_request(&b, r#""1""#.into(), &request_b, sink_b)
+            .expect("registered");
+        assert_ne!(up_a, up_b);
+        assert_eq!(id_of(&line_a), serde_json::json!(up_a));
+        assert_eq!(id_of(&line_b), serde_json::json!(up_b));
+        assert!(mux.has_pending(&a) && mux.has_pending(&b));
+
+        let reply = |up: u64, who: &str| {
+            Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","id":{up},"result":{{"who":"{who}"}}}}"#
+            ))
+        };
+        assert!(mux.child_answer(up_b, reply(up_b, "b")));
+        assert_eq!(
+            answer(&mut rx_b).as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":"1","result":{"who":"b"}}"#)
+        );
+        assert!(answer(&mut rx_a).is_none(), "a got b's answer");
+        assert!(mux.child_answer(up_a, reply(up_a, "a")));
+        assert_eq!(
+            answer(&mut rx_a).as_deref(),
+            Some(r#"{"jsonrpc":"2.0","id":1,"result":{"who":"a"}}"#)
+        );
+        assert!(!mux.child_answer(up_a, reply(up_a, "a")), "answered twice");
+        assert!(!mux.has_pending(&a) && !mux.has_pending(&b));
+    }
+
+    /// A session that ends releases its subscriptions; the child is told to
+    /// unsubscribe only when no other session still holds one.
+    #[test]
+    fn a_session_end_unsubscribes_the_child_only_when_it_was_the_last() {
+        let mut mux = Mux::default();
+        let a = open(&mut mux, "a");
+        let b = open(&mut mux, "b");
+        let uri = "file:///notes".to_owned();
+        assert!(mux.change_subscription(&a, uri.clone(), true), "first");
+        assert!(!mux.change_subscription(&b, uri.clone(), true), "second");
+        assert!(!mux.change_subscription(&a, uri.clone(), true), "again");
+        assert_eq!(mux.child_setup().1, std::slice::from_ref(&uri));
+
+        let end_a = mux.close_session(&a).expect("a was open");
+        assert!(end_a.unsubscribe.is_empty(), "b still holds it");
+        assert_eq!(mux.child_setup().1, std::slice::from_ref(&uri));
+
+        let end_b = mux.close_session(&b).expect("b was open");
+        assert_eq!(end_b.unsubscribe, [uri]);
+        assert!(mux.child_setup().1.is_empty());
+        assert!(mux.close_session(&b).is_none(), "closed twice");
+    }
+
+    /// The child runs at the most verbose level any session asked for, and
+    /// falls back to the next one when that session ends.
+    #[test]
+    fn the_most_verbose_level_wins_and_falls_back_when_its_session_ends() {
+        let mut mux = Mux::default();
+        let a = open(&mut mux, "a");
+        let b = open(&mut mux, "b");
+        assert_eq!(mux.set_level(&a, "error".into()).as_deref(), Some("error"));
+        assert_eq!(mux.set_level(&b, "debug".into()).as_deref(), Some("debug"));
+        assert_eq!(
+            mux.set_level(&a, "warning".into()),
+            None,
+            "debug still wins"
+        );
+
+        let end_b = mux.close_session(&b).expect("b was open");
+        assert_eq!(end_b.level.as_deref(), Some("warning"));
+        let end_a = mux.close_session(&a).expect("a was open");
+        assert_eq!(end_a.level, None, "nobody asks: the child is left as it is");
+        assert_eq!(mux.child_setup().0.as_deref(), Some("warning"));
+    }
+
+    /// A session that ends has its requests cancelled upstream, with the ids
+    /// the child knows them by; their late answers are dropped.
+    #[test]
+    fn a_session_end_cancels_its_requests_upstream() {
+        let mut mux = Mux::default();
+        let a = open(&mut mux, "a");
+        let (sink, _rx) = Sink::new(true);
+        let request =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#);
+        let (upstream, _) = mux
+            .client_request(&a, "7".into(), &request, sink)
+            .expect("registered");
+        let end = mux.close_session(&a).expect("a was open");
+        assert_eq!(end.to_child.len(), 1);
+        let cancel: serde_json::Value = serde_json::from_slice(&end.to_child[0]).expect("json");
+        assert_eq!(cancel["method"], "notifications/cancelled");
+        assert_eq!(cancel["params"]["requestId"], serde_json::json!(upstream));
+        let late = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":{upstream},"result":{{}}}}"#
+        ));
+        assert!(!mux.child_answer(upstream, late));
+    }
+
+    /// Progress tokens are rewritten like ids and come back as the client's.
+    #[test]
+    fn progress_goes_to_its_request_with_the_clients_token() {
+        let mut mux = Mux::default();
+        let a = open(&mut mux, "a");
+        let (sink, mut rx) = Sink::new(true);
+        let request = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}"#,
+        );
+        let (_, line) = mux
+            .client_request(&a, "1".into(), &request, sink)
+            .expect("registered");
+        let sent: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        let token = sent["params"]["_meta"]["progressToken"].clone();
+        assert_ne!(token, serde_json::json!("t"));
+        let progress = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":1}}}}"#
+        ));
+        assert!(mux.child_progress(&progress));
+        let Some(Outbound::Message(got)) = rx.try_recv() else {
+            panic!("no progress delivered");
+        };
+        let got: serde_json::Value = serde_json::from_slice(&got).expect("json");
+        assert_eq!(got["params"]["progressToken"], "t");
+    }
+}
