@@ -1,19 +1,27 @@
 //! `mcp-manager`: the supervisor of shared daemons.
 //!
-//! One task per configured daemon ([`daemon`]) owns its process; the
-//! control API ([`control`]) asks those tasks and reads their published
-//! status; one [`CancellationToken`] stops everything. Only one manager runs
-//! per home directory: it holds the `fs4` lock on `manager.lock` (and writes
-//! its pid to `manager.pid`) for its whole life.
+//! Theory of operation. [`run`] takes the single-instance guard of the home
+//! (`manager.lock`, with its pid in `manager.pid`; see
+//! [`crate::daemon::guard`]) and binds the control port, then spawns one
+//! [`supervisor`] task per configured daemon: that task alone starts, stops
+//! and restarts its daemon. The control API ([`control`]) only sends those
+//! tasks commands and reads what they publish; [`Manager`] is what it
+//! sees.
+//!
+//! One cancellation path: a root [`CancellationToken`] with a child token
+//! for the control server and one shared by every supervisor, and a
+//! [`TaskTracker`] holding every supervisor task (and `--start-all`). When
+//! the `shutdown` future resolves (or the server ends), the root is
+//! cancelled, each supervisor stops the daemon it runs, and the tracker is
+//! closed and waited on for at most `STOP_ALL_LIMIT`.
 
 pub mod control;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +31,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::control_api::{self as api, DaemonState};
-use supervisor::{Context, DaemonHandle};
+use crate::daemon::guard::{self, InstanceError};
+use supervisor::{DaemonHandle, Supervision};
 
 /// How long stopping every daemon may take before the manager exits anyway.
 const STOP_ALL_LIMIT: Duration = Duration::from_secs(10);
@@ -31,10 +40,11 @@ const STOP_ALL_LIMIT: Duration = Duration::from_secs(10);
 /// Why the manager cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
-    #[error(
-        "another manager (pid {pid}) already runs for {home}; stop it first, or use it: `mcp-manager status`"
-    )]
-    AlreadyRunning { pid: String, home: String },
+    /// Another manager runs for this home, or its guard file cannot be
+    /// had.
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    /// The control port cannot be bound (and who holds it, if known).
     #[error(
         "cannot listen on {addr}: {reason}. Another manager may be running (curl http://{addr}/ping), or {holder} holds the port; choose another with --port or \"managerPort\""
     )]
@@ -43,16 +53,17 @@ pub enum ManagerError {
         reason: String,
         holder: String,
     },
-    #[error("{0}")]
-    Io(String),
 }
 
 /// What the manager runs with.
 #[derive(Debug, Clone)]
 pub struct ManagerOptions {
+    /// Where locks, logs and `manager.lock` live.
     pub home: PathBuf,
     pub config: Config,
+    /// The control API's port on 127.0.0.1.
     pub port: u16,
+    /// Start every daemon but the lazy ones at once (`--start-all`).
     pub start_all: bool,
     /// This binary, which runs stdio entries as `mcp-manager host NAME`.
     pub manager_exe: PathBuf,
@@ -61,14 +72,17 @@ pub struct ManagerOptions {
 /// The running manager, as the control API sees it.
 #[derive(Debug)]
 pub struct Manager {
+    /// The control API's port.
     pub port: u16,
     pub home: PathBuf,
     /// In config order (by name).
     pub daemons: BTreeMap<String, DaemonHandle>,
+    /// Every status change of every daemon (`/events` subscribes).
     pub events: broadcast::Sender<api::DaemonStatus>,
 }
 
 impl Manager {
+    /// The daemon configured as `name`.
     pub fn daemon(&self, name: &str) -> Option<&DaemonHandle> {
         self.daemons.get(name)
     }
@@ -86,70 +100,28 @@ impl Manager {
         .await
     }
 
+    /// Stops every daemon at once; each one's status.
     pub async fn stop_all(&self) -> Vec<api::DaemonStatus> {
         futures_util::future::join_all(self.daemons.values().map(DaemonHandle::stop)).await
     }
 
+    /// Every daemon's status now, in config order.
     pub fn statuses(&self) -> Vec<api::DaemonStatus> {
         self.daemons.values().map(DaemonHandle::status).collect()
     }
-}
-
-/// The single-instance lock, held for the manager's life.
-struct InstanceLock {
-    _file: File,
-    pid_file: PathBuf,
-}
-
-impl Drop for InstanceLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.pid_file);
-    }
-}
-
-fn lock_instance(home: &Path) -> Result<InstanceLock, ManagerError> {
-    let io = |what: &str, path: &Path, e: std::io::Error| {
-        ManagerError::Io(format!("cannot {what} {}: {e}", path.display()))
-    };
-    std::fs::create_dir_all(home).map_err(|e| io("create", home, e))?;
-    let lock_path = home.join("manager.lock");
-    let pid_file = home.join("manager.pid");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| io("open", &lock_path, e))?;
-    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => {
-            let pid = std::fs::read_to_string(&pid_file)
-                .map(|p| p.trim().to_owned())
-                .unwrap_or_else(|_| "unknown".into());
-            return Err(ManagerError::AlreadyRunning {
-                pid,
-                home: home.display().to_string(),
-            });
-        }
-    }
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
-        .map_err(|e| io("write", &pid_file, e))?;
-    Ok(InstanceLock {
-        _file: file,
-        pid_file,
-    })
 }
 
 /// Runs the manager until `shutdown` resolves, then stops every daemon it
 /// runs (bounded in time) and returns.
 ///
 /// # Errors
-/// [`ManagerError`]: another manager runs, or the port is taken.
+/// [`ManagerError`]: another manager runs (or its guard cannot be had), or
+/// the port is taken.
 pub async fn run(
     options: ManagerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    let _instance = lock_instance(&options.home)?;
+    let _instance = guard::instance(&options.home)?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let listener =
         tokio::net::TcpListener::bind(addr)
@@ -163,7 +135,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let (events, _) = broadcast::channel(256);
-    let context = Arc::new(Context {
+    let supervision = Arc::new(Supervision {
         home: options.home.clone(),
         manager_exe: options.manager_exe.clone(),
         health_check_interval: options.config.health_check_interval,
@@ -175,7 +147,7 @@ pub async fn run(
         .servers
         .values()
         .map(|server| {
-            let handle = supervisor::spawn(server.clone(), Arc::clone(&context), &tasks);
+            let handle = supervisor::spawn(server.clone(), Arc::clone(&supervision), &tasks);
             (server.name.clone(), handle)
         })
         .collect();

@@ -107,7 +107,7 @@ async fn handle(
                             running: false,
                             port: None,
                             transport: None,
-                            error: Some(reason),
+                            error: Some(reason.to_string()),
                         },
                     ),
                 },

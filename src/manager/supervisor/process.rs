@@ -1,0 +1,203 @@
+//! What a supervisor does to the outside world, behind two traits: a
+//! [`Launcher`] finds (adopts) or starts its daemon, and the
+//! [`DaemonProcess`] it gives back is waited on, probed and stopped. The
+//! supervisor's logic (when to start, restart, back off, stop) never
+//! touches a process, a file or a socket itself, so it is tested with a fake
+//! under paused time; [`OsLauncher`] is what the manager runs.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::process::Child;
+
+use super::Supervision;
+use crate::config::{ServerConfig, TransportKind};
+use crate::daemon::launch::{self, Launch, LaunchError, Running};
+use crate::daemon::probe::{self, ProbeError};
+use crate::daemon::record::{self, DaemonRecord};
+use crate::daemon::{guard, log};
+use crate::paths;
+
+/// How often an adopted daemon's pid is checked.
+const PID_POLL: Duration = Duration::from_millis(250);
+/// SIGTERM to SIGKILL, for a daemon known only by its pid.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Finds or starts one daemon.
+pub trait Launcher: Send + Sync + 'static {
+    type Process: DaemonProcess;
+
+    /// The daemon an earlier manager (or a proxy) left running, if its lock
+    /// names a live process on the configured port.
+    fn adopt(&self) -> Option<Self::Process>;
+
+    /// Makes sure the daemon runs and answers: started now, or found
+    /// serving.
+    fn start(&self) -> impl Future<Output = Result<Self::Process, LaunchError>> + Send;
+
+    /// Housekeeping on every health tick (the log is kept under its cap).
+    fn rotate_log(&self);
+}
+
+/// One daemon process that answers (or did).
+pub trait DaemonProcess: Send + Sync + 'static {
+    /// Its lock: pid, port, transport.
+    fn record(&self) -> &DaemonRecord;
+
+    /// Started by someone else and taken over (not our child).
+    fn adopted(&self) -> bool;
+
+    /// Resolves once it has exited (its lock removed): why, in words.
+    /// Cancel-safe: it sits in the supervisor's `select!`.
+    fn exited(&mut self) -> impl Future<Output = String> + Send;
+
+    /// One health probe: does it answer HTTP?
+    fn check(&self) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// How many sessions its host serves; `None` if it does not say.
+    fn sessions(&self) -> impl Future<Output = Option<u64>> + Send;
+
+    /// [`DaemonProcess::sessions`] under the start guard, so that no proxy
+    /// is half-way through starting (and about to use) it.
+    fn sessions_under_guard(&self) -> impl Future<Output = Option<u64>> + Send;
+
+    /// Stops it (under the start guard, so no proxy starts it again
+    /// half-way) and removes its lock.
+    fn stop(self) -> impl Future<Output = ()> + Send;
+}
+
+/// The real thing: `daemon::launch`, `daemon::probe`, signals.
+#[derive(Debug)]
+pub struct OsLauncher {
+    home: PathBuf,
+    manager_exe: PathBuf,
+    server: ServerConfig,
+}
+
+impl OsLauncher {
+    /// The launcher of `server`, under `supervision`'s home.
+    pub fn new(supervision: &Supervision, server: &ServerConfig) -> OsLauncher {
+        OsLauncher {
+            home: supervision.home.clone(),
+            manager_exe: supervision.manager_exe.clone(),
+            server: server.clone(),
+        }
+    }
+
+    fn process(&self, child: Option<Box<Child>>, record: DaemonRecord) -> OsProcess {
+        // A hosted server answers its own `/health`, whatever its lock says.
+        let probe_transport = if self.server.transport == TransportKind::Stdio {
+            TransportKind::Stdio
+        } else {
+            record.transport
+        };
+        OsProcess {
+            child,
+            record,
+            home: self.home.clone(),
+            name: self.server.name.clone(),
+            probe_transport,
+        }
+    }
+}
+
+impl Launcher for OsLauncher {
+    type Process = OsProcess;
+
+    fn adopt(&self) -> Option<OsProcess> {
+        let lock = record::read(&paths::lock_file(&self.home, &self.server.name))?;
+        (lock.is_live() && Some(lock.port) == self.server.port).then(|| self.process(None, lock))
+    }
+
+    async fn start(&self) -> Result<OsProcess, LaunchError> {
+        let launch = Launch {
+            home: &self.home,
+            server: &self.server,
+            manager_exe: &self.manager_exe,
+        };
+        Ok(match launch.ensure().await? {
+            Running::Existing(lock) => self.process(None, lock),
+            Running::Spawned { lock, child } => self.process(Some(child), lock),
+        })
+    }
+
+    fn rotate_log(&self) {
+        let log = paths::log_file(&self.home, &self.server.name);
+        if let Err(error) = log::rotate_if_large(&log, log::LOG_CAP) {
+            tracing::warn!(daemon = self.server.name, %error, "cannot rotate the log");
+        }
+    }
+}
+
+/// A daemon process: our child (its exit is seen at once) or adopted (its
+/// pid is polled).
+#[derive(Debug)]
+pub struct OsProcess {
+    /// `None`: started by someone else.
+    child: Option<Box<Child>>,
+    record: DaemonRecord,
+    home: PathBuf,
+    name: String,
+    probe_transport: TransportKind,
+}
+
+impl OsProcess {
+    fn last_log_line(&self) -> String {
+        log::tail(&paths::log_file(&self.home, &self.name), 1)
+            .ok()
+            .and_then(|mut lines| lines.pop())
+            .map(|line| format!(": {}", line.trim()))
+            .unwrap_or_default()
+    }
+}
+
+impl DaemonProcess for OsProcess {
+    fn record(&self) -> &DaemonRecord {
+        &self.record
+    }
+
+    fn adopted(&self) -> bool {
+        self.child.is_none()
+    }
+
+    async fn exited(&mut self) -> String {
+        let why = match &mut self.child {
+            Some(child) => match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(error) => format!("cannot wait for it: {error}"),
+            },
+            None => {
+                while self.record.is_live() {
+                    tokio::time::sleep(PID_POLL).await;
+                }
+                "exited".into()
+            }
+        };
+        record::remove(&paths::lock_file(&self.home, &self.name));
+        format!("exited ({why}){}", self.last_log_line())
+    }
+
+    async fn check(&self) -> Result<(), ProbeError> {
+        probe::probe(self.record.port, self.probe_transport).await
+    }
+
+    async fn sessions(&self) -> Option<u64> {
+        probe::host_sessions(self.record.port).await
+    }
+
+    async fn sessions_under_guard(&self) -> Option<u64> {
+        let _guard = guard::start(&self.home, &self.name).await;
+        probe::host_sessions(self.record.port).await
+    }
+
+    async fn stop(mut self) {
+        let guard = guard::start(&self.home, &self.name).await;
+        match &mut self.child {
+            Some(child) => launch::stop_child(child).await,
+            None => launch::stop_pid(&self.record, STOP_GRACE).await,
+        }
+        record::remove(&paths::lock_file(&self.home, &self.name));
+        drop(guard);
+    }
+}

@@ -1,0 +1,507 @@
+//! The supervisor's logic under paused time, with a fake process: the
+//! fake launcher records when each start happened, and the test crashes,
+//! sickens or idles its processes at will.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+
+use super::*;
+use crate::config::{self, Scope};
+use crate::daemon::probe::ProbeError;
+
+/// A daemon "world" shared by the fake launcher, its processes and the test.
+#[derive(Debug, Default)]
+struct World {
+    last_pid: u32,
+    /// When each start was asked for.
+    starts: Vec<Instant>,
+    /// The pids stopped, in order.
+    stops: Vec<u32>,
+    /// Errors of the next starts (a start succeeds when none is left).
+    failures: VecDeque<LaunchError>,
+    /// How to end each live process.
+    exits: HashMap<u32, oneshot::Sender<String>>,
+    /// Processes that no longer answer their health probe.
+    sick: HashSet<u32>,
+    /// What every host says of its sessions.
+    sessions: Option<u64>,
+    /// A daemon left running by an earlier manager, for `adopt`.
+    left_running: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FakeLauncher(Arc<Mutex<World>>);
+
+impl FakeLauncher {
+    fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.0.lock().expect("the world")
+    }
+
+    fn process(&self, pid: u32) -> FakeProcess {
+        let (tx, rx) = oneshot::channel();
+        self.world().exits.insert(pid, tx);
+        FakeProcess {
+            record: DaemonRecord {
+                pid,
+                port: 3100,
+                started_at: 0,
+                transport: TransportKind::StreamableHttp,
+                process_start: None,
+            },
+            adopted: false,
+            exit: rx,
+            world: self.clone(),
+        }
+    }
+
+    /// Kills the newest process.
+    fn crash(&self) -> u32 {
+        let pid = self.world().last_pid;
+        let exit = self.world().exits.remove(&pid).expect("a live process");
+        exit.send("exited (signal: 9 (SIGKILL))".into())
+            .expect("its supervisor waits");
+        pid
+    }
+
+    /// The time between each start and the event before it.
+    fn starts_after(&self, events: &[Instant]) -> Vec<Duration> {
+        let starts = self.world().starts.clone();
+        starts[1..]
+            .iter()
+            .zip(events)
+            .map(|(start, event)| *start - *event)
+            .collect()
+    }
+}
+
+impl Launcher for FakeLauncher {
+    type Process = FakeProcess;
+
+    fn adopt(&self) -> Option<FakeProcess> {
+        let pid = self.world().left_running.take()?;
+        self.world().last_pid = pid;
+        let mut process = self.process(pid);
+        process.adopted = true;
+        Some(process)
+    }
+
+    async fn start(&self) -> Result<FakeProcess, LaunchError> {
+        let pid = {
+            let mut world = self.world();
+            world.starts.push(Instant::now());
+            if let Some(error) = world.failures.pop_front() {
+                return Err(error);
+            }
+            world.last_pid += 1;
+            world.last_pid
+        };
+        Ok(self.process(pid))
+    }
+
+    fn rotate_log(&self) {}
+}
+
+#[derive(Debug)]
+struct FakeProcess {
+    record: DaemonRecord,
+    adopted: bool,
+    exit: oneshot::Receiver<String>,
+    world: FakeLauncher,
+}
+
+impl DaemonProcess for FakeProcess {
+    fn record(&self) -> &DaemonRecord {
+        &self.record
+    }
+
+    fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    async fn exited(&mut self) -> String {
+        match (&mut self.exit).await {
+            Ok(why) => why,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    async fn check(&self) -> Result<(), ProbeError> {
+        if self.world.world().sick.contains(&self.record.pid) {
+            Err(ProbeError::NothingListens { port: 3100 })
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn sessions(&self) -> Option<u64> {
+        self.world.world().sessions
+    }
+
+    async fn sessions_under_guard(&self) -> Option<u64> {
+        self.world.world().sessions
+    }
+
+    async fn stop(self) {
+        let mut world = self.world.world();
+        world.stops.push(self.record.pid);
+        world.exits.remove(&self.record.pid);
+    }
+}
+
+fn server(name: &str, transport: TransportKind) -> ServerConfig {
+    ServerConfig {
+        name: name.into(),
+        command: Some("fake-daemon".into()),
+        args: Vec::new(),
+        env: BTreeMap::new(),
+        cwd: None,
+        url: None,
+        port: Some(3100),
+        transport,
+        headers: BTreeMap::new(),
+        scope: Scope::Shared,
+        session_timeout: config::DEFAULT_SESSION_TIMEOUT,
+        ping_timeout: config::DEFAULT_PING_TIMEOUT,
+        start_timeout: config::DEFAULT_START_TIMEOUT,
+        idle_timeout: None,
+        lazy: false,
+    }
+}
+
+/// One supervisor of a fake daemon.
+struct Harness {
+    handle: DaemonHandle,
+    world: FakeLauncher,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Harness {
+    fn new(server: ServerConfig, health_check_interval: Duration) -> Harness {
+        Harness::with(server, health_check_interval, FakeLauncher::default())
+    }
+
+    fn with(server: ServerConfig, health_check_interval: Duration, world: FakeLauncher) -> Harness {
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let supervision = Arc::new(Supervision {
+            home: PathBuf::new(),
+            manager_exe: PathBuf::new(),
+            health_check_interval,
+            events: broadcast::channel(256).0,
+            shutdown: shutdown.clone(),
+        });
+        let handle = spawn_with(server, supervision, world.clone(), &tasks);
+        Harness {
+            handle,
+            world,
+            shutdown,
+            tasks,
+        }
+    }
+
+    /// Waits (in paused time: at most a virtual day) for a status.
+    async fn until(
+        &self,
+        what: &str,
+        mut wanted: impl FnMut(&DaemonStatus) -> bool,
+    ) -> DaemonStatus {
+        let mut shown = self.handle.shown.clone();
+        let waited = tokio::time::timeout(
+            24 * HOUR,
+            shown.wait_for(|shown| wanted(&shown.status(Instant::now()))),
+        )
+        .await;
+        match waited {
+            Ok(Ok(_)) => self.handle.status(),
+            _ => panic!("never {what}: {:?}", self.handle.status()),
+        }
+    }
+
+    /// Waits for a running process other than `old`.
+    async fn running_other_than(&self, old: u32) -> DaemonStatus {
+        self.until("running again", |s| {
+            s.state == DaemonState::Running && s.pid != Some(old)
+        })
+        .await
+    }
+}
+
+#[test]
+fn back_off_is_immediate_then_doubles_to_a_minute() {
+    let mut backoff = restart_backoff();
+    let secs: Vec<u64> = (0..10).map(|_| backoff.next_delay().as_secs()).collect();
+    assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+}
+
+/// A daemon that was up and crashed is started again in the same instant,
+/// and the crash is its `lastError`.
+#[tokio::test(start_paused = true)]
+async fn a_crash_of_a_daemon_that_was_up_is_restarted_at_once() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    let up = h.handle.start().await;
+    assert_eq!(up.state, DaemonState::Running, "{up:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let crashed_at = Instant::now();
+    let pid = h.world.crash();
+    let back = h.running_other_than(pid).await;
+    assert_eq!(h.world.starts_after(&[crashed_at]), [Duration::ZERO]);
+    assert_eq!(back.restarts, 1, "{back:?}");
+    assert_eq!(
+        back.last_error.as_deref(),
+        Some("exited (signal: 9 (SIGKILL))")
+    );
+}
+
+/// Crash after crash, each restart waits twice as long as the one before:
+/// at once, then 1 s, 2 s, 4 s … never more than 60 s.
+#[tokio::test(start_paused = true)]
+async fn repeated_crashes_back_off_one_two_four_seconds_up_to_a_minute() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.handle.start().await;
+    let mut crashes = Vec::new();
+    for _ in 0..9 {
+        crashes.push(Instant::now());
+        let pid = h.world.crash();
+        h.running_other_than(pid).await;
+    }
+    let secs: Vec<u64> = h
+        .world
+        .starts_after(&crashes)
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
+    assert_eq!(secs, [0, 1, 2, 4, 8, 16, 32, 60, 60]);
+    assert_eq!(h.handle.status().restarts, 9);
+}
+
+/// Once it has run [`STABLE_AFTER`], a crash is restarted at once again,
+/// and the next one after 1 s.
+#[tokio::test(start_paused = true)]
+async fn the_back_off_starts_over_once_the_daemon_ran_stable_after() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.handle.start().await;
+    let mut crashes = Vec::new();
+    for ran in [
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        STABLE_AFTER,
+        Duration::ZERO,
+    ] {
+        tokio::time::sleep(ran).await;
+        crashes.push(Instant::now());
+        let pid = h.world.crash();
+        h.running_other_than(pid).await;
+    }
+    let secs: Vec<u64> = h
+        .world
+        .starts_after(&crashes)
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
+    assert_eq!(secs, [0, 1, 2, 0, 1]);
+}
+
+/// A start that fails (it never served) waits 1 s, then 2 s: no immediate
+/// retry. A daemon that cannot start is `failed`, one that died starting
+/// `backoff`; both are tried again.
+#[tokio::test(start_paused = true)]
+async fn a_start_that_fails_is_never_retried_at_once() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.world.world().failures.extend([
+        LaunchError::Exited {
+            name: "web".into(),
+            status: "exit status: 1".into(),
+            last_line: ": boom".into(),
+        },
+        LaunchError::PortTaken {
+            name: "web".into(),
+            port: 3100,
+            holder: "nginx".into(),
+        },
+    ]);
+    let asked_at = Instant::now();
+    let first = h.handle.start().await;
+    assert_eq!(first.state, DaemonState::Backoff, "{first:?}");
+    assert!(!first.running, "{first:?}");
+    assert_eq!(
+        first.last_error.as_deref(),
+        Some("web exited while starting (exit status: 1): boom")
+    );
+    let failed = h.until("failed", |s| s.state == DaemonState::Failed).await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("is held by nginx")),
+        "{failed:?}"
+    );
+    let up = h
+        .until("running", |s| s.state == DaemonState::Running)
+        .await;
+    assert_eq!(up.restarts, 2, "{up:?}");
+    let starts = h.world.world().starts.clone();
+    let since_asked: Vec<Duration> = starts.iter().map(|s| *s - asked_at).collect();
+    assert_eq!(
+        since_asked,
+        [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(3)
+        ]
+    );
+}
+
+/// `stop` while a restart is pending: it is `stopped`, and stays so.
+#[tokio::test(start_paused = true)]
+async fn stop_during_a_back_off_stops_it_and_no_start_happens_afterwards() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.world.world().failures.push_back(LaunchError::NotReady {
+        name: "web".into(),
+        port: 3100,
+        timeout: Duration::from_secs(60),
+        log: "web.log".into(),
+    });
+    let first = h.handle.start().await;
+    assert_eq!(first.state, DaemonState::Backoff, "{first:?}");
+    let stopped = h.handle.stop().await;
+    assert_eq!(stopped.state, DaemonState::Stopped, "{stopped:?}");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(h.world.world().starts.len(), 1, "started after a stop");
+    assert_eq!(h.handle.status().state, DaemonState::Stopped);
+}
+
+/// A daemon that stops answering is stopped after [`HEALTH_FAILURES`]
+/// probes in a row and started again.
+#[tokio::test(start_paused = true)]
+async fn a_daemon_that_fails_its_health_checks_is_restarted() {
+    let every = Duration::from_secs(5);
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), every);
+    let up = h.handle.start().await;
+    let pid = up.pid.expect("a pid");
+    let sick_at = Instant::now();
+    h.world.world().sick.insert(pid);
+    let back = h.running_other_than(pid).await;
+    assert_eq!(h.world.world().stops, [pid], "the sick one was stopped");
+    let restarted_after = *h.world.world().starts.last().expect("a start") - sick_at;
+    assert!(
+        restarted_after > every * (HEALTH_FAILURES - 1)
+            && restarted_after <= every * HEALTH_FAILURES,
+        "restarted after {restarted_after:?}"
+    );
+    assert_eq!(back.restarts, 1, "{back:?}");
+    assert_eq!(
+        back.last_error.as_deref(),
+        Some("did not answer 3 health checks in a row: nothing listens on 127.0.0.1:3100")
+    );
+}
+
+/// A hosted server with no session is stopped (`idle`) once its
+/// `idleTimeout` has passed, and `ensure` starts it again.
+#[tokio::test(start_paused = true)]
+async fn an_idle_hosted_daemon_is_stopped_after_its_idle_timeout_and_started_again_on_demand() {
+    let idle_timeout = Duration::from_secs(60);
+    let every = Duration::from_secs(10);
+    let mut hosted = server("memory", TransportKind::Stdio);
+    hosted.idle_timeout = Some(idle_timeout);
+    let h = Harness::new(hosted, every);
+    h.world.world().sessions = Some(0);
+    let started_at = Instant::now();
+    let pid = h.handle.start().await.pid.expect("a pid");
+    let idle = h.until("idle", |s| s.state == DaemonState::Idle).await;
+    let after = Instant::now() - started_at;
+    assert!(
+        after >= idle_timeout && after <= idle_timeout + 2 * every,
+        "stopped after {after:?}"
+    );
+    assert!(!idle.running && idle.pid.is_none(), "{idle:?}");
+    assert_eq!(h.world.world().stops, [pid]);
+    tokio::time::sleep(HOUR).await;
+    assert_eq!(
+        h.world.world().starts.len(),
+        1,
+        "an idle daemon is not restarted"
+    );
+    let record = h.handle.ensure().await.expect("started again");
+    assert_ne!(record.pid, pid);
+    assert_eq!(h.handle.status().state, DaemonState::Running);
+    assert_eq!(h.world.world().starts.len(), 2);
+}
+
+/// A host that serves a session is never stopped for idleness.
+#[tokio::test(start_paused = true)]
+async fn a_hosted_daemon_with_a_session_is_never_stopped_for_idleness() {
+    let mut hosted = server("memory", TransportKind::Stdio);
+    hosted.idle_timeout = Some(Duration::from_secs(60));
+    let h = Harness::new(hosted, Duration::from_secs(10));
+    h.world.world().sessions = Some(1);
+    h.handle.start().await;
+    tokio::time::sleep(HOUR).await;
+    assert_eq!(h.handle.status().state, DaemonState::Running);
+    assert!(h.world.world().stops.is_empty());
+}
+
+/// A daemon left running by an earlier manager is taken over at startup:
+/// running, adopted, no restart counted; supervised like any other.
+#[tokio::test(start_paused = true)]
+async fn a_daemon_left_running_is_adopted_and_supervised() {
+    let world = FakeLauncher::default();
+    world.world().left_running = Some(77);
+    let h = Harness::with(server("web", TransportKind::StreamableHttp), HOUR, world);
+    let adopted = h
+        .until("adopted", |s| s.state == DaemonState::Running)
+        .await;
+    assert_eq!(
+        (adopted.pid, adopted.adopted, adopted.restarts),
+        (Some(77), true, 0)
+    );
+    assert!(
+        h.world.world().starts.is_empty(),
+        "started instead of adopted"
+    );
+    let pid = h.world.crash();
+    let back = h.running_other_than(pid).await;
+    assert!(!back.adopted, "{back:?}");
+}
+
+/// The manager's shutdown stops the daemon and ends the task.
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_the_running_daemon_and_ends_its_task() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    let pid = h.handle.start().await.pid.expect("a pid");
+    h.shutdown.cancel();
+    h.tasks.close();
+    h.tasks.wait().await;
+    assert_eq!(h.world.world().stops, [pid]);
+    let status = h.handle.status();
+    assert_eq!(status.state, DaemonState::Stopped, "{status:?}");
+    let error = h.handle.ensure().await.expect_err("no manager");
+    assert_eq!(error.to_string(), "the manager is stopping");
+}
+
+/// A `url` entry is never started: `ensure` says to connect directly, and
+/// start, stop and restart leave it `remote`.
+#[tokio::test(start_paused = true)]
+async fn a_remote_entry_is_never_started() {
+    let mut remote = server("docs", TransportKind::StreamableHttp);
+    remote.url = Some("https://example.com:8443/mcp".parse().expect("a url"));
+    remote.port = None;
+    let h = Harness::new(remote, HOUR);
+    let error = h.handle.ensure().await.expect_err("remote");
+    assert_eq!(
+        error.to_string(),
+        "docs is a remote server (\"url\"); connect to it directly"
+    );
+    for status in [
+        h.handle.start().await,
+        h.handle.stop().await,
+        h.handle.restart().await,
+    ] {
+        assert_eq!(status.state, DaemonState::Remote, "{status:?}");
+        assert_eq!(status.port, Some(8443));
+    }
+    assert!(h.world.world().starts.is_empty());
+}
