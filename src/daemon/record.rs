@@ -70,9 +70,43 @@ pub fn remove(path: &Path) {
     }
 }
 
+/// Removes the record at `path` only if it still names `process` (the
+/// same pid and start time): a record a newer starter wrote stays. Call it
+/// under the daemon's start guard.
+pub fn remove_if_names(path: &Path, process: &DaemonRecord) {
+    if read(path)
+        .is_some_and(|now| now.pid == process.pid && now.process_start == process.process_start)
+    {
+        remove(path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record written by a newer starter is not removed for the old one.
+    #[test]
+    fn only_the_record_of_the_process_named_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.lock");
+        let old = DaemonRecord {
+            pid: 10,
+            port: 1,
+            started_at: 1,
+            transport: crate::config::TransportKind::Stdio,
+            process_start: Some(5),
+        };
+        let newer = DaemonRecord {
+            pid: 11,
+            ..old.clone()
+        };
+        write(&path, &newer).expect("write");
+        remove_if_names(&path, &old);
+        assert_eq!(read(&path), Some(newer.clone()));
+        remove_if_names(&path, &newer);
+        assert_eq!(read(&path), None);
+    }
 
     #[test]
     fn reads_the_originals_format() {

@@ -174,7 +174,11 @@ impl DaemonProcess for OsProcess {
                 "exited".into()
             }
         };
-        record::remove(&paths::lock_file(&self.home, &self.name));
+        // Under the guard, and only if it still names this process: another
+        // starter may already have written its own.
+        let guard = guard::start(&self.home, &self.name).await;
+        record::remove_if_names(&paths::lock_file(&self.home, &self.name), &self.record);
+        drop(guard);
         format!("exited ({why}){}", self.last_log_line())
     }
 
