@@ -14,7 +14,6 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use mcp_session_manager::commands::generate as generate_config;
 use mcp_session_manager::commands::{self, status};
-use mcp_session_manager::config::Config;
 use mcp_session_manager::control_api::{ApiClient, DaemonAction, DaemonList, DaemonStatus};
 use mcp_session_manager::daemon::log as logfile;
 use mcp_session_manager::manager::{self, ManagerOptions};
@@ -152,7 +151,9 @@ fn main() -> ExitCode {
                 Ok(commands::host::host(&home, &name, signals::stop_requested()).await?)
             }
             Some(Command::GenerateConfig { print, scope, dir }) => match scope {
-                None => generate(port, print),
+                None => generate_config::generate(port, print)
+                    .map(|generated| println!("{generated}"))
+                    .map_err(Into::into),
                 Some(scope) => register(port, print, scope, dir),
             },
             Some(Command::Status { json }) => status(port, json).await,
@@ -186,16 +187,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The config, and the control API's port: `--port`, else the config's.
-fn load(port: Option<u16>) -> anyhow::Result<(PathBuf, Config, u16)> {
-    let home = paths::home()?;
-    let config = Config::load(&home)?;
-    let port = port.unwrap_or(config.manager_port);
-    Ok((home, config, port))
-}
-
 async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
-    let (home, config, port) = load(port)?;
+    let home = paths::home()?;
+    let (config, port) = commands::load_config(port)?;
     let manager_exe = std::env::current_exe().context("cannot find this program's path")?;
     let options = ManagerOptions {
         home,
@@ -206,11 +200,6 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
     };
     manager::run(options, signals::stop_requested()).await?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-fn generate(port: Option<u16>, print_only: bool) -> anyhow::Result<()> {
-    println!("{}", generate_config::generate(port, print_only)?);
     Ok(())
 }
 
@@ -236,7 +225,7 @@ fn api(port: u16) -> anyhow::Result<ApiClient> {
 }
 
 async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
-    let (_, _, port) = load(port)?;
+    let (_, port) = commands::load_config(port)?;
     let list: DaemonList = api(port)?.status().await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -247,7 +236,7 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 }
 
 async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
-    let (_, _, port) = load(port)?;
+    let (_, port) = commands::load_config(port)?;
     let status: DaemonStatus = api(port)?.act(action, name).await?;
     println!("{}", status::table(std::slice::from_ref(&status)));
     match status::unmet(action, &status) {
@@ -294,18 +283,9 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 struct AlreadyReported;
 
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
-    let home = paths::home()?;
-    let mut stdout = tokio::io::stdout();
-    commands::logs::show(
-        &home,
-        name,
-        lines,
-        follow,
-        &mut stdout,
-        signals::stop_requested(),
-    )
-    .await?;
-    Ok(())
+    let (home, mut stdout) = (paths::home()?, tokio::io::stdout());
+    let stop = signals::stop_requested();
+    Ok(commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await?)
 }
 
 /// Logs to stderr and, for the manager, to `manager.log` as well.
