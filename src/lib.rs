@@ -12,7 +12,7 @@
 //! Each layer imports only from the layers below it (ARCHITECTURE.md has
 //! the map and the invariants):
 //!
-//! 1. **Foundations**, importing nothing of the crate: [`backoff`] (the one
+//! 1. **Foundations**, importing nothing above them: [`backoff`] (the one
 //!    retry policy), [`jsonrpc`] (messages as exact bytes; reading and
 //!    splicing), [`mcp`] (the protocol's vocabulary: versions, headers,
 //!    methods safe to send twice, lists, log levels), [`paths`] (every file
@@ -38,7 +38,7 @@
 //!    each returns what to print; the binaries print it.
 #![deny(clippy::print_stdout)]
 
-// Foundations: nothing of the crate.
+// Foundations: nothing above them.
 pub mod backoff;
 pub mod jsonrpc;
 pub mod mcp;

@@ -7,6 +7,11 @@
 //! `manager.lock`, `manager.pid` and `manager.log`. No other module builds
 //! one of these names, and only [`home`] reads where the home is: every
 //! other function takes it from its caller.
+//!
+//! Everything in the home is this user's alone: directories are made 0700
+//! ([`create_private_dir`]) and files 0600 ([`private_file`]), whoever
+//! creates them (the manager, a proxy, a host), so logs, records and a
+//! hosted server's data under the home are never readable by another user.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,43 @@ pub fn home() -> Result<PathBuf, NoHome> {
             .map(|h| h.join(".mcp-session-manager"))
             .ok_or(NoHome),
     }
+}
+
+/// Creates `dir` and its missing parents, and makes `dir` itself 0700
+/// (also when it already existed with a wider mode, and it is ours): the
+/// home and the directories in it hold logs and data of this user alone.
+///
+/// # Errors
+/// The directory cannot be created or its mode set.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let meta = std::fs::metadata(dir)?;
+        let ours = crate::process::current_uid().is_none_or(|uid| uid == meta.uid());
+        if ours && meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Options that create a file readable and writable by this user only
+/// (0600 on Unix; the mode of a file that already exists is left alone).
+pub fn private_file() -> std::fs::OpenOptions {
+    #[cfg_attr(not(unix), expect(unused_mut, reason = "the mode is Unix only"))]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// `config.json`: the user's servers.
@@ -88,4 +130,37 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_home_and_its_files_are_this_users_alone() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let home = root.path().join("home").join("nested");
+        create_private_dir(&home).expect("create");
+        assert_eq!(mode(&home), 0o700);
+        // A home made 0755 by an older version is tightened.
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        create_private_dir(&home).expect("again");
+        assert_eq!(mode(&home), 0o700);
+        let file = home.join("x.log");
+        private_file()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .expect("open");
+        assert_eq!(mode(&file), 0o600);
+    }
 }

@@ -296,7 +296,7 @@ fn init_logging(file: Option<PathBuf>) {
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let file = file.and_then(|path| logfile::open_append(&path).ok());
+    let file = file.and_then(|path| logfile::RotatingLog::open(&path, logfile::LOG_CAP).ok());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false);

@@ -78,7 +78,7 @@ pub async fn host(
             source_file,
         });
     };
-    std::fs::create_dir_all(home).map_err(|source| HostError::CreateHome {
+    crate::paths::create_private_dir(home).map_err(|source| HostError::CreateHome {
         path: home.to_owned(),
         source,
     })?;

@@ -48,7 +48,7 @@ pub async fn show(
     if follow {
         return log::follow(&path, lines, out, stop).await.map_err(read);
     }
-    for line in log::tail(&path, lines).map_err(read)? {
+    for line in log::tail_whole(&path, lines).map_err(read)? {
         out.write_all(line.as_bytes()).await.map_err(read)?;
         out.write_all(b"\n").await.map_err(read)?;
     }

@@ -36,8 +36,8 @@ pub async fn start(home: &Path, name: &str) -> Result<StartGuard, GuardError> {
     let path = paths::start_file(home, name);
     let shown = path.clone();
     let locked = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
-        std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        let file = std::fs::OpenOptions::new()
+        paths::create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+        let file = paths::private_file()
             .create(true)
             .truncate(false)
             .write(true)
@@ -100,10 +100,10 @@ pub fn instance(home: &Path) -> Result<InstanceGuard, InstanceError> {
             source,
         }
     };
-    std::fs::create_dir_all(home).map_err(io("create", home))?;
+    paths::create_private_dir(home).map_err(io("create", home))?;
     let lock_path = paths::manager_lock_file(home);
     let pid_file = paths::manager_pid_file(home);
-    let file = std::fs::OpenOptions::new()
+    let file = paths::private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -121,7 +121,14 @@ pub fn instance(home: &Path) -> Result<InstanceGuard, InstanceError> {
             });
         }
     }
-    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+    paths::private_file()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&pid_file)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, format!("{}\n", std::process::id()).as_bytes())
+        })
         .map_err(io("write", &pid_file))?;
     Ok(InstanceGuard {
         _file: file,

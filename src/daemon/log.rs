@@ -31,6 +31,13 @@ const POLL: Duration = Duration::from_millis(250);
 /// The most [`follow`] reads (and writes) in one step.
 const FOLLOW_CHUNK: u64 = 64 * 1024;
 
+/// The most [`tail`] reads back from the end: what a status shows stays
+/// small whatever a daemon wrote (one line of 8 MiB, say).
+const TAIL_READ_LIMIT: u64 = 256 * 1024;
+
+/// The most of one line [`tail`] keeps, in characters; the cut is said.
+pub const LINE_SHOWN: usize = 1000;
+
 /// Opens a log for a daemon to write to: creates the parent directory,
 /// rotates the log if it is over [`LOG_CAP`], and opens it for appending
 /// (created if missing). A failed rotation is logged and the log kept: a
@@ -41,18 +48,22 @@ const FOLLOW_CHUNK: u64 = 64 * 1024;
 /// The directory cannot be created or the file cannot be opened.
 pub fn open_append(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::paths::create_private_dir(dir)?;
     }
     if let Err(error) = rotate_if_large(path, LOG_CAP) {
         tracing::warn!(path = %path.display(), %error, "could not rotate the log");
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    crate::paths::private_file()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
-/// Rotates `path` if it is larger than `cap` bytes: copies it to
+/// Rotates `path` if it is larger than `cap` bytes: copies its last `cap`
+/// bytes (from the first line that starts within them, when one does) to
 /// `NAME.log.1` (replacing an older one), then truncates it to zero, so the
-/// writers' `O_APPEND` descriptors keep working. `Ok(false)` if the file is
-/// missing or not larger than `cap`.
+/// writers' `O_APPEND` descriptors keep working and neither file holds more
+/// than `cap`. `Ok(false)` if the file is missing or not larger than `cap`.
 ///
 /// # Errors
 ///
@@ -67,15 +78,89 @@ pub fn rotate_if_large(path: &Path, cap: u64) -> io::Result<bool> {
     if len <= cap {
         return Ok(false);
     }
-    std::fs::copy(path, crate::paths::rotated_log(path))?;
+    let mut from = File::open(path)?;
+    let mut start = len - cap;
+    if start > 0 {
+        // Start at a line: after the first line break in the window's first
+        // block (unless it ends the window, or there is none).
+        let head = read_at(&mut from, start - 1, BLOCK.min(cap) + 1)?;
+        if let Some(i) = head.iter().position(|&b| b == b'\n') {
+            if start + (i as u64) < len - 1 {
+                start += i as u64;
+            }
+        }
+    }
+    from.seek(SeekFrom::Start(start))?;
+    let mut to = crate::paths::private_file()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(crate::paths::rotated_log(path))?;
+    io::copy(&mut from.take(len - start), &mut to)?;
     OpenOptions::new().write(true).open(path)?.set_len(0)?;
     Ok(true)
 }
 
-/// The last `lines` lines of a log, oldest first: no line break at their
-/// ends (`\n` or `\r\n`), invalid UTF-8 replaced, and no empty line for a
-/// final line break. Reads blocks backwards from the end, never the whole
-/// file (unless its lines are that long).
+/// A log this process writes itself (`manager.log`), rotated as it grows:
+/// past `cap` bytes the file is renamed to `NAME.log.1` and a new one is
+/// opened, so the manager's own log never outgrows two caps however long
+/// it runs.
+#[derive(Debug)]
+pub struct RotatingLog {
+    path: std::path::PathBuf,
+    file: File,
+    written: u64,
+    cap: u64,
+}
+
+impl RotatingLog {
+    /// Opens `path` for appending ([`open_append`]: rotated first if large).
+    ///
+    /// # Errors
+    /// As [`open_append`].
+    pub fn open(path: &Path, cap: u64) -> io::Result<RotatingLog> {
+        let file = open_append(path)?;
+        let written = file.metadata()?.len();
+        Ok(RotatingLog {
+            path: path.to_owned(),
+            file,
+            written,
+            cap,
+        })
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        std::fs::rename(&self.path, crate::paths::rotated_log(&self.path))?;
+        self.file = crate::paths::private_file()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl io::Write for RotatingLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written >= self.cap {
+            // A log that cannot be rotated is still written to.
+            let _ = self.rotate();
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The last `lines` lines of a log as a status shows them, oldest first: no
+/// line break at their ends (`\n` or `\r\n`), invalid UTF-8 replaced, no
+/// empty line for a final line break; at most [`TAIL_READ_LIMIT`] bytes read
+/// (a line begun before that starts with `…`) and each line cut to
+/// [`LINE_SHOWN`] characters, saying how much was cut.
 ///
 /// # Errors
 ///
@@ -83,13 +168,42 @@ pub fn rotate_if_large(path: &Path, cap: u64) -> io::Result<bool> {
 pub fn tail(path: &Path, lines: usize) -> io::Result<Vec<String>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
-    Ok(tail_of(&mut file, len, lines, BLOCK)?.0)
+    let (lines, _) = tail_of(&mut file, len, lines, BLOCK, TAIL_READ_LIMIT)?;
+    Ok(lines.into_iter().map(cut_line).collect())
+}
+
+/// As [`tail`], with whole lines and no read limit (for `mcp-manager logs`,
+/// where a person asked for the log itself; a log is rotated at
+/// [`LOG_CAP`], which bounds this).
+///
+/// # Errors
+///
+/// As [`tail`].
+pub fn tail_whole(path: &Path, lines: usize) -> io::Result<Vec<String>> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    Ok(tail_of(&mut file, len, lines, BLOCK, u64::MAX)?.0)
+}
+
+/// `line` cut to [`LINE_SHOWN`] characters, saying how many bytes went.
+fn cut_line(line: String) -> String {
+    match line.char_indices().nth(LINE_SHOWN) {
+        Some((cut, _)) => format!("{}… ({} more bytes)", &line[..cut], line.len() - cut),
+        None => line,
+    }
 }
 
 /// The last `lines` lines of the first `len` bytes of `file`, read
-/// backwards `block` bytes at a time, and the offset where they end (`len`,
-/// or less if the file shrank meanwhile).
-fn tail_of(file: &mut File, len: u64, lines: usize, block: u64) -> io::Result<(Vec<String>, u64)> {
+/// backwards `block` bytes at a time but no more than `limit` bytes in all,
+/// and the offset where they end (`len`, or less if the file shrank
+/// meanwhile). A first line cut by the limit starts with `…`.
+fn tail_of(
+    file: &mut File,
+    len: u64,
+    lines: usize,
+    block: u64,
+    limit: u64,
+) -> io::Result<(Vec<String>, u64)> {
     if lines == 0 || len == 0 {
         return Ok((Vec::new(), len));
     }
@@ -102,8 +216,8 @@ fn tail_of(file: &mut File, len: u64, lines: usize, block: u64) -> io::Result<(V
     let mut pos = len;
     let mut breaks = 0usize;
     let mut end = len;
-    while pos > 0 && breaks < lines {
-        let step = block.min(pos);
+    while pos > 0 && breaks < lines && len - pos < limit {
+        let step = block.min(pos).min(limit - (len - pos));
         pos -= step;
         let chunk = read_at(file, pos, step)?;
         let mut counted = chunk.iter().filter(|&&b| b == b'\n').count();
@@ -121,9 +235,19 @@ fn tail_of(file: &mut File, len: u64, lines: usize, block: u64) -> io::Result<(V
     let body = text.strip_suffix(b"\n").unwrap_or(&text);
     let all: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
     let first = all.len().saturating_sub(lines);
+    // Stopped by the limit inside a line: that line's start was not read.
+    let partial = pos > 0 && first == 0 && breaks < lines;
     let result = all[first..]
         .iter()
-        .map(|line| String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)).into_owned())
+        .enumerate()
+        .map(|(i, line)| {
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+            if i == 0 && partial {
+                format!("…{text}")
+            } else {
+                text.into_owned()
+            }
+        })
         .collect();
     Ok((result, end))
 }
@@ -155,7 +279,7 @@ pub async fn follow(
     let (first, mut offset) = blocking(move || match File::open(&owned) {
         Ok(mut file) => {
             let len = file.metadata()?.len();
-            tail_of(&mut file, len, lines, BLOCK)
+            tail_of(&mut file, len, lines, BLOCK, u64::MAX)
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok((Vec::new(), 0)),
         Err(error) => Err(error),
@@ -239,10 +363,11 @@ mod tests {
             .write_all(b"old line 1\nold line 2\n")
             .expect("write");
 
-        assert!(rotate_if_large(&path, 10).expect("rotate"));
+        // The cap keeps the last whole lines that fit.
+        assert!(rotate_if_large(&path, 15).expect("rotate"));
         assert_eq!(
             std::fs::read(dir.path().join("x.log.1")).expect("read .1"),
-            b"old line 1\nold line 2\n"
+            b"old line 2\n"
         );
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 0);
 
@@ -285,7 +410,9 @@ mod tests {
             .expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"b\n");
         let rotated = dir.path().join("logs").join("x.log.1");
-        assert_eq!(std::fs::metadata(rotated).expect("meta").len(), LOG_CAP + 1);
+        // `.1` keeps what fits in the cap from the first line starting in it
+        // (the one after "a\n").
+        assert_eq!(std::fs::metadata(rotated).expect("meta").len(), LOG_CAP - 1);
     }
 
     /// 0, 1 and N lines; more lines than the file has.
@@ -367,12 +494,72 @@ mod tests {
                 for block in 1..8 {
                     let mut file = File::open(&path).expect("open");
                     let (got, end) =
-                        tail_of(&mut file, sample.len() as u64, lines, block).expect("tail");
+                        tail_of(&mut file, sample.len() as u64, lines, block, u64::MAX)
+                            .expect("tail");
                     assert_eq!(got, want, "{sample:?} lines={lines} block={block}");
                     assert_eq!(end, sample.len() as u64);
                 }
             }
         }
+    }
+
+    /// A line of megabytes shows as its first characters and the size cut;
+    /// reading it back reads at most the read limit.
+    #[test]
+    fn a_huge_line_is_shown_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.log");
+        let mut content = b"first\n".to_vec();
+        content.extend(std::iter::repeat_n(b'x', 8 * 1024 * 1024));
+        write(&path, &content);
+        let shown = tail(&path, 2).expect("tail");
+        assert_eq!(shown.len(), 1, "the start was beyond the read limit");
+        assert!(shown[0].starts_with('…'), "{}", &shown[0][..20]);
+        assert!(
+            shown[0].ends_with("more bytes)"),
+            "{}",
+            &shown[0][shown[0].len() - 30..]
+        );
+        assert!(shown[0].len() < 2 * LINE_SHOWN, "{}", shown[0].len());
+        let whole = tail_whole(&path, 1).expect("tail");
+        assert_eq!(whole[0].len(), 8 * 1024 * 1024);
+    }
+
+    /// Neither the log nor its previous generation grows past the cap.
+    #[test]
+    fn rotation_keeps_the_last_cap_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.log");
+        write(&path, b"0123456789");
+        assert!(rotate_if_large(&path, 4).expect("rotate"));
+        assert_eq!(
+            std::fs::read(crate::paths::rotated_log(&path)).expect("read .1"),
+            b"6789",
+            "no line starts in the window: its last cap bytes"
+        );
+        write(&path, b"aaaa\nbb\ncc\n");
+        assert!(rotate_if_large(&path, 7).expect("rotate"));
+        assert_eq!(
+            std::fs::read(crate::paths::rotated_log(&path)).expect("read .1"),
+            b"bb\ncc\n",
+            "from the first whole line within the cap"
+        );
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), 0);
+    }
+
+    /// The manager's own log is rotated while it is written.
+    #[test]
+    fn a_rotating_log_starts_a_new_file_past_its_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("manager.log");
+        let mut log = RotatingLog::open(&path, 10).expect("open");
+        log.write_all(b"0123456789ab").expect("write");
+        log.write_all(b"new\n").expect("write");
+        assert_eq!(
+            std::fs::read(crate::paths::rotated_log(&path)).expect("read .1"),
+            b"0123456789ab"
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), b"new\n");
     }
 
     /// follow writes the tail, then appended bytes, then the start of a

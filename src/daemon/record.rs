@@ -55,7 +55,12 @@ pub fn write(path: &Path, lock: &DaemonRecord) -> std::io::Result<()> {
     let mut text = serde_json::to_string_pretty(lock).map_err(std::io::Error::other)?;
     text.push('\n');
     let temporary = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text)?;
+    crate::paths::private_file()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&temporary)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))?;
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })

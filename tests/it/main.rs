@@ -17,6 +17,7 @@ mod adoption;
 mod cli;
 mod fake_daemon;
 mod faults;
+mod files;
 mod host;
 mod manager;
 mod process;
