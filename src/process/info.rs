@@ -6,7 +6,9 @@
 //! one incarnation of a pid from the next, so a pid recorded in a lock file
 //! can be checked ([`is_same_process`]) before anything trusts or signals it.
 //! [`port_holder`] and [`describe`] name whoever holds a port, so an error
-//! can say which program is in the way instead of killing it.
+//! can say which program is in the way instead of killing it;
+//! [`owner_uid`] and [`process_group`] say whose a process is and which
+//! group it is in (is the port holder the recorded daemon, or its child?).
 //!
 //! This module only observes and sends signals; it never decides whom to
 //! signal. Linux reads `/proc`; macOS asks `libproc`, `lsof` and `ps`; other
