@@ -5,6 +5,8 @@
 //!
 //! - [`record`]: `NAME.lock`, which process serves a daemon on which port
 //!   (a record, not a lock; its JSON is an API boundary).
+//! - [`identity`]: whether a record can be believed (its pid, start time,
+//!   owner and port agree) and who listens on a port.
 //! - [`guard`]: the `fs4` guards: a daemon's start guard, the manager's
 //!   single-instance guard.
 //! - [`launch`]: start a daemon race-free under its start guard, or find
@@ -13,6 +15,7 @@
 //! - [`log`]: `NAME.log`, rotated, read back in blocks.
 
 pub mod guard;
+pub mod identity;
 pub mod launch;
 pub mod log;
 pub mod probe;

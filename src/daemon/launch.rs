@@ -7,10 +7,11 @@
 //! daemon to answer. Twenty starters at once therefore give one daemon: the
 //! first spawns it, the others find it live when the lock is theirs.
 //!
-//! A lock is never trusted on its own: its pid must be alive *and* have the
-//! start time recorded with it (a pid reused by another program is not our
-//! daemon). A port held by a program that is not our daemon is reported,
-//! never killed.
+//! A record is never trusted on its own: it is believed only when
+//! [`identity::verdict`] proves it (its pid alive, this user's, with the
+//! start time recorded, holding the port). A stale record is removed under
+//! the guard and its process left alone; a port held by a program that is
+//! not our daemon is described, never killed.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use tokio_util::sync::CancellationToken;
+
 use super::guard;
+use super::identity::{self, Verdict};
 use super::probe::{answers, probe};
 use super::record::{self, DaemonRecord};
 use crate::config::{ServerConfig, TransportKind};
@@ -28,6 +32,8 @@ use crate::process::{self, detach, find_program};
 
 /// How often a starting daemon is probed.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// SIGTERM to SIGKILL, for a daemon known only by its record.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a daemon could not be started. Every message says what to do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -133,59 +139,50 @@ impl Launch<'_> {
     }
 
     /// Makes sure the daemon runs and answers, starting it if needed; holds
-    /// the start guard throughout.
+    /// the start guard throughout. Never cancelled: see
+    /// [`Launch::ensure_until`].
     ///
     /// # Errors
     /// A [`LaunchError`] that says what to do.
     pub async fn ensure(&self) -> Result<Running, LaunchError> {
-        let _guard = guard::start(self.home, self.name()).await?;
-        self.ensure_guarded().await
+        self.ensure_until(&CancellationToken::new()).await
     }
 
-    /// [`Launch::ensure`] for a caller that already holds the guard.
+    /// [`Launch::ensure`] that gives up when `stop` is cancelled, leaving
+    /// nothing behind: while it waits for the guard or for a daemon it did
+    /// not start, nothing is started; a daemon it spawned and that does not
+    /// answer yet is stopped and its record removed. Everything else runs
+    /// to its end (bounded), so this future itself need never be dropped
+    /// half-way.
     ///
     /// # Errors
-    /// A [`LaunchError`] that says what to do.
-    pub async fn ensure_guarded(&self) -> Result<Running, LaunchError> {
+    /// A [`LaunchError`] that says what to do; [`LaunchError::Stopping`]
+    /// once `stop` is cancelled.
+    pub async fn ensure_until(&self, stop: &CancellationToken) -> Result<Running, LaunchError> {
+        // Cancel-safe: the guard is a file lock taken on a blocking task;
+        // dropped before it is ours, the lock is released when that task
+        // ends.
+        let _guard = tokio::select! {
+            guard = guard::start(self.home, self.name()) => guard?,
+            () = stop.cancelled() => return Err(LaunchError::Stopping),
+        };
+        self.ensure_guarded(stop).await
+    }
+
+    /// The work of [`Launch::ensure_until`], under the guard.
+    async fn ensure_guarded(&self, stop: &CancellationToken) -> Result<Running, LaunchError> {
         let port = self.port()?;
         let lock_path = paths::lock_file(self.home, self.name());
-        if let Some(lock) = record::read(&lock_path) {
-            if lock.is_live() {
-                // Ours; give a daemon that is still starting its time.
-                let deadline = Instant::now() + self.server.start_timeout;
-                loop {
-                    if probe(lock.port, lock.transport).await.is_ok() {
-                        return Ok(Running::Existing(lock));
-                    }
-                    if Instant::now() >= deadline || !lock.is_live() {
-                        break;
-                    }
-                    tokio::time::sleep(READY_POLL).await;
-                }
-                if lock.is_live() {
-                    return Err(LaunchError::NotReady {
-                        name: self.name().to_owned(),
-                        port: lock.port,
-                        timeout: self.server.start_timeout,
-                        log: paths::log_file(self.home, self.name())
-                            .display()
-                            .to_string(),
-                    });
-                }
-            }
-            tracing::info!(
-                daemon = self.name(),
-                pid = lock.pid,
-                "removing a stale lock"
-            );
-            record::remove(&lock_path);
+        if let Some(lock) = record::read(&lock_path)
+            && let Some(existing) = self.reuse(lock, port, stop).await?
+        {
+            return Ok(existing);
         }
         if answers(port).await {
             return Err(LaunchError::PortTaken {
                 name: self.name().to_owned(),
                 port,
-                holder: process::port_holder(port)
-                    .map_or_else(|| "another program".to_owned(), process::describe),
+                holder: identity::describe_holder(port),
             });
         }
         let mut child = self.spawn()?;
@@ -204,7 +201,7 @@ impl Launch<'_> {
                 error: Arc::new(error),
             });
         }
-        match self.wait_ready(&mut child, port).await {
+        match self.wait_ready(&mut child, port, stop).await {
             Ok(()) => Ok(Running::Spawned {
                 lock,
                 child: Box::new(child),
@@ -217,8 +214,88 @@ impl Launch<'_> {
         }
     }
 
-    /// Polls the port until it answers, the child exits or time is up.
-    async fn wait_ready(&self, child: &mut Child, port: u16) -> Result<(), LaunchError> {
+    /// What the record found under the guard is worth: the daemon it
+    /// names, if that is proven ours ([`identity::verdict`]), on the
+    /// configured port, and answers within the start timeout. Otherwise
+    /// the record is removed (`None`): a stale one at once (its process
+    /// left alone); a daemon of ours on another port (the config changed
+    /// since it started) is stopped, so that it is started again where the
+    /// config, and every client written from it, says; one of ours that
+    /// never answers its startTimeout is stopped and started again; its
+    /// process that never listens is left alone.
+    async fn reuse(
+        &self,
+        lock: DaemonRecord,
+        port: u16,
+        stop: &CancellationToken,
+    ) -> Result<Option<Running>, LaunchError> {
+        let lock_path = paths::lock_file(self.home, self.name());
+        let name = self.name();
+        let deadline = Instant::now() + self.server.start_timeout;
+        let verdict = loop {
+            let verdict = identity::verdict(&lock);
+            match &verdict {
+                Verdict::Ours if lock.port != port => {
+                    tracing::info!(
+                        daemon = name,
+                        pid = lock.pid,
+                        from = lock.port,
+                        to = port,
+                        "the daemon runs on a port the config no longer names: stopping it to start it on the configured one"
+                    );
+                    stop_pid(&lock, STOP_GRACE).await;
+                    record::remove(&lock_path);
+                    return Ok(None);
+                }
+                Verdict::Ours => {
+                    if probe(lock.port, lock.transport).await.is_ok() {
+                        return Ok(Some(Running::Existing(lock)));
+                    }
+                }
+                // Its process, still starting (its starter died): its time.
+                Verdict::NotListening if lock.port == port => {}
+                Verdict::NotListening | Verdict::Stale(_) => break verdict,
+            }
+            if Instant::now() >= deadline {
+                break verdict;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(READY_POLL) => {}
+                () = stop.cancelled() => return Err(LaunchError::Stopping),
+            }
+        };
+        match verdict {
+            Verdict::Ours => {
+                tracing::warn!(
+                    daemon = name,
+                    pid = lock.pid,
+                    "the daemon holds its port but did not answer HTTP within its startTimeout: stopping it to start it again"
+                );
+                stop_pid(&lock, STOP_GRACE).await;
+            }
+            Verdict::NotListening => tracing::warn!(
+                daemon = name,
+                process = %process::describe(lock.pid),
+                "the daemon's process never listened on port {}; it is left alone and the record removed",
+                lock.port
+            ),
+            Verdict::Stale(why) => tracing::info!(
+                daemon = name,
+                "removing a stale record: it {why}; its process is left alone"
+            ),
+        }
+        record::remove(&lock_path);
+        Ok(None)
+    }
+
+    /// Polls the port until it answers, the child exits, time is up or
+    /// `stop` is cancelled.
+    async fn wait_ready(
+        &self,
+        child: &mut Child,
+        port: u16,
+        stop: &CancellationToken,
+    ) -> Result<(), LaunchError> {
         let deadline = Instant::now() + self.server.start_timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -234,7 +311,13 @@ impl Launch<'_> {
                     last_line,
                 });
             }
-            if probe(port, self.server.transport).await.is_ok() {
+            // Cancel-safe: a probe holds nothing; dropped, it is a closed
+            // connection.
+            let probed = tokio::select! {
+                probed = probe(port, self.server.transport) => probed,
+                () = stop.cancelled() => return Err(LaunchError::Stopping),
+            };
+            if probed.is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -247,7 +330,10 @@ impl Launch<'_> {
                         .to_string(),
                 });
             }
-            tokio::time::sleep(READY_POLL).await;
+            tokio::select! {
+                () = tokio::time::sleep(READY_POLL) => {}
+                () = stop.cancelled() => return Err(LaunchError::Stopping),
+            }
         }
     }
 
@@ -344,11 +430,16 @@ pub async fn stop_child(child: &mut Child) {
     crate::process::terminate_group(child).await;
 }
 
-/// Stops a daemon known only by its lock (one we adopted): only if the pid
-/// is still the process the lock was written for. Returns once it is gone
-/// or after the grace period and a SIGKILL.
+/// Stops a daemon known only by its record (one we adopted, once
+/// [`identity::verdict`] proved it ours): only if the pid is still the
+/// process the record was written for and this user's. Returns once it is
+/// gone or after the grace period and a SIGKILL.
 pub async fn stop_pid(lock: &DaemonRecord, grace: Duration) {
     if !lock.is_live() {
+        return;
+    }
+    if identity::CAN_TELL && process::info::owner_uid(lock.pid) != process::current_uid() {
+        tracing::warn!(pid = lock.pid, "not stopping a process of another user");
         return;
     }
     process::signal_group(lock.pid, process::GroupSignal::Terminate);

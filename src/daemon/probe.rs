@@ -1,6 +1,6 @@
 //! Is the daemon there? A TCP connect ([`answers`]), an HTTP readiness
-//! probe per transport ([`probe`]), and a host's session count
-//! ([`host_sessions`]). None of them opens an MCP session.
+//! probe per transport ([`probe`]), and what a host's `/health` says
+//! ([`host_sessions`], [`host_name`]). None of them opens an MCP session.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -94,6 +94,17 @@ pub async fn probe(port: u16, transport: TransportKind) -> Result<(), ProbeError
 /// How many sessions a host (`mcp-manager host`) serves, from its
 /// `/health`; `None` if it does not answer.
 pub async fn host_sessions(port: u16) -> Option<u64> {
+    host_health(port).await?.get("sessions")?.as_u64()
+}
+
+/// The entry a host (`mcp-manager host NAME`) serves, from its `/health`;
+/// `None` if it does not answer or is no host.
+pub async fn host_name(port: u16) -> Option<String> {
+    Some(host_health(port).await?.get("name")?.as_str()?.to_owned())
+}
+
+/// A host's `/health` JSON; `None` if it does not answer with JSON.
+async fn host_health(port: u16) -> Option<serde_json::Value> {
     let client = http::loopback_client_builder()
         .timeout(PROBE_TIMEOUT)
         .build()
@@ -103,7 +114,16 @@ pub async fn host_sessions(port: u16) -> Option<u64> {
         .send()
         .await
         .ok()?;
-    let body = response.bytes().await.ok()?;
-    let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    health.get("sessions")?.as_u64()
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        body.extend_from_slice(&chunk);
+        if body.len() > HEALTH_LIMIT {
+            return None;
+        }
+    }
+    serde_json::from_slice(&body).ok()
 }
+
+/// A host's `/health` is a few hundred bytes per child.
+const HEALTH_LIMIT: usize = 1 << 20;

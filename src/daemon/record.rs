@@ -28,9 +28,21 @@ pub struct DaemonRecord {
 }
 
 impl DaemonRecord {
-    /// Does `pid` still name the process this lock was written for?
+    /// Does `pid` still name the process this record was written for: alive,
+    /// and with the start time written with it? A record without one (the
+    /// original's format), or naming pid 0 or 1, never does where start
+    /// times can be read; elsewhere a live pid does. This proves the
+    /// process, not that it is the daemon: see
+    /// [`crate::daemon::identity::verdict`] before believing a record.
     pub fn is_live(&self) -> bool {
-        crate::process::is_same_process(self.pid, self.process_start)
+        if self.pid <= 1 || !crate::process::is_alive(self.pid) {
+            return false;
+        }
+        if !crate::daemon::identity::CAN_TELL {
+            return true;
+        }
+        self.process_start
+            .is_some_and(|recorded| crate::process::start_time(self.pid) == Some(recorded))
     }
 }
 

@@ -46,7 +46,7 @@ use crate::control_api::{DaemonState, DaemonStatus};
 use crate::daemon::launch::LaunchError;
 use crate::daemon::record::DaemonRecord;
 use phase::{Live, Phase, Shown};
-use process::{DaemonProcess, Launcher, OsLauncher};
+use process::{Adoption, DaemonProcess, Launcher, OsLauncher};
 
 pub use process::STOP_GRACE;
 
@@ -268,15 +268,23 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        if !self.is_remote()
-            && let Some(process) = self.launcher.adopt()
-        {
-            tracing::info!(
-                daemon = self.name(),
-                pid = process.record().pid,
-                "adopting a running daemon"
-            );
-            self.enter(Phase::Running(Up::new(process)));
+        if !self.is_remote() {
+            match self.launcher.adopt() {
+                Adoption::Adopted(process) => {
+                    tracing::info!(
+                        daemon = self.name(),
+                        pid = process.record().pid,
+                        "adopting a running daemon"
+                    );
+                    self.enter(Phase::Running(Up::new(process)));
+                }
+                Adoption::Refused(why) => {
+                    tracing::warn!(daemon = self.name(), "{why}");
+                    self.last_error = Some(why);
+                    self.enter(Phase::Stopped);
+                }
+                Adoption::Nothing => {}
+            }
         }
         let shutdown = self.supervision.shutdown.clone();
         let mut health = tokio::time::interval(self.supervision.health_check_interval);
@@ -289,6 +297,8 @@ impl<L: Launcher> Supervisor<L> {
                 _ => None,
             };
             tokio::select! {
+                // Shutdown first: once asked, nothing else starts.
+                biased;
                 () = shutdown.cancelled() => break,
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command).await,
@@ -425,12 +435,23 @@ impl<L: Launcher> Supervisor<L> {
     /// Starts the daemon (or finds it already serving): its lock, or why
     /// not (then the next try is set).
     async fn start(&mut self) -> Result<DaemonRecord, LaunchError> {
+        if self.supervision.shutdown.is_cancelled() {
+            return Err(LaunchError::Stopping);
+        }
         self.enter(Phase::Starting);
-        let started = tokio::select! {
-            started = self.launcher.start() => started,
-            () = self.supervision.shutdown.cancelled() => Err(LaunchError::Stopping),
-        };
-        match started {
+        // Not raced against the shutdown: dropped half-way, a start would
+        // leave its daemon running with its record. The launcher finishes
+        // or undoes it (bounded), and a daemon it gives back is stopped by
+        // the shutdown like any other.
+        match self.launcher.start().await {
+            Err(LaunchError::Stopping) => {
+                tracing::info!(
+                    daemon = self.name(),
+                    "start abandoned: the manager is stopping"
+                );
+                self.enter(Phase::Stopped);
+                Err(LaunchError::Stopping)
+            }
             Ok(process) => {
                 let record = process.record().clone();
                 let adopted = process.adopted();

@@ -6,7 +6,9 @@
 //! one incarnation of a pid from the next, so a pid recorded in a lock file
 //! can be checked ([`is_same_process`]) before anything trusts or signals it.
 //! [`port_holder`] and [`describe`] name whoever holds a port, so an error
-//! can say which program is in the way instead of killing it.
+//! can say which program is in the way instead of killing it;
+//! [`owner_uid`] and [`process_group`] say whose a process is and which
+//! group it is in (is the port holder the recorded daemon, or its child?).
 //!
 //! This module only observes and sends signals; it never decides whom to
 //! signal. Linux reads `/proc`; macOS asks `libproc`, `lsof` and `ps`; other
@@ -97,6 +99,50 @@ pub fn port_holder(port: u16) -> Option<u32> {
     #[cfg(not(any(target_os = "linux", target_os = "macos")))]
     {
         let _ = port;
+        None
+    }
+}
+
+/// The effective user id of `pid`; `None` if it does not exist or the
+/// platform cannot tell. A process of another user is never signalled.
+///
+/// Linux: the `Uid:` line of `/proc/PID/status`; macOS: `proc_pidinfo`.
+pub fn owner_uid(pid: u32) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", to_pid(pid)?)).ok()?;
+        linux::effective_uid_from_status(&status)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        Some(macos::bsd_info(to_pid(pid)?)?.pbi_uid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// The process group of `pid`; `None` if it does not exist or the platform
+/// cannot tell. A daemon started here leads a group of its own, so whoever
+/// holds its port (the daemon, or a child such as `npx`'s `node`) is in the
+/// group named by the daemon's pid.
+///
+/// Linux: field 5 of `/proc/PID/stat`; macOS: `proc_pidinfo`.
+pub fn process_group(pid: u32) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", to_pid(pid)?)).ok()?;
+        linux::group_from_stat(&stat)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        Some(macos::bsd_info(to_pid(pid)?)?.pbi_pgid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        let _ = pid;
         None
     }
 }
@@ -231,6 +277,18 @@ mod linux {
     pub(super) fn start_time_from_stat(stat: &str) -> Option<u64> {
         // Field 3 is the first after the command name, so field 22 is the 20th.
         fields_after_comm(stat)?.nth(22 - 3)?.parse().ok()
+    }
+
+    /// Field 5, `pgrp`: the process group.
+    pub(super) fn group_from_stat(stat: &str) -> Option<u32> {
+        fields_after_comm(stat)?.nth(5 - 3)?.parse().ok()
+    }
+
+    /// The effective uid: the second number of the `Uid:` line of
+    /// `/proc/PID/status` (real, effective, saved, file system).
+    pub(super) fn effective_uid_from_status(status: &str) -> Option<u32> {
+        let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// `/proc/PID/cmdline`: arguments separated (and ended) by NUL.
@@ -382,6 +440,18 @@ mod tests {
         assert!(is_same_process(me, None));
     }
 
+    /// This process is this user's, and in the test runner's group.
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[test]
+    fn own_owner_and_group_are_read() {
+        let me = std::process::id();
+        assert_eq!(owner_uid(me), crate::process::current_uid());
+        let group = process_group(me).expect("a group");
+        assert!(group > 0);
+        assert_eq!(owner_uid(0), None);
+        assert_eq!(process_group(0), None);
+    }
+
     /// A recorded start time that differs means the pid was reused.
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     #[test]
@@ -495,6 +565,13 @@ mod tests {
                     1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0";
         assert_eq!(linux::state_from_stat(stat), Some('Z'));
         assert_eq!(linux::start_time_from_stat(stat), Some(123_456));
+        assert_eq!(linux::group_from_stat(stat), Some(77));
+        assert_eq!(
+            linux::effective_uid_from_status("Name:\tx\nUid:\t1000\t1001\t1000\t1000\n"),
+            Some(1001)
+        );
+        assert_eq!(linux::effective_uid_from_status("Name:\tx\n"), None);
+
         assert_eq!(linux::start_time_from_stat("no parenthesis"), None);
         assert_eq!(linux::start_time_from_stat("1 (x) S 1"), None);
         assert_eq!(linux::state_from_stat("1 (x)"), None);

@@ -7,6 +7,21 @@
 //! under the same start guard as the manager ([`crate::daemon::launch`]), so exactly
 //! one daemon runs either way. A remote (`url`) entry needs no search. When
 //! nothing serves the name, the error says what was tried and what to run.
+//!
+//! Identity before trust: "something answers" is not enough. Before a
+//! session's first byte, the listener must be this user's
+//! ([`identity::listener`]; Linux tells, elsewhere it is assumed), or it
+//! gets nothing, not even a connect, and the client's `initialize` is
+//! answered with [`Attempt::ForeignListener`]. A hosted server must also
+//! prove it is the host: its record is believed ([`identity::verdict`]:
+//! the recorded process holds the port) or its `/health` names the entry
+//! (a host started by hand has no record). A record on another port is
+//! followed only when it is believed. The manager's port is checked the
+//! same way before `/ping` or `/ensure` is sent, so a stranger there cannot
+//! redirect a name. What remains: a listener could change between this
+//! check and the transport's connect (microseconds, and only after the
+//! daemon died); the transport's reconnects are not checked again until a
+//! recovery runs discovery again.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +31,8 @@ use url::Url;
 
 use crate::config::{self, ServerConfig, TransportKind};
 use crate::control_api::{self, ApiClient, ApiError};
-use crate::daemon::probe::answers;
+use crate::daemon::identity::{self, Listener, Verdict};
+use crate::daemon::probe::{self, answers};
 use crate::daemon::{launch, record};
 use crate::{paths, process};
 
@@ -60,6 +76,20 @@ pub enum Attempt {
     StrangerOnManagerPort { port: u16, what: String },
     #[error("the manager could not start it: {0}")]
     ManagerRefused(ApiError),
+    /// Another user's program listens where the daemon should: it was sent
+    /// nothing.
+    #[error(
+        "127.0.0.1:{port} is held by {holder}, a process of another user; nothing was sent to it: stop it, or give this server another \"port\""
+    )]
+    ForeignListener { port: u16, holder: String },
+    /// A program of this user on a hosted server's port that is not its
+    /// host.
+    #[error(
+        "127.0.0.1:{port} is held by {holder}, which is not this server's host (no believed record names it, and its /health does not name the server); nothing was sent to it"
+    )]
+    NotTheHost { port: u16, holder: String },
+    #[error("the lock file {} is not believed: it {why}", path.display())]
+    RecordNotBelieved { path: PathBuf, why: String },
     #[error("starting it here failed: {0}")]
     LaunchFailed(launch::LaunchError),
 }
@@ -114,8 +144,13 @@ pub async fn find(
         });
     }
     let mut tried = Vec::new();
+    let refused = |attempt| not_found(server, vec![attempt], manager_port);
     if let Some(port) = server.port {
+        if let Listener::Stranger { holder, .. } = identity::listener(port) {
+            return Err(refused(Attempt::ForeignListener { port, holder }));
+        }
         if answers(port).await {
+            vet(server, home, port).await.map_err(refused)?;
             return Ok(found(port, server.transport, "configured port"));
         }
         tried.push(Attempt::NothingOnPort { port });
@@ -123,7 +158,20 @@ pub async fn find(
     let lock_path: PathBuf = paths::lock_file(home, &server.name);
     match record::read(&lock_path) {
         Some(lock) if Some(lock.port) != server.port && answers(lock.port).await => {
-            return Ok(found(lock.port, lock.transport, "lock file"));
+            match identity::verdict(&lock) {
+                Verdict::Ours => {
+                    vet(server, home, lock.port).await.map_err(refused)?;
+                    return Ok(found(lock.port, lock.transport, "lock file"));
+                }
+                Verdict::NotListening => tried.push(Attempt::StaleRecord {
+                    path: lock_path,
+                    port: lock.port,
+                }),
+                Verdict::Stale(why) => tried.push(Attempt::RecordNotBelieved {
+                    path: lock_path,
+                    why: why.to_string(),
+                }),
+            }
         }
         Some(lock) => tried.push(Attempt::StaleRecord {
             path: lock_path,
@@ -134,10 +182,48 @@ pub async fn find(
     let api = ApiClient::new(manager_port, server.start_timeout + ENSURE_MARGIN)
         .map_err(|e| not_found(server, vec![Attempt::NoClient(e)], manager_port))?;
     match ensure(&api, server, home).await {
-        Ok((port, transport, via)) => return Ok(found(port, transport, via)),
+        Ok((port, transport, via)) => {
+            // The manager (or this proxy) started it; a stranger could
+            // still have taken the port since.
+            vet(server, home, port).await.map_err(refused)?;
+            return Ok(found(port, transport, via));
+        }
         Err(mut reasons) => tried.append(&mut reasons),
     }
     Err(not_found(server, tried, manager_port))
+}
+
+/// May a session be sent to whoever listens on `port` for `server`? Its
+/// listener is this user's (where the platform tells), and a hosted
+/// server's listener is its host.
+async fn vet(server: &ServerConfig, home: &Path, port: u16) -> Result<(), Attempt> {
+    if let Listener::Stranger { holder, .. } = identity::listener(port) {
+        return Err(Attempt::ForeignListener { port, holder });
+    }
+    if server.transport != TransportKind::Stdio {
+        return Ok(());
+    }
+    let recorded = record::read(&paths::lock_file(home, &server.name))
+        .is_some_and(|lock| lock.port == port && identity::verdict(&lock) == Verdict::Ours);
+    if recorded || probe::host_name(port).await.as_deref() == Some(server.name.as_str()) {
+        Ok(())
+    } else {
+        Err(Attempt::NotTheHost {
+            port,
+            holder: identity::describe_holder(port),
+        })
+    }
+}
+
+/// `Some` when another user listens on the manager's port: what to say.
+fn stranger_on_manager_port(port: u16) -> Option<Attempt> {
+    match identity::listener(port) {
+        Listener::Stranger { holder, .. } => Some(Attempt::StrangerOnManagerPort {
+            port,
+            what: format!("{holder}, a process of another user; nothing was sent to it"),
+        }),
+        Listener::Nobody | Listener::Mine | Listener::Unknown => None,
+    }
 }
 
 fn not_found(server: &ServerConfig, tried: Vec<Attempt>, manager_port: u16) -> NotFound {
@@ -162,11 +248,20 @@ async fn ensure(
     };
     let mut tried = Vec::new();
     let manager = sibling_program("mcp-manager");
+    // Another user's "manager" gets nothing: not /ping, not /ensure.
+    if let Some(stranger) = stranger_on_manager_port(api.port()) {
+        tried.push(stranger);
+        return launch_here(server, home, &manager, tried).await;
+    }
     match ping(api.port()).await {
         Ping::Manager => {}
         Ping::Nothing => {
             if let Err(reason) = start_manager(&manager, api).await {
                 tried.push(reason);
+                return launch_here(server, home, &manager, tried).await;
+            }
+            if let Some(stranger) = stranger_on_manager_port(api.port()) {
+                tried.push(stranger);
                 return launch_here(server, home, &manager, tried).await;
             }
         }
@@ -257,6 +352,9 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), Attempt> {
     tracing::info!(port, "started the manager");
     let deadline = tokio::time::Instant::now() + MANAGER_START_TIMEOUT;
     loop {
+        if let Some(Attempt::StrangerOnManagerPort { what, .. }) = stranger_on_manager_port(port) {
+            return Err(Attempt::ManagerSilent { port, what });
+        }
         match api.ping().await {
             control_api::Ping::Manager { .. } => break,
             control_api::Ping::Nothing if tokio::time::Instant::now() < deadline => {

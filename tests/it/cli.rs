@@ -120,18 +120,22 @@ async fn target_found_on_its_configured_port() {
     assert!(tool_text(&echo).contains("via port"));
 }
 
-/// Nothing on the configured port: the port in `NAME.lock` is tried next.
+/// Nothing on the configured port: the port in `NAME.lock` is tried next,
+/// when the record is believed (its process, with its start time, holds
+/// that port).
 #[tokio::test]
 async fn target_found_through_its_lock_file() {
     let server = RealServer::start(Flavor::Everything, Mode::StreamableHttp).await;
+    let pid = server.pid().expect("the server runs");
     let home = TestHome::new();
     let configured = free_port();
     home.write_config(&json!({"mcpServers": {"shared": {"port": configured}}}));
     std::fs::write(
         home.path().join("shared.lock"),
         serde_json::to_vec_pretty(&json!({
-            "pid": std::process::id(), "port": server.port,
-            "startedAt": 0, "transport": "streamable-http"
+            "pid": pid, "port": server.port,
+            "startedAt": 0, "transport": "streamable-http",
+            "processStart": mcp_session_manager::process::start_time(pid),
         }))
         .expect("json"),
     )

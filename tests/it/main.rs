@@ -7,7 +7,8 @@
 //! `process` (signals, end of input, framing), `faults` (fault injection
 //! against `fake_daemon`), `restarts` (surviving daemon restarts), `host`
 //! (`mcp-manager host`), `manager` (the supervisor and its control API),
-//! `adoption` (importing a Claude Code setup) and `sdk_clients` (the Python
+//! `adoption` (importing a Claude Code setup), `safety` (what is
+//! believed, signalled, left behind, and let in) and `sdk_clients` (the Python
 //! and TypeScript SDK clients). The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
@@ -23,6 +24,7 @@ mod manager;
 mod process;
 mod real_servers;
 mod restarts;
+mod safety;
 mod sdk_clients;
 mod transparency;
 mod util;

@@ -10,6 +10,7 @@
 //! - `manager`: `mcp-manager` (the supervisor), its control API, cleanup.
 //! - `processes`: signals, process groups, argv, memory (no `unsafe`).
 //! - `wait`: free ports, waiting for listeners and for conditions.
+//! - `foreign_user`: a throwaway user and a listener of theirs (Linux, root).
 //!
 //! The paths, the free-port helper and the `/proc` readings are shared with
 //! the benchmark through `tests/support/` (included below by path).
@@ -25,6 +26,8 @@ mod procfs;
 
 mod config;
 mod fixtures;
+#[cfg(target_os = "linux")]
+mod foreign_user;
 mod host;
 mod manager;
 mod processes;
@@ -35,6 +38,8 @@ mod wait;
 // there and nowhere else.
 pub use config::*;
 pub use fixtures::*;
+#[cfg(target_os = "linux")]
+pub use foreign_user::*;
 pub use host::*;
 pub use manager::*;
 pub use processes::*;

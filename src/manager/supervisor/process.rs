@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::process::Child;
+use tokio_util::sync::CancellationToken;
 
 use super::Supervision;
 use crate::config::{ServerConfig, TransportKind};
+use crate::daemon::identity::{self, Verdict};
 use crate::daemon::launch::{self, Launch, LaunchError, Running};
 use crate::daemon::probe::{self, ProbeError};
 use crate::daemon::record::{self, DaemonRecord};
@@ -22,22 +24,37 @@ use crate::paths;
 /// How often an adopted daemon's pid is checked.
 const PID_POLL: Duration = Duration::from_millis(250);
 /// SIGTERM to SIGKILL, for a daemon known only by its pid.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
+pub use launch::STOP_GRACE;
 
 /// Finds or starts one daemon.
 pub trait Launcher: Send + Sync + 'static {
     type Process: DaemonProcess;
 
-    /// The daemon an earlier manager (or a proxy) left running, if its lock
-    /// names a live process on the configured port.
-    fn adopt(&self) -> Option<Self::Process>;
+    /// The daemon an earlier manager (or a proxy) left running, if its
+    /// record is proven ([`identity::verdict`]) and names the configured
+    /// port.
+    fn adopt(&self) -> Adoption<Self::Process>;
 
     /// Makes sure the daemon runs and answers: started now, or found
-    /// serving.
+    /// serving. It runs to its end: when the manager stops meanwhile it
+    /// undoes what it started and says [`LaunchError::Stopping`], so the
+    /// supervisor never drops it half-way.
     fn start(&self) -> impl Future<Output = Result<Self::Process, LaunchError>> + Send;
 
     /// Housekeeping on every health tick (the log is kept under its cap).
     fn rotate_log(&self);
+}
+
+/// What a supervisor finds at startup.
+#[derive(Debug)]
+pub enum Adoption<P> {
+    /// A daemon left running, proven ours: supervised from now on.
+    Adopted(P),
+    /// No record, or one the next start deals with.
+    Nothing,
+    /// A record that is not believed: why, for `lastError` (its process is
+    /// left alone).
+    Refused(String),
 }
 
 /// One daemon process that answers (or did).
@@ -73,6 +90,8 @@ pub struct OsLauncher {
     home: PathBuf,
     manager_exe: PathBuf,
     server: ServerConfig,
+    /// The manager's shutdown: a start in flight undoes itself.
+    shutdown: CancellationToken,
 }
 
 impl OsLauncher {
@@ -82,6 +101,7 @@ impl OsLauncher {
             home: supervision.home.clone(),
             manager_exe: supervision.manager_exe.clone(),
             server: server.clone(),
+            shutdown: supervision.shutdown.clone(),
         }
     }
 
@@ -105,9 +125,32 @@ impl OsLauncher {
 impl Launcher for OsLauncher {
     type Process = OsProcess;
 
-    fn adopt(&self) -> Option<OsProcess> {
-        let lock = record::read(&paths::lock_file(&self.home, &self.server.name))?;
-        (lock.is_live() && Some(lock.port) == self.server.port).then(|| self.process(None, lock))
+    fn adopt(&self) -> Adoption<OsProcess> {
+        let path = paths::lock_file(&self.home, &self.server.name);
+        let Some(lock) = record::read(&path) else {
+            return Adoption::Nothing;
+        };
+        match identity::verdict(&lock) {
+            Verdict::Ours if Some(lock.port) == self.server.port => {
+                Adoption::Adopted(self.process(None, lock))
+            }
+            // Moved to the configured port, or waited for, by the next
+            // start (under the guard).
+            Verdict::Ours | Verdict::NotListening => Adoption::Nothing,
+            Verdict::Stale(why) => {
+                let file = path
+                    .file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+                let left = if lock.pid > 1 && crate::process::is_alive(lock.pid) {
+                    format!(", and {} is left alone", crate::process::describe(lock.pid))
+                } else {
+                    String::new()
+                };
+                Adoption::Refused(format!(
+                    "{file} {why}: it is not adopted{left}; the record is replaced at the next start"
+                ))
+            }
+        }
     }
 
     async fn start(&self) -> Result<OsProcess, LaunchError> {
@@ -116,7 +159,7 @@ impl Launcher for OsLauncher {
             server: &self.server,
             manager_exe: &self.manager_exe,
         };
-        Ok(match launch.ensure().await? {
+        Ok(match launch.ensure_until(&self.shutdown).await? {
             Running::Existing(lock) => self.process(None, lock),
             Running::Spawned { lock, child } => self.process(Some(child), lock),
         })

@@ -27,6 +27,10 @@ struct World {
     sessions: Option<u64>,
     /// A daemon left running by an earlier manager, for `adopt`.
     left_running: Option<u32>,
+    /// A record `adopt` does not believe: why.
+    refused: Option<String>,
+    /// How long each start takes (spawn to answering).
+    start_takes: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,15 +81,22 @@ impl FakeLauncher {
 impl Launcher for FakeLauncher {
     type Process = FakeProcess;
 
-    fn adopt(&self) -> Option<FakeProcess> {
-        let pid = self.world().left_running.take()?;
+    fn adopt(&self) -> Adoption<FakeProcess> {
+        if let Some(why) = self.world().refused.take() {
+            return Adoption::Refused(why);
+        }
+        let Some(pid) = self.world().left_running.take() else {
+            return Adoption::Nothing;
+        };
         self.world().last_pid = pid;
         let mut process = self.process(pid);
         process.adopted = true;
-        Some(process)
+        Adoption::Adopted(process)
     }
 
     async fn start(&self) -> Result<FakeProcess, LaunchError> {
+        let delay = self.world().start_takes;
+        tokio::time::sleep(delay).await;
         let pid = {
             let mut world = self.world();
             world.starts.push(Instant::now());
@@ -504,4 +515,55 @@ async fn a_remote_entry_is_never_started() {
         assert_eq!(status.port, Some(8443));
     }
     assert!(h.world.world().starts.is_empty());
+}
+
+/// SIGTERM while a start is in flight: the start is not dropped half-way
+/// (which left its daemon running with its record); it finishes and what
+/// it started is stopped before the task ends. See: issue 13.
+#[tokio::test(start_paused = true)]
+async fn a_start_in_flight_at_shutdown_is_finished_and_then_stopped() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.world.world().start_takes = Duration::from_secs(5);
+    let handle = h.handle.clone();
+    let asked = tokio::spawn(async move { handle.start().await });
+    h.until("starting", |s| s.state == DaemonState::Starting)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.shutdown.cancel();
+    h.tasks.close();
+    h.tasks.wait().await;
+    {
+        let world = h.world.world();
+        assert_eq!(world.starts.len(), 1, "{:?}", world.starts);
+        assert_eq!(world.stops, [world.last_pid], "what was started is stopped");
+        assert!(world.exits.is_empty(), "nothing is left running");
+    }
+    assert_eq!(h.handle.status().state, DaemonState::Stopped);
+    let _ = asked.await;
+}
+
+/// Once the manager is stopping, no start begins (a retry that is due, a
+/// command still queued).
+#[tokio::test(start_paused = true)]
+async fn nothing_starts_once_the_manager_is_stopping() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.shutdown.cancel();
+    let status = h.handle.start().await;
+    h.tasks.close();
+    h.tasks.wait().await;
+    assert!(h.world.world().starts.is_empty(), "{status:?}");
+}
+
+/// A record that is not believed is not adopted, and says why in
+/// `lastError`; nothing is started or stopped for it.
+#[tokio::test(start_paused = true)]
+async fn a_record_that_is_not_believed_is_shown_not_adopted() {
+    let world = FakeLauncher::default();
+    world.world().refused = Some("web.lock has no \"processStart\"".into());
+    let h = Harness::with(server("web", TransportKind::StreamableHttp), HOUR, world);
+    let shown = h.until("refused", |s| s.last_error.is_some()).await;
+    assert_eq!(shown.state, DaemonState::Stopped, "{shown:?}");
+    assert!(!shown.adopted && shown.pid.is_none(), "{shown:?}");
+    let world = h.world.world();
+    assert!(world.starts.is_empty() && world.stops.is_empty());
 }
