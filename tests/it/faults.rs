@@ -670,6 +670,100 @@ async fn a_batch_gets_one_array_line_and_notifications_only_get_none() {
     );
 }
 
+/// See: issue 13, item 11. A batch is always answered with an array, whatever
+/// it holds: `[initialize]` (which the proxy keeps for a replay), a request
+/// with `"id": null` (-32600 with a null id, in the array), a request the
+/// proxy fails itself; and a batch of notifications only gets no line.
+#[tokio::test]
+async fn a_batch_is_always_answered_with_an_array() {
+    for path in ["/mcp", "/sse"] {
+        let (daemon, _home, mut proxy) = rig(Behaviour::default(), path).await;
+        let init = request(
+            json!(0),
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "faults", "version": "0"}}),
+        );
+        proxy.send_raw(&format!("[{init}]")).await;
+        let line = proxy.next().await;
+        let answers = line
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: not an array: {line}"));
+        assert_eq!(answers.len(), 1, "{path}: {line}");
+        assert_eq!(answers[0]["id"], json!(0), "{path}: {line}");
+        assert!(
+            answers[0]["result"]["protocolVersion"].is_string(),
+            "{path}: {line}"
+        );
+        proxy
+            .send_raw(r#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#)
+            .await;
+
+        proxy
+            .send_raw(concat!(
+                r#"[{"jsonrpc":"2.0","id":null,"method":"ping"},"#,
+                r#"{"jsonrpc":"2.0","id":"p","method":"ping"}]"#
+            ))
+            .await;
+        let line = proxy.next().await;
+        let answers = line
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: not an array: {line}"));
+        assert_eq!(answers.len(), 2, "{path}: {line}");
+        let invalid = answers
+            .iter()
+            .find(|a| a["id"].is_null())
+            .expect("the null id's answer");
+        assert_eq!(invalid["error"]["code"], json!(-32600), "{path}: {line}");
+        assert!(
+            answers
+                .iter()
+                .any(|a| a["id"] == "p" && a["result"] == json!({})),
+            "{path}: {line}"
+        );
+
+        // Only notifications: no answer at all; the next request is answered first.
+        proxy
+            .send_raw(r#"[{"jsonrpc":"2.0","method":"notifications/a"}]"#)
+            .await;
+        nth_post(&daemon, 1, "notifications/a").await;
+        let pong = proxy.request(json!("after"), "ping", json!({})).await;
+        assert_eq!(pong["result"], json!({}), "{path}: {pong}");
+        assert!(
+            proxy.seen.is_empty(),
+            "{path}: unexpected lines: {:?}",
+            proxy.seen
+        );
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
+/// See: issue 13, item 11. A request whose id is `null` is answered -32600
+/// with a null id (it is not a notification), and is not sent to the daemon;
+/// a notification (no `id` at all) still goes through unanswered.
+#[tokio::test]
+async fn a_request_with_a_null_id_gets_invalid_request() {
+    let (daemon, _home, mut proxy) = rig(Behaviour::default(), "/mcp").await;
+    proxy.initialize().await;
+    proxy
+        .send_raw(r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{"message":"null-id"}}}"#)
+        .await;
+    let answer = proxy.next().await;
+    assert!(answer["id"].is_null(), "{answer}");
+    assert_eq!(answer["error"]["code"], json!(-32600), "{answer}");
+    proxy.notify("notifications/plain", json!({})).await;
+    nth_post(&daemon, 1, "notifications/plain").await;
+    let pong = proxy.request(json!(1), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    assert!(proxy.seen.is_empty(), "unexpected lines: {:?}", proxy.seen);
+    let posted = daemon
+        .requests()
+        .iter()
+        .filter(|r| r.json().is_some_and(|v| v.to_string().contains("null-id")))
+        .count();
+    assert_eq!(posted, 0, "the invalid request reached the daemon");
+}
+
 // ── 14. Legacy HTTP+SSE ─────────────────────────────────────────────────────
 
 /// The legacy `endpoint` (absolute path or relative reference, with an
