@@ -296,6 +296,13 @@ impl InitializeCache {
         *crate::sync::lock(slot) = Some(message.clone());
     }
 
+    /// The id of the client's own (last) `initialize`.
+    pub fn client_id(&self) -> Option<RawId> {
+        crate::sync::lock(&self.initialize)
+            .as_ref()
+            .and_then(|m| m.id().cloned())
+    }
+
     /// A copy of the client's `initialize` with an id of the proxy's own, so
     /// its answer can be kept from the client; and the `initialized` to send
     /// after it. `None` if the client has not initialized yet.

@@ -105,20 +105,32 @@ impl LegacySse {
             return;
         };
         self.shared.order.wait_for(ticket).await;
-        let (mut outcome, token) = self.post_request(id, &message).await;
-        if outcome.as_ref().is_err_and(|e| e.not_sent) && self.shared.inbound.is_pending(id) {
+        let is_initialize = method == "initialize";
+        let deadline = Instant::now() + self.shared.recovery.timeout;
+        let (mut outcome, mut token) = self.post_request(id, &message).await;
+        while let Err(error) = &outcome {
+            // `initialize` opens the session: a daemon lost before it answered
+            // ran nothing, so it is sent again on the next stream (within the
+            // reconnect bound), like a request that never reached the daemon.
+            let again = error.not_sent || (is_initialize && error.lost);
+            if !again || !self.shared.inbound.is_pending(id) || Instant::now() >= deadline {
+                break;
+            }
             // The daemon went away before it got this. Unless the recovery
             // has already taken it (to post again, or to fail), post it once
             // more on the next stream, once this one is seen to be gone.
-            if !self.lock_posted().take_back(id, token) {
+            if !error.taken && !self.lock_posted().take_back(id, token) {
                 return;
             }
             let mut endpoint = self.endpoint.subscribe();
             if endpoint.borrow_and_update().is_some() {
-                let _ =
-                    tokio::time::timeout(self.shared.recovery.timeout, endpoint.changed()).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, endpoint.changed()).await;
             }
-            outcome = self.post_request(id, &message).await.0;
+            (outcome, token) = self.post_request(id, &message).await;
+            if !is_initialize {
+                break; // once: a second loss is told
+            }
         }
         if let Err(error) = outcome {
             tracing::warn!(%id, method, error = %error.message, "request failed");
@@ -160,8 +172,11 @@ impl LegacySse {
         let dropped = outcome.is_ok() && !self.lock_posted().accept(id, token);
         if dropped {
             // Accepted by a session whose stream is gone: its answer will
-            // never come, and it may have run.
-            return (Err(PostError::new(CUT_MESSAGE.to_owned())), token);
+            // never come, and it may have run. (Its record is gone: the
+            // caller has nothing to take back.)
+            let mut error = PostError::new(CUT_MESSAGE.to_owned());
+            (error.lost, error.taken) = (true, true);
+            return (Err(error), token);
         }
         (outcome, token)
     }
@@ -214,6 +229,8 @@ impl LegacySse {
                     message,
                     data: None,
                     not_sent: e.is_connect(),
+                    lost: true,
+                    taken: false,
                 }
             })?;
         let status = response.status();
@@ -226,6 +243,8 @@ impl LegacySse {
             message: format!("the daemon answered HTTP {status}: {body}"),
             data: Some(data),
             not_sent: false,
+            lost: false,
+            taken: false,
         })
     }
 
@@ -352,7 +371,11 @@ impl LegacySse {
         // client's state before anything else is posted there.
         let this = Arc::clone(self);
         self.tasks.spawn(async move {
-            if this.reinitialize(&endpoint).await {
+            // A client whose own `initialize` is still unanswered has no
+            // session to restore: its `initialize` is posted again instead.
+            let unanswered = (this.shared.replay.client_id())
+                .is_some_and(|id| this.shared.inbound.is_pending(&id));
+            if !unanswered && this.reinitialize(&endpoint).await {
                 let session = OnEndpoint {
                     sse: &this,
                     endpoint: &endpoint,
@@ -407,10 +430,11 @@ impl LegacySse {
                 if !self.shared.inbound.is_pending(&id) {
                     continue;
                 }
+                // Reads, and `initialize` (nothing ran on a lost session), go again.
                 if record
                     .message
                     .method()
-                    .is_some_and(crate::mcp::is_safe_read)
+                    .is_some_and(|m| crate::mcp::is_safe_read(m) || m == "initialize")
                 {
                     posted.resend.push((id, (record.token, record.message)));
                 } else if record.accepted {
@@ -533,6 +557,11 @@ struct PostError {
     data: Option<serde_json::Value>,
     /// The connection was never made: the daemon did not get it.
     not_sent: bool,
+    /// The daemon went away (or its stream did) before it answered, rather
+    /// than refusing the message.
+    lost: bool,
+    /// The request's record is already gone from [`Posted`].
+    taken: bool,
 }
 
 impl PostError {
@@ -541,6 +570,8 @@ impl PostError {
             message,
             data: None,
             not_sent: false,
+            lost: false,
+            taken: false,
         }
     }
 }

@@ -301,10 +301,35 @@ impl StreamableHttp {
             return; // the session is over; the client is gone or going
         }
         let mut resent = false;
+        let mut init_retry: Option<(Instant, crate::backoff::Backoff)> = None;
         let result = loop {
             let generation = self.session.borrow().generation;
             let result = self.exchange(&message, id, is_initialize).await;
             let failure = match result {
+                Err(failure) if is_initialize && failure.lost_daemon() => {
+                    // `initialize` opens the session: nothing ran on a daemon
+                    // that died before answering it, so it is sent again on
+                    // the recovered daemon, within the reconnect bound. (A
+                    // first refused connection at `--url` is told at once:
+                    // nothing listens there.)
+                    let first_refused = init_retry.is_none()
+                        && failure.never_sent()
+                        && self.shared.recovery.rediscover.is_none();
+                    if first_refused || !self.shared.inbound.is_pending(id) {
+                        break Err(failure);
+                    }
+                    let (deadline, backoff) = init_retry.get_or_insert_with(|| {
+                        let deadline = Instant::now() + self.shared.recovery.timeout;
+                        (deadline, reconnect_backoff())
+                    });
+                    match self.await_daemon(*deadline, backoff, &failure).await {
+                        Ok(()) => {
+                            tracing::info!(%id, "sending initialize again: the daemon was lost before it answered");
+                            continue;
+                        }
+                        Err(lost) => break Err(Failure::Lost(lost)),
+                    }
+                }
                 Err(failure) if !is_initialize && !resent && failure.lost_daemon() => failure,
                 other => break other,
             };
@@ -688,6 +713,40 @@ impl StreamableHttp {
             s.lost = Some(lost.clone());
         });
         Err(lost)
+    }
+
+    /// Waits a back-off step for a lost daemon to come back before an
+    /// `initialize` is sent again (finding it again, for `--target`). `Err`
+    /// once the deadline would pass: why the daemon is still lost.
+    async fn await_daemon(
+        &self,
+        deadline: Instant,
+        backoff: &mut crate::backoff::Backoff,
+        failure: &Failure,
+    ) -> Result<(), String> {
+        let timeout = self.shared.recovery.timeout;
+        let lost = || {
+            format!(
+                "the daemon was lost before it answered initialize and is not back after {timeout:?} ({failure})"
+            )
+        };
+        let delay = backoff.next_delay();
+        if self.cancel.is_cancelled() || Instant::now() + delay >= deadline {
+            return Err(lost());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.cancel.cancelled() => return Err(lost()),
+        }
+        if let Some(rediscover) = &self.shared.recovery.rediscover {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rediscover()).await {
+                Ok(Ok(url)) => self.set_endpoint(url),
+                Ok(Err(error)) => tracing::debug!(%error, "cannot find the daemon again yet"),
+                Err(_) => return Err(lost()),
+            }
+        }
+        Ok(())
     }
 
     /// Does the current session still answer a `ping`?

@@ -470,6 +470,48 @@ async fn an_expired_session_is_reinitialized_and_the_request_retried() {
     assert_reinitialized(&daemon, &mut proxy, "ping").await;
 }
 
+/// See: issue 13, item 11. An `initialize` cut by a daemon restart (the
+/// daemon read it and died before answering) is sent again on the daemon
+/// that comes back on the same port: the client gets its one answer, a
+/// result, and the session works. Both transports.
+#[tokio::test]
+async fn an_initialize_cut_by_a_restart_is_sent_again() {
+    for path in ["/mcp", "/sse"] {
+        let behaviour = Behaviour::default().with_fault("initialize", Fault::Hang);
+        let (daemon, _home, mut proxy) = rig(behaviour, path).await;
+        let params = json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                            "clientInfo": {"name": "faults", "version": "0"}});
+        proxy.send(&request(json!(0), "initialize", params)).await;
+        nth_post(&daemon, 1, "initialize").await;
+        let addr = daemon.addr;
+        daemon.stop().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let daemon = FakeDaemon::start_at(addr, Behaviour::default())
+            .await
+            .expect("the fake daemon starts again on its port");
+        let answer = proxy.response(&json!(0)).await;
+        assert!(
+            answer["result"]["protocolVersion"].is_string(),
+            "{path}: {answer}"
+        );
+        proxy.notify("notifications/initialized", json!({})).await;
+        let pong = proxy.request(json!(1), "ping", json!({})).await;
+        assert_eq!(pong["result"], json!({}), "{path}: {pong}");
+        assert_eq!(
+            posts_of(&daemon, "initialize").len(),
+            1,
+            "{path}: one initialize on the new daemon"
+        );
+        let extra: Vec<_> = proxy
+            .seen
+            .iter()
+            .filter(|m| m.get("id").is_some())
+            .collect();
+        assert!(extra.is_empty(), "{path}: extra answers: {extra:?}");
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
 // ── 9. The GET stream ───────────────────────────────────────────────────────
 
 async fn get_refused_with(status: u16) {
