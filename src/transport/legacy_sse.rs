@@ -205,20 +205,17 @@ impl LegacySse {
     }
 
     async fn post_to(&self, endpoint: &Url, body: bytes::Bytes) -> Result<(), PostError> {
-        let response = self
-            .shared
-            .http
+        let request = (self.shared.http)
             .post(endpoint.clone())
             .headers(self.shared.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .timeout(POST_TIMEOUT)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
+            .body(body);
+        let response = self.shared.send(request).await.map_err(|e| {
                 let reason = reqwest_reason(&e);
                 let shown = redacted(endpoint);
-                let message = if e.is_connect() {
+                let not_sent = super::never_reached(&e, self.shared.loopback);
+                let message = if not_sent {
                     format!("cannot reach the daemon at {shown}: {reason}")
                 } else {
                     format!(
@@ -228,7 +225,7 @@ impl LegacySse {
                 PostError {
                     message,
                     data: None,
-                    not_sent: e.is_connect(),
+                    not_sent,
                     lost: true,
                     taken: false,
                 }

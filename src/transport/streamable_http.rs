@@ -105,7 +105,7 @@ enum Failure {
     Unreachable {
         url: Url,
         reason: String,
-        /// The connection was never made: the request was not sent.
+        /// The daemon provably never got the request ([`super::never_reached`]).
         connect: bool,
     },
     #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -256,7 +256,7 @@ impl StreamableHttp {
         for attempt in 0..2 {
             let session = self.session.borrow().clone();
             let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
-            match request.body(message.raw.clone()).send().await {
+            match self.shared.send(request.body(message.raw.clone())).await {
                 Ok(r) if r.status().is_success() => return true,
                 Ok(r)
                     if r.status() == StatusCode::NOT_FOUND
@@ -389,12 +389,8 @@ impl StreamableHttp {
     ) -> Result<(), Failure> {
         let is_replay = is_initialize && self.shared.inbound.is_internal(id);
         let session = self.session.borrow().clone();
-        let response = self
-            .post(&session, is_initialize)
-            .body(message.raw.clone())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let request = self.post(&session, is_initialize).body(message.raw.clone());
+        let response = (self.shared.send(request).await).map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let new_session_id = if is_initialize && status.is_success() {
             session_id_of(&response)
@@ -533,7 +529,10 @@ impl StreamableHttp {
             }
             tracing::info!(%id, resumes, "resuming a cut answer stream");
             let session = self.session.borrow().clone();
-            let resumed = self.get(&session, Some(&last_event_id)).send().await;
+            let resumed = self
+                .shared
+                .send(self.get(&session, Some(&last_event_id)))
+                .await;
             end = match resumed {
                 Ok(r)
                     if r.status().is_success()
@@ -576,7 +575,9 @@ impl StreamableHttp {
             if session.generation != generation {
                 return;
             }
-            let request = self.get(&session, cursor.last_event_id.as_deref()).send();
+            let request = self
+                .shared
+                .send(self.get(&session, cursor.last_event_id.as_deref()));
             let response = tokio::select! {
                 r = request => r,
                 () = self.cancel.cancelled() => return,
@@ -783,12 +784,8 @@ impl StreamableHttp {
             return Err("the daemon sent no answer to initialize".into());
         }
         let session = self.session.borrow().clone();
-        let sent = self
-            .post(&session, false)
-            .timeout(ONE_WAY_TIMEOUT)
-            .body(initialized)
-            .send()
-            .await;
+        let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
+        let sent = self.shared.send(request.body(initialized)).await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!(
@@ -871,7 +868,7 @@ impl StreamableHttp {
         Failure::Unreachable {
             url: self.endpoint(),
             reason: reqwest_reason(error),
-            connect: error.is_connect(),
+            connect: super::never_reached(error, self.shared.loopback),
         }
     }
 }

@@ -631,6 +631,55 @@ async fn a_refused_connection_gives_an_error_per_request_and_the_proxy_goes_on()
     assert!(running.is_none(), "the proxy ended: {running:?}");
 }
 
+/// See: issue 13, item 11. A daemon that closes a keep-alive connection
+/// with the next request unread (TCP resets it: the request on the pooled
+/// connection never reached it) costs the client nothing: every request is
+/// sent again on a new connection, answered once, and read by the daemon
+/// once. Both transports; `tools/call` included (it is never sent twice
+/// unless the daemon provably did not read it).
+#[tokio::test]
+async fn a_request_on_a_pooled_connection_the_daemon_reset_is_sent_again() {
+    for path in ["/mcp", "/sse"] {
+        let behaviour = Behaviour::default().with(|b| b.reset_reused = true);
+        let (daemon, _home, mut proxy) = rig(behaviour, path).await;
+        proxy.initialize().await;
+        for n in 0..5 {
+            let message = format!("pooled-{n}");
+            let answer = proxy
+                .request(
+                    json!(n + 1),
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"message": message}}),
+                )
+                .await;
+            assert_eq!(tool_text(&answer), message, "{path}: {answer}");
+        }
+        for n in 0..5 {
+            let message = format!("pooled-{n}");
+            let read = daemon
+                .requests()
+                .iter()
+                .filter(|r| {
+                    r.json()
+                        .is_some_and(|v| v["params"]["arguments"]["message"] == message.as_str())
+                })
+                .count();
+            assert_eq!(read, 1, "{path}: the daemon read {message} {read} times");
+        }
+        let extra: Vec<_> = proxy
+            .seen
+            .iter()
+            .filter(|m| m.get("id").is_some())
+            .collect();
+        assert!(extra.is_empty(), "{path}: extra answers: {extra:?}");
+        assert!(
+            daemon.connections() > 3,
+            "{path}: the connections were not reset"
+        );
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
 // ── 12. Cancellation ────────────────────────────────────────────────────────
 
 /// A cancelled request that never finishes gets no invented answer, the
