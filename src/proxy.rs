@@ -339,27 +339,43 @@ async fn report_no_daemon(
             () = &mut deadline => return,
         };
         let Some(line) = line else { return };
-        let messages = match jsonrpc::parse_line(line) {
-            Ok(Incoming::Single(m)) => vec![m],
-            Ok(Incoming::Batch(items)) => items.into_iter().flatten().collect(),
+        let (items, is_batch) = match jsonrpc::parse_line(line) {
+            Ok(Incoming::Single(m)) => (vec![Ok(m)], false),
+            Ok(Incoming::Batch(items)) => (items, true),
             Err(error) => {
                 let _ = router.reply(error.to_response()).await;
                 continue;
             }
         };
         let mut saw_initialize = false;
-        for m in messages {
-            if let Kind::Request { id, method } = &m.kind {
-                saw_initialize |= method == "initialize";
-                let reply = jsonrpc::error_response_with_data(
-                    Some(id),
-                    jsonrpc::code::INTERNAL_ERROR,
-                    &message,
-                    Some(&data),
-                );
-                if router.reply(reply).await.is_err() {
-                    return;
+        let mut answers = Vec::new();
+        for item in items {
+            match item {
+                Ok(Message {
+                    kind: Kind::Request { id, method },
+                    ..
+                }) => {
+                    saw_initialize |= method == "initialize";
+                    answers.push(jsonrpc::error_response_with_data(
+                        Some(&id),
+                        jsonrpc::code::INTERNAL_ERROR,
+                        &message,
+                        Some(&data),
+                    ));
                 }
+                Ok(_) => {}
+                Err(error) => answers.push(error.to_response()),
+            }
+        }
+        // A batch gets one array (none if it held only notifications).
+        let replies = match answers.len() {
+            0 => Vec::new(),
+            _ if is_batch => vec![jsonrpc::batch(&answers)],
+            _ => answers,
+        };
+        for reply in replies {
+            if router.reply(reply).await.is_err() {
+                return;
             }
         }
         if saw_initialize {

@@ -2,7 +2,8 @@
 //!
 //! Claude Code sends SIGINT to the MCP servers of a session when another one
 //! starts; a shared daemon must not die of that, so the proxy ignores SIGINT
-//! from its first instruction. SIGTERM and SIGHUP (and on Windows a console
+//! before `main` (a load-time constructor, on Linux and macOS) and again as
+//! the first instruction of `main`. SIGTERM and SIGHUP (and on Windows a console
 //! close) end a session cleanly.
 
 /// Ignores SIGINT (Ctrl+C on Windows) for the whole process, at once.
@@ -15,6 +16,15 @@ pub fn ignore_interrupt() {
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
+}
+
+/// [`ignore_interrupt`] with the C ABI, for a load-time constructor: the
+/// binary puts it in `.init_array` (Linux) or `__mod_init_func` (macOS), so
+/// the dynamic loader runs it before `main`, right after the libraries'
+/// own initialisers. What remains open is exec → loader → constructors.
+#[cfg(unix)]
+pub extern "C" fn ignore_interrupt_at_load() {
+    ignore_interrupt();
 }
 
 /// Ignores SIGINT (Ctrl+C on Windows) for the whole process, at once.

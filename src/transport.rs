@@ -172,6 +172,9 @@ pub(crate) struct Shared {
     /// What the client set on its session, for a new one.
     pub kept: Arc<recovery::SessionState>,
     pub recovery: recovery::Recovery,
+    /// The daemon is on this machine: a reset connection then proves that
+    /// it never read the request ([`never_reached`]).
+    pub loopback: bool,
     /// Numbers the proxy's own requests.
     internal_ids: AtomicU64,
 }
@@ -192,6 +195,7 @@ impl Shared {
             replay: InitializeCache::default(),
             kept,
             recovery,
+            loopback: http::is_loopback(&endpoint.url),
             internal_ids: AtomicU64::new(0),
         })
     }
@@ -219,6 +223,72 @@ impl Shared {
         let answer = self.inbound.begin_internal(id.clone());
         Some((id, message, answer))
     }
+}
+
+impl Shared {
+    /// Sends an HTTP request to the daemon, and once more if it provably
+    /// never reached it ([`never_reached`]): a pooled keep-alive connection
+    /// the daemon had closed, or reset with the request unread.
+    ///
+    /// First the task yields, which lets the runtime poll its I/O driver: a
+    /// pooled connection whose peer closed since is then seen closed by
+    /// hyper, which leaves it out of the pool, before this request is
+    /// written on it.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        tokio::task::yield_now().await;
+        let again = request.try_clone();
+        match request.send().await {
+            Err(error) if never_reached(&error, self.loopback) => match again {
+                Some(again) => {
+                    let reason = reqwest_reason(&error);
+                    tracing::debug!(%reason, "the daemon never read the request (a closed or reset connection); sending it again on a new one");
+                    again.send().await
+                }
+                None => Err(error),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Did this request provably never reach the daemon? True when no
+/// connection could be made; when hyper never wrote it (the pooled
+/// connection was found closed: "canceled"); and, for a loopback daemon,
+/// when the connection was reset before an answer: TCP resets a connection
+/// whose owner closed it with data unread, and on one HTTP/1.1 connection
+/// the unread data can only be (part of) this request. A clean end of the
+/// connection before the answer ("connection closed before message
+/// completed") proves nothing: a daemon that read the request and died
+/// mid-way looks the same, so that request may have run. Off loopback a
+/// reset may come from a middlebox that forwarded the request: not proof.
+pub(crate) fn never_reached(error: &reqwest::Error, loopback: bool) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    if !error.is_request() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            let reset = matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+            return reset && loopback;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// How long to wait for a TCP connection (the only deadline the proxy sets on
@@ -294,6 +364,13 @@ impl InitializeCache {
             _ => return,
         };
         *crate::sync::lock(slot) = Some(message.clone());
+    }
+
+    /// The id of the client's own (last) `initialize`.
+    pub fn client_id(&self) -> Option<RawId> {
+        crate::sync::lock(&self.initialize)
+            .as_ref()
+            .and_then(|m| m.id().cloned())
     }
 
     /// A copy of the client's `initialize` with an id of the proxy's own, so

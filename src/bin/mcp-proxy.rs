@@ -70,8 +70,32 @@ enum TransportArg {
     Http,
 }
 
+/// SIGINT is ignored before `main`: the dynamic loader runs this
+/// constructor once the libraries are loaded and initialised, before Rust's
+/// runtime and `main`. (Claude Code may send SIGINT to a proxy it has just
+/// spawned.) Elsewhere only `main`'s first instruction does it.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+#[expect(
+    unsafe_code,
+    reason = "a load-time constructor is a static in a link section"
+)]
+static IGNORE_SIGINT_AT_LOAD: extern "C" fn() = signals::ignore_interrupt_at_load;
+
+/// As above, in the Mach-O section of initialisers.
+#[cfg(target_os = "macos")]
+#[used]
+#[unsafe(link_section = "__DATA,__mod_init_func")]
+#[expect(
+    unsafe_code,
+    reason = "a load-time constructor is a static in a link section"
+)]
+static IGNORE_SIGINT_AT_LOAD: extern "C" fn() = signals::ignore_interrupt_at_load;
+
 fn main() -> ExitCode {
-    // First: a SIGINT meant for another session must never stop this one.
+    // First: a SIGINT meant for another session must never stop this one
+    // (already done at load time on Linux and macOS; harmless again).
     signals::ignore_interrupt();
     let args = Args::parse();
     init_logging();

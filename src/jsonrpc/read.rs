@@ -112,6 +112,28 @@ pub fn classify(raw: Bytes) -> Result<Message, ParseError> {
         }
         Err(e) => return Err(ParseError::NotJson(e.to_string())),
     };
+    // `"id": null` is not "no id": a request with it is invalid (an id is a
+    // string or a number), and only an error response may carry it (the
+    // peer could not read the request it answers).
+    let null_id = envelope.id.is_some_and(|id| id.get() == "null");
+    if null_id {
+        if envelope.method.is_some() {
+            return Err(ParseError::Invalid {
+                id: None,
+                reason: "a request id must be a string or a number, not null".into(),
+            });
+        }
+        if envelope.error && !envelope.result {
+            return Ok(Message {
+                raw,
+                kind: Kind::OrphanError,
+            });
+        }
+        return Err(ParseError::Invalid {
+            id: None,
+            reason: "only an error response may have a null id".into(),
+        });
+    }
     let id = match envelope.id {
         Some(id) if is_valid_id(id) => Some(RawId(id.get().into())),
         Some(id) => {
@@ -131,7 +153,8 @@ pub fn classify(raw: Bytes) -> Result<Message, ParseError> {
             method: method.into_owned(),
         },
         (None, Some(id)) if envelope.result || envelope.error => Kind::Response { id },
-        (None, None) if envelope.error => Kind::OrphanError,
+        // An error response that left its id out: as good as a null one.
+        (None, None) if envelope.error && !envelope.result => Kind::OrphanError,
         (None, id) => {
             return Err(ParseError::Invalid {
                 id,
@@ -146,7 +169,8 @@ pub fn classify(raw: Bytes) -> Result<Message, ParseError> {
 /// Just enough of a message to classify it; everything else stays raw.
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
+    /// `Some("null")` for `"id": null`, `None` only when there is no `id`.
+    #[serde(borrow, default, deserialize_with = "raw_present")]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
@@ -159,6 +183,14 @@ struct Envelope<'a> {
 /// True when the field is there at all, whatever its value (even `null`).
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
+/// The field's raw value whatever it is, `null` included (a plain
+/// `Option<&RawValue>` reads `null` as absent).
+fn raw_present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 fn is_valid_id(id: &RawValue) -> bool {
@@ -268,6 +300,47 @@ mod tests {
             kind(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#),
             Kind::OrphanError
         );
+    }
+
+    /// See: issue 13, item 11. `"id": null` is a request with a bad id (not
+    /// a notification); an error response may carry it.
+    #[test]
+    fn a_null_id_is_invalid_on_a_request_and_kept_on_an_error() {
+        for text in [
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id" : null ,"method":"notifications/x"}"#,
+        ] {
+            let err = classify(Bytes::copy_from_slice(text.as_bytes())).expect_err(text);
+            assert!(
+                matches!(err, ParseError::Invalid { id: None, .. }),
+                "{err:?}"
+            );
+            let v: serde_json::Value = serde_json::from_slice(&err.to_response()).expect("json");
+            assert_eq!(v["error"]["code"], -32600);
+            assert!(v["id"].is_null(), "{v}");
+        }
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Kind::Notification {
+                method: "notifications/initialized".into()
+            }
+        );
+        assert_eq!(
+            kind(r#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"x"}}"#),
+            Kind::OrphanError
+        );
+        assert!(
+            classify(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":null,"result":{}}"#
+            ))
+            .is_err()
+        );
+        let Ok(Incoming::Batch(items)) = parse_line(Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":null,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]"#,
+        )) else {
+            panic!("not a batch")
+        };
+        assert!(items[0].is_err() && items[1].is_ok());
     }
 
     #[test]

@@ -44,6 +44,9 @@ enum InFlight {
     /// A client request; its answer goes to stdout (or into its batch).
     Client {
         batch: Option<Arc<Batch>>,
+        /// It came in a batch: even an answer that comes after the batch's
+        /// array (the client cancelled it) is written as an array.
+        in_batch: bool,
         /// The client sent `notifications/cancelled` for it: it no longer
         /// counts as in flight, and the proxy never invents an answer for it.
         cancelled: bool,
@@ -118,6 +121,7 @@ impl Router {
     /// Registers a client request before it is sent.
     pub fn begin(&self, id: RawId, batch: Option<Arc<Batch>>) {
         let pending = InFlight::Client {
+            in_batch: batch.is_some(),
             batch,
             cancelled: false,
         };
@@ -146,7 +150,9 @@ impl Router {
     /// Returns a batch line that this completes (its other answers were in).
     pub fn cancel(&self, id: &RawId) -> Option<Bytes> {
         let mut completed = None;
-        if let Some(InFlight::Client { cancelled, batch }) = lock(&self.state).in_flight.get_mut(id)
+        if let Some(InFlight::Client {
+            cancelled, batch, ..
+        }) = lock(&self.state).in_flight.get_mut(id)
         {
             if !*cancelled {
                 *cancelled = true;
@@ -316,6 +322,12 @@ impl Router {
                 Some(array) => self.output.send(array).await,
                 None => Ok(()),
             },
+            // A late answer to a cancelled element of a batch: still an array.
+            Some(InFlight::Client {
+                batch: None,
+                in_batch: true,
+                ..
+            }) => self.output.send(jsonrpc::batch(&[line])).await,
             // Unknown ids are forwarded too: nothing the daemon sends is dropped.
             Some(InFlight::Client { batch: None, .. }) | None => self.output.send(line).await,
         }
@@ -468,8 +480,17 @@ mod tests {
         router.deliver(one, None).await.expect("open");
         let line = router.cancel(&id("2")).expect("the batch is complete");
         router.reply(line).await.expect("open");
+        // Its late answer is still an array (the client sent it in one).
+        let late = Bytes::from_static(br#"{"jsonrpc":"2.0","id":2,"result":{}}"#);
+        router.deliver(late, None).await.expect("open");
         let lines = collect(router, read).await;
-        assert_eq!(lines, [r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#]);
+        assert_eq!(
+            lines,
+            [
+                r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#,
+                r#"[{"jsonrpc":"2.0","id":2,"result":{}}]"#
+            ]
+        );
     }
 
     #[tokio::test]

@@ -105,20 +105,32 @@ impl LegacySse {
             return;
         };
         self.shared.order.wait_for(ticket).await;
-        let (mut outcome, token) = self.post_request(id, &message).await;
-        if outcome.as_ref().is_err_and(|e| e.not_sent) && self.shared.inbound.is_pending(id) {
+        let is_initialize = method == "initialize";
+        let deadline = Instant::now() + self.shared.recovery.timeout;
+        let (mut outcome, mut token) = self.post_request(id, &message).await;
+        while let Err(error) = &outcome {
+            // `initialize` opens the session: a daemon lost before it answered
+            // ran nothing, so it is sent again on the next stream (within the
+            // reconnect bound), like a request that never reached the daemon.
+            let again = error.not_sent || (is_initialize && error.lost);
+            if !again || !self.shared.inbound.is_pending(id) || Instant::now() >= deadline {
+                break;
+            }
             // The daemon went away before it got this. Unless the recovery
             // has already taken it (to post again, or to fail), post it once
             // more on the next stream, once this one is seen to be gone.
-            if !self.lock_posted().take_back(id, token) {
+            if !error.taken && !self.lock_posted().take_back(id, token) {
                 return;
             }
             let mut endpoint = self.endpoint.subscribe();
             if endpoint.borrow_and_update().is_some() {
-                let _ =
-                    tokio::time::timeout(self.shared.recovery.timeout, endpoint.changed()).await;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = tokio::time::timeout(left, endpoint.changed()).await;
             }
-            outcome = self.post_request(id, &message).await.0;
+            (outcome, token) = self.post_request(id, &message).await;
+            if !is_initialize {
+                break; // once: a second loss is told
+            }
         }
         if let Err(error) = outcome {
             tracing::warn!(%id, method, error = %error.message, "request failed");
@@ -160,8 +172,11 @@ impl LegacySse {
         let dropped = outcome.is_ok() && !self.lock_posted().accept(id, token);
         if dropped {
             // Accepted by a session whose stream is gone: its answer will
-            // never come, and it may have run.
-            return (Err(PostError::new(CUT_MESSAGE.to_owned())), token);
+            // never come, and it may have run. (Its record is gone: the
+            // caller has nothing to take back.)
+            let mut error = PostError::new(CUT_MESSAGE.to_owned());
+            (error.lost, error.taken) = (true, true);
+            return (Err(error), token);
         }
         (outcome, token)
     }
@@ -190,20 +205,17 @@ impl LegacySse {
     }
 
     async fn post_to(&self, endpoint: &Url, body: bytes::Bytes) -> Result<(), PostError> {
-        let response = self
-            .shared
-            .http
+        let request = (self.shared.http)
             .post(endpoint.clone())
             .headers(self.shared.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .timeout(POST_TIMEOUT)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
+            .body(body);
+        let response = self.shared.send(request).await.map_err(|e| {
                 let reason = reqwest_reason(&e);
                 let shown = redacted(endpoint);
-                let message = if e.is_connect() {
+                let not_sent = super::never_reached(&e, self.shared.loopback);
+                let message = if not_sent {
                     format!("cannot reach the daemon at {shown}: {reason}")
                 } else {
                     format!(
@@ -213,7 +225,9 @@ impl LegacySse {
                 PostError {
                     message,
                     data: None,
-                    not_sent: e.is_connect(),
+                    not_sent,
+                    lost: true,
+                    taken: false,
                 }
             })?;
         let status = response.status();
@@ -226,6 +240,8 @@ impl LegacySse {
             message: format!("the daemon answered HTTP {status}: {body}"),
             data: Some(data),
             not_sent: false,
+            lost: false,
+            taken: false,
         })
     }
 
@@ -352,7 +368,11 @@ impl LegacySse {
         // client's state before anything else is posted there.
         let this = Arc::clone(self);
         self.tasks.spawn(async move {
-            if this.reinitialize(&endpoint).await {
+            // A client whose own `initialize` is still unanswered has no
+            // session to restore: its `initialize` is posted again instead.
+            let unanswered = (this.shared.replay.client_id())
+                .is_some_and(|id| this.shared.inbound.is_pending(&id));
+            if !unanswered && this.reinitialize(&endpoint).await {
                 let session = OnEndpoint {
                     sse: &this,
                     endpoint: &endpoint,
@@ -407,10 +427,11 @@ impl LegacySse {
                 if !self.shared.inbound.is_pending(&id) {
                     continue;
                 }
+                // Reads, and `initialize` (nothing ran on a lost session), go again.
                 if record
                     .message
                     .method()
-                    .is_some_and(crate::mcp::is_safe_read)
+                    .is_some_and(|m| crate::mcp::is_safe_read(m) || m == "initialize")
                 {
                     posted.resend.push((id, (record.token, record.message)));
                 } else if record.accepted {
@@ -533,6 +554,11 @@ struct PostError {
     data: Option<serde_json::Value>,
     /// The connection was never made: the daemon did not get it.
     not_sent: bool,
+    /// The daemon went away (or its stream did) before it answered, rather
+    /// than refusing the message.
+    lost: bool,
+    /// The request's record is already gone from [`Posted`].
+    taken: bool,
 }
 
 impl PostError {
@@ -541,6 +567,8 @@ impl PostError {
             message,
             data: None,
             not_sent: false,
+            lost: false,
+            taken: false,
         }
     }
 }

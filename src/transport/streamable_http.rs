@@ -105,7 +105,7 @@ enum Failure {
     Unreachable {
         url: Url,
         reason: String,
-        /// The connection was never made: the request was not sent.
+        /// The daemon provably never got the request ([`super::never_reached`]).
         connect: bool,
     },
     #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -256,7 +256,7 @@ impl StreamableHttp {
         for attempt in 0..2 {
             let session = self.session.borrow().clone();
             let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
-            match request.body(message.raw.clone()).send().await {
+            match self.shared.send(request.body(message.raw.clone())).await {
                 Ok(r) if r.status().is_success() => return true,
                 Ok(r)
                     if r.status() == StatusCode::NOT_FOUND
@@ -301,10 +301,35 @@ impl StreamableHttp {
             return; // the session is over; the client is gone or going
         }
         let mut resent = false;
+        let mut init_retry: Option<(Instant, crate::backoff::Backoff)> = None;
         let result = loop {
             let generation = self.session.borrow().generation;
             let result = self.exchange(&message, id, is_initialize).await;
             let failure = match result {
+                Err(failure) if is_initialize && failure.lost_daemon() => {
+                    // `initialize` opens the session: nothing ran on a daemon
+                    // that died before answering it, so it is sent again on
+                    // the recovered daemon, within the reconnect bound. (A
+                    // first refused connection at `--url` is told at once:
+                    // nothing listens there.)
+                    let first_refused = init_retry.is_none()
+                        && failure.never_sent()
+                        && self.shared.recovery.rediscover.is_none();
+                    if first_refused || !self.shared.inbound.is_pending(id) {
+                        break Err(failure);
+                    }
+                    let (deadline, backoff) = init_retry.get_or_insert_with(|| {
+                        let deadline = Instant::now() + self.shared.recovery.timeout;
+                        (deadline, reconnect_backoff())
+                    });
+                    match self.await_daemon(*deadline, backoff, &failure).await {
+                        Ok(()) => {
+                            tracing::info!(%id, "sending initialize again: the daemon was lost before it answered");
+                            continue;
+                        }
+                        Err(lost) => break Err(Failure::Lost(lost)),
+                    }
+                }
                 Err(failure) if !is_initialize && !resent && failure.lost_daemon() => failure,
                 other => break other,
             };
@@ -364,12 +389,8 @@ impl StreamableHttp {
     ) -> Result<(), Failure> {
         let is_replay = is_initialize && self.shared.inbound.is_internal(id);
         let session = self.session.borrow().clone();
-        let response = self
-            .post(&session, is_initialize)
-            .body(message.raw.clone())
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
+        let request = self.post(&session, is_initialize).body(message.raw.clone());
+        let response = (self.shared.send(request).await).map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let new_session_id = if is_initialize && status.is_success() {
             session_id_of(&response)
@@ -508,7 +529,10 @@ impl StreamableHttp {
             }
             tracing::info!(%id, resumes, "resuming a cut answer stream");
             let session = self.session.borrow().clone();
-            let resumed = self.get(&session, Some(&last_event_id)).send().await;
+            let resumed = self
+                .shared
+                .send(self.get(&session, Some(&last_event_id)))
+                .await;
             end = match resumed {
                 Ok(r)
                     if r.status().is_success()
@@ -551,7 +575,9 @@ impl StreamableHttp {
             if session.generation != generation {
                 return;
             }
-            let request = self.get(&session, cursor.last_event_id.as_deref()).send();
+            let request = self
+                .shared
+                .send(self.get(&session, cursor.last_event_id.as_deref()));
             let response = tokio::select! {
                 r = request => r,
                 () = self.cancel.cancelled() => return,
@@ -690,6 +716,40 @@ impl StreamableHttp {
         Err(lost)
     }
 
+    /// Waits a back-off step for a lost daemon to come back before an
+    /// `initialize` is sent again (finding it again, for `--target`). `Err`
+    /// once the deadline would pass: why the daemon is still lost.
+    async fn await_daemon(
+        &self,
+        deadline: Instant,
+        backoff: &mut crate::backoff::Backoff,
+        failure: &Failure,
+    ) -> Result<(), String> {
+        let timeout = self.shared.recovery.timeout;
+        let lost = || {
+            format!(
+                "the daemon was lost before it answered initialize and is not back after {timeout:?} ({failure})"
+            )
+        };
+        let delay = backoff.next_delay();
+        if self.cancel.is_cancelled() || Instant::now() + delay >= deadline {
+            return Err(lost());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = self.cancel.cancelled() => return Err(lost()),
+        }
+        if let Some(rediscover) = &self.shared.recovery.rediscover {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, rediscover()).await {
+                Ok(Ok(url)) => self.set_endpoint(url),
+                Ok(Err(error)) => tracing::debug!(%error, "cannot find the daemon again yet"),
+                Err(_) => return Err(lost()),
+            }
+        }
+        Ok(())
+    }
+
     /// Does the current session still answer a `ping`?
     async fn session_works(self: &Arc<Self>) -> bool {
         if self.session.borrow().id.is_none() {
@@ -724,12 +784,8 @@ impl StreamableHttp {
             return Err("the daemon sent no answer to initialize".into());
         }
         let session = self.session.borrow().clone();
-        let sent = self
-            .post(&session, false)
-            .timeout(ONE_WAY_TIMEOUT)
-            .body(initialized)
-            .send()
-            .await;
+        let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
+        let sent = self.shared.send(request.body(initialized)).await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!(
@@ -812,7 +868,7 @@ impl StreamableHttp {
         Failure::Unreachable {
             url: self.endpoint(),
             reason: reqwest_reason(error),
-            connect: error.is_connect(),
+            connect: super::never_reached(error, self.shared.loopback),
         }
     }
 }

@@ -149,6 +149,11 @@ pub struct Behaviour {
     pub legacy_close_after: Option<usize>,
     /// Accept TCP connections but never read or answer anything on them.
     pub stall: bool,
+    /// Serve one request per connection: once it has been answered, the
+    /// connection is closed as soon as the next request's bytes arrive,
+    /// without reading them, so TCP resets it. A client's request written on
+    /// its pooled keep-alive connection then never reached the daemon.
+    pub reset_reused: bool,
 }
 
 impl Default for Behaviour {
@@ -166,6 +171,7 @@ impl Default for Behaviour {
             legacy_endpoint: "/messages/?session_id=a%2Fb".into(),
             legacy_close_after: None,
             stall: false,
+            reset_reused: false,
         }
     }
 }
@@ -374,6 +380,7 @@ impl FakeDaemon {
                 };
                 sh.st().connections += 1;
                 let (stall, sh2) = (lock(&sh.behaviour).stall, sh.clone());
+                let reset_reused = lock(&sh.behaviour).reset_reused;
                 let mut tasks = lock(&sh.tasks);
                 while tasks.try_join_next().is_some() {}
                 tasks.spawn(async move {
@@ -382,7 +389,12 @@ impl FakeDaemon {
                         return std::future::pending().await;
                     }
                     let svc = hyper::service::service_fn(move |req| handle(sh2.clone(), req));
-                    let io = hyper_util::rt::TokioIo::new(tcp);
+                    let io = hyper_util::rt::TokioIo::new(OneRequest {
+                        tcp,
+                        answered: false,
+                        reset_reused,
+                        resetting: false,
+                    });
                     let conn = hyper::server::conn::http1::Builder::new();
                     let _ = conn.serve_connection(io, svc).await;
                 });
@@ -488,6 +500,80 @@ impl Drop for FakeDaemon {
         }
         lock(&self.shared.tasks).abort_all();
         self.shared.st().targets.clear();
+    }
+}
+
+/// A connection that, with `reset_reused`, fails the first read after it
+/// has written an answer, without reading: the unread bytes make the close
+/// a TCP reset (see [`Behaviour::reset_reused`]).
+struct OneRequest {
+    tcp: tokio::net::TcpStream,
+    answered: bool,
+    reset_reused: bool,
+    /// The read failed: no FIN (`shutdown`) may precede the reset, as when
+    /// a process dies with the bytes unread.
+    resetting: bool,
+}
+
+impl tokio::io::AsyncRead for OneRequest {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if self.reset_reused && self.answered {
+            std::task::ready!(self.tcp.poll_read_ready(cx))?;
+            self.resetting = true;
+            return std::task::Poll::Ready(Err(io::Error::other("reset_reused: a second request")));
+        }
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for OneRequest {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.answered = true;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if self.resetting {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.answered = true;
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
     }
 }
 

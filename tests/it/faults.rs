@@ -470,6 +470,48 @@ async fn an_expired_session_is_reinitialized_and_the_request_retried() {
     assert_reinitialized(&daemon, &mut proxy, "ping").await;
 }
 
+/// See: issue 13, item 11. An `initialize` cut by a daemon restart (the
+/// daemon read it and died before answering) is sent again on the daemon
+/// that comes back on the same port: the client gets its one answer, a
+/// result, and the session works. Both transports.
+#[tokio::test]
+async fn an_initialize_cut_by_a_restart_is_sent_again() {
+    for path in ["/mcp", "/sse"] {
+        let behaviour = Behaviour::default().with_fault("initialize", Fault::Hang);
+        let (daemon, _home, mut proxy) = rig(behaviour, path).await;
+        let params = json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                            "clientInfo": {"name": "faults", "version": "0"}});
+        proxy.send(&request(json!(0), "initialize", params)).await;
+        nth_post(&daemon, 1, "initialize").await;
+        let addr = daemon.addr;
+        daemon.stop().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let daemon = FakeDaemon::start_at(addr, Behaviour::default())
+            .await
+            .expect("the fake daemon starts again on its port");
+        let answer = proxy.response(&json!(0)).await;
+        assert!(
+            answer["result"]["protocolVersion"].is_string(),
+            "{path}: {answer}"
+        );
+        proxy.notify("notifications/initialized", json!({})).await;
+        let pong = proxy.request(json!(1), "ping", json!({})).await;
+        assert_eq!(pong["result"], json!({}), "{path}: {pong}");
+        assert_eq!(
+            posts_of(&daemon, "initialize").len(),
+            1,
+            "{path}: one initialize on the new daemon"
+        );
+        let extra: Vec<_> = proxy
+            .seen
+            .iter()
+            .filter(|m| m.get("id").is_some())
+            .collect();
+        assert!(extra.is_empty(), "{path}: extra answers: {extra:?}");
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
 // ── 9. The GET stream ───────────────────────────────────────────────────────
 
 async fn get_refused_with(status: u16) {
@@ -589,6 +631,55 @@ async fn a_refused_connection_gives_an_error_per_request_and_the_proxy_goes_on()
     assert!(running.is_none(), "the proxy ended: {running:?}");
 }
 
+/// See: issue 13, item 11. A daemon that closes a keep-alive connection
+/// with the next request unread (TCP resets it: the request on the pooled
+/// connection never reached it) costs the client nothing: every request is
+/// sent again on a new connection, answered once, and read by the daemon
+/// once. Both transports; `tools/call` included (it is never sent twice
+/// unless the daemon provably did not read it).
+#[tokio::test]
+async fn a_request_on_a_pooled_connection_the_daemon_reset_is_sent_again() {
+    for path in ["/mcp", "/sse"] {
+        let behaviour = Behaviour::default().with(|b| b.reset_reused = true);
+        let (daemon, _home, mut proxy) = rig(behaviour, path).await;
+        proxy.initialize().await;
+        for n in 0..5 {
+            let message = format!("pooled-{n}");
+            let answer = proxy
+                .request(
+                    json!(n + 1),
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"message": message}}),
+                )
+                .await;
+            assert_eq!(tool_text(&answer), message, "{path}: {answer}");
+        }
+        for n in 0..5 {
+            let message = format!("pooled-{n}");
+            let read = daemon
+                .requests()
+                .iter()
+                .filter(|r| {
+                    r.json()
+                        .is_some_and(|v| v["params"]["arguments"]["message"] == message.as_str())
+                })
+                .count();
+            assert_eq!(read, 1, "{path}: the daemon read {message} {read} times");
+        }
+        let extra: Vec<_> = proxy
+            .seen
+            .iter()
+            .filter(|m| m.get("id").is_some())
+            .collect();
+        assert!(extra.is_empty(), "{path}: extra answers: {extra:?}");
+        assert!(
+            daemon.connections() > 3,
+            "{path}: the connections were not reset"
+        );
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
 // ── 12. Cancellation ────────────────────────────────────────────────────────
 
 /// A cancelled request that never finishes gets no invented answer, the
@@ -668,6 +759,100 @@ async fn a_batch_gets_one_array_line_and_notifications_only_get_none() {
         (&json!(3), &json!({})),
         "{next}"
     );
+}
+
+/// See: issue 13, item 11. A batch is always answered with an array, whatever
+/// it holds: `[initialize]` (which the proxy keeps for a replay), a request
+/// with `"id": null` (-32600 with a null id, in the array), a request the
+/// proxy fails itself; and a batch of notifications only gets no line.
+#[tokio::test]
+async fn a_batch_is_always_answered_with_an_array() {
+    for path in ["/mcp", "/sse"] {
+        let (daemon, _home, mut proxy) = rig(Behaviour::default(), path).await;
+        let init = request(
+            json!(0),
+            "initialize",
+            json!({"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "faults", "version": "0"}}),
+        );
+        proxy.send_raw(&format!("[{init}]")).await;
+        let line = proxy.next().await;
+        let answers = line
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: not an array: {line}"));
+        assert_eq!(answers.len(), 1, "{path}: {line}");
+        assert_eq!(answers[0]["id"], json!(0), "{path}: {line}");
+        assert!(
+            answers[0]["result"]["protocolVersion"].is_string(),
+            "{path}: {line}"
+        );
+        proxy
+            .send_raw(r#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#)
+            .await;
+
+        proxy
+            .send_raw(concat!(
+                r#"[{"jsonrpc":"2.0","id":null,"method":"ping"},"#,
+                r#"{"jsonrpc":"2.0","id":"p","method":"ping"}]"#
+            ))
+            .await;
+        let line = proxy.next().await;
+        let answers = line
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: not an array: {line}"));
+        assert_eq!(answers.len(), 2, "{path}: {line}");
+        let invalid = answers
+            .iter()
+            .find(|a| a["id"].is_null())
+            .expect("the null id's answer");
+        assert_eq!(invalid["error"]["code"], json!(-32600), "{path}: {line}");
+        assert!(
+            answers
+                .iter()
+                .any(|a| a["id"] == "p" && a["result"] == json!({})),
+            "{path}: {line}"
+        );
+
+        // Only notifications: no answer at all; the next request is answered first.
+        proxy
+            .send_raw(r#"[{"jsonrpc":"2.0","method":"notifications/a"}]"#)
+            .await;
+        nth_post(&daemon, 1, "notifications/a").await;
+        let pong = proxy.request(json!("after"), "ping", json!({})).await;
+        assert_eq!(pong["result"], json!({}), "{path}: {pong}");
+        assert!(
+            proxy.seen.is_empty(),
+            "{path}: unexpected lines: {:?}",
+            proxy.seen
+        );
+        eof_and_exit(&mut proxy).await;
+    }
+}
+
+/// See: issue 13, item 11. A request whose id is `null` is answered -32600
+/// with a null id (it is not a notification), and is not sent to the daemon;
+/// a notification (no `id` at all) still goes through unanswered.
+#[tokio::test]
+async fn a_request_with_a_null_id_gets_invalid_request() {
+    let (daemon, _home, mut proxy) = rig(Behaviour::default(), "/mcp").await;
+    proxy.initialize().await;
+    proxy
+        .send_raw(r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"echo","arguments":{"message":"null-id"}}}"#)
+        .await;
+    let answer = proxy.next().await;
+    assert!(answer["id"].is_null(), "{answer}");
+    assert_eq!(answer["error"]["code"], json!(-32600), "{answer}");
+    proxy.notify("notifications/plain", json!({})).await;
+    nth_post(&daemon, 1, "notifications/plain").await;
+    let pong = proxy.request(json!(1), "ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    assert!(proxy.seen.is_empty(), "unexpected lines: {:?}", proxy.seen);
+    let posted = daemon
+        .requests()
+        .iter()
+        .filter(|r| r.json().is_some_and(|v| v.to_string().contains("null-id")))
+        .count();
+    assert_eq!(posted, 0, "the invalid request reached the daemon");
 }
 
 // ── 14. Legacy HTTP+SSE ─────────────────────────────────────────────────────

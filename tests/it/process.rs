@@ -383,3 +383,123 @@ async fn long_tool_call_outlasts_the_originals_timeout() {
     }
     assert_eq!(progress, 7);
 }
+
+/// Sends SIGINT to `pid` at once (the `kill` command would take about a
+/// millisecond to start, longer than the window measured).
+#[cfg(target_os = "linux")]
+#[expect(unsafe_code, reason = "kill(2) within microseconds of a spawn")]
+fn sigint_now(pid: u32) {
+    let pid = i32::try_from(pid).expect("a pid fits in pid_t");
+    assert!(pid > 1, "refusing to signal pid {pid}");
+    // SAFETY: kill(2) with a positive pid of our own child and a valid signal.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+}
+
+/// Has `pid` set SIGINT to ignored or caught (`/proc/PID/status`)?
+#[cfg(target_os = "linux")]
+fn sigint_handled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    Some((mask("SigIgn:") | mask("SigCgt:")) & 0b10 != 0)
+}
+
+/// A proxy that waits on its stdin (nothing is sent: it never connects).
+#[cfg(target_os = "linux")]
+fn spawn_idle_proxy(home: &TestHome, url: &str) -> std::process::Child {
+    std::process::Command::new(proxy_bin())
+        .args(["--url", url])
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mcp-proxy")
+}
+
+/// Killed by SIGINT within `wait`?
+#[cfg(target_os = "linux")]
+fn died_of_sigint(child: &mut std::process::Child, wait: Duration) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.signal() == Some(2);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// See: issue 13, item 11. Claude Code may send SIGINT to a proxy it has just
+/// spawned. SIGINT is ignored by a load-time constructor (`.init_array`),
+/// before `main`; the window left is the kernel's exec and the dynamic
+/// loader (relocating the binary), which no code of the proxy can shorten.
+/// Asserted, where the platform lets the test see it (Linux, `/proc`): once
+/// the process shows SIGINT ignored or caught, a SIGINT never kills it (20
+/// spawns). Measured and printed, not asserted (it is a matter of load):
+/// how long that point takes after spawn, and how many of 50 proxies a
+/// SIGINT 0–2 ms after spawn kills.
+#[test]
+fn sigint_right_after_spawn_kills_only_before_the_loader_is_done() {
+    #[cfg(not(target_os = "linux"))]
+    {
+        eprintln!("skipped: reading a process's signal dispositions needs Linux's /proc");
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let home = TestHome::new();
+        let url = format!("http://127.0.0.1:{}/mcp", crate::util::free_port());
+        let mut ready_after = Vec::new();
+        for _ in 0..20 {
+            let mut child = spawn_idle_proxy(&home, &url);
+            let spawned = Instant::now();
+            let deadline = spawned + Duration::from_secs(10);
+            while sigint_handled(child.id()) != Some(true) {
+                assert!(
+                    Instant::now() < deadline,
+                    "SIGINT never ignored within 10 s"
+                );
+                std::hint::spin_loop();
+            }
+            ready_after.push(spawned.elapsed());
+            sigint_now(child.id());
+            assert!(
+                !died_of_sigint(&mut child, Duration::from_millis(200)),
+                "a SIGINT after the proxy ignored it killed it"
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        ready_after.sort();
+        let median = ready_after[ready_after.len() / 2];
+        let max = ready_after[ready_after.len() - 1];
+        eprintln!("SIGINT ignored after spawn: median {median:?}, max {max:?} (20 spawns)");
+
+        let mut killed = [0usize; 5];
+        for run in 0..50 {
+            let delay = Duration::from_micros(500 * (run % 5) as u64);
+            let mut child = spawn_idle_proxy(&home, &url);
+            let spawned = Instant::now();
+            while spawned.elapsed() < delay {
+                std::hint::spin_loop();
+            }
+            sigint_now(child.id());
+            if died_of_sigint(&mut child, Duration::from_millis(100)) {
+                killed[run % 5] += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        eprintln!(
+            "killed by SIGINT of 10 each, at 0 / 0.5 / 1 / 1.5 / 2 ms after spawn: {killed:?}"
+        );
+    }
+}
