@@ -859,7 +859,7 @@ mod tests {
         let quiet = open(&mut mux, "quiet");
         let _nowhere = open(&mut mux, "nowhere");
         let (stream_v, mut rx_v) = Sink::new(true);
-        let (stream_q, mut rx_q) = Sink::new(true);
+        let (stream_q, rx_q) = Sink::new(true);
         assert!(mux.set_stream(&verbose, stream_v));
         assert!(mux.set_stream(&quiet, stream_q));
         mux.set_level(&quiet, "error".into());
