@@ -29,6 +29,7 @@ use hyper::header::{HOST, ORIGIN};
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
 
 use connections::{Busy, Connections};
 pub use response::{
@@ -71,8 +72,9 @@ impl Limits {
 }
 
 /// Serves `handle` on `listener` until `shutdown` resolves, within
-/// `limits`, to this user's connections only ([`peer::check`]; another
-/// user's connection is closed unread). Connections still open then are
+/// `limits`, to this user's connections only ([`peer::check`]: another
+/// user's request is answered `403` with a JSON `error` saying why, never
+/// handled, and its connection closed). Connections still open then are
 /// left to end on their own (their tasks are detached).
 pub async fn serve<H, F>(
     listener: TcpListener,
@@ -120,20 +122,35 @@ pub async fn serve<H, F>(
         let handle = Arc::clone(&handle);
         let builder = builder.clone();
         tokio::spawn(async move {
-            let local = match stream.local_addr() {
-                Ok(local) => local,
-                Err(_) => return,
-            };
-            if let Err(refusal) = peer::check(local, peer) {
-                tracing::warn!(%peer, %refusal, "refused a connection");
+            let Ok(local) = stream.local_addr() else {
                 return;
-            }
+            };
             let marker = registration.busy_marker();
+            // Who connected is looked up once, at its first request head: a
+            // connection that never sends one costs no look-up, and the
+            // look-up (a walk of the kernel's socket table on Linux) runs
+            // off this runtime's thread.
+            let owner: Arc<OnceCell<Result<(), peer::Refusal>>> = Arc::default();
             let service = hyper::service::service_fn(move |request| {
                 let busy = marker.busy();
-                let answer = handle(request);
+                let handle = Arc::clone(&handle);
+                let owner = Arc::clone(&owner);
                 async move {
-                    Ok::<_, Infallible>(answer.await.map(|body| Serving { body, _busy: busy }))
+                    let verdict = owner
+                        .get_or_init(|| async move {
+                            tokio::task::spawn_blocking(move || peer::check(local, peer))
+                                .await
+                                .unwrap_or(Err(peer::Refusal::Unchecked))
+                        })
+                        .await;
+                    let answer = match verdict {
+                        Ok(()) => handle(request).await,
+                        Err(refusal) => {
+                            tracing::warn!(%peer, %refusal, "refused a request");
+                            refused(refusal)
+                        }
+                    };
+                    Ok::<_, Infallible>(answer.map(|body| Serving { body, _busy: busy }))
                 }
             });
             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -150,6 +167,19 @@ pub async fn serve<H, F>(
             drop(registration);
         });
     }
+}
+
+/// `403` for another user's request, and the connection closes after it.
+fn refused(refusal: &peer::Refusal) -> Response<Body> {
+    let mut response = json_response(
+        hyper::StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": format!("forbidden: {refusal}") }),
+    );
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// A response body that marks its connection as serving until it is done.

@@ -8,7 +8,9 @@
 //! - `proxy`: `mcp-proxy` with piped stdio, read line by line.
 //! - `host`: `mcp-manager host NAME` and its `/health`.
 //! - `manager`: `mcp-manager` (the supervisor), its control API, cleanup.
+//! - `mcp_http`: MCP over plain HTTP to a host, and the bounds fixture server.
 //! - `processes`: signals, process groups, argv, memory (no `unsafe`).
+//! - `users`: a throwaway unprivileged user for the multi-user tests.
 //! - `wait`: free ports, waiting for listeners and for conditions.
 //!
 //! The paths, the free-port helper and the `/proc` readings are shared with
@@ -27,8 +29,10 @@ mod config;
 mod fixtures;
 mod host;
 mod manager;
+mod mcp_http;
 mod processes;
 mod proxy;
+mod users;
 mod wait;
 
 // Globs, so that a helper that exists on some platforms only is re-exported
@@ -37,6 +41,8 @@ pub use config::*;
 pub use fixtures::*;
 pub use host::*;
 pub use manager::*;
+pub use mcp_http::*;
 pub use processes::*;
 pub use proxy::*;
+pub use users::*;
 pub use wait::*;

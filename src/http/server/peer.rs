@@ -1,6 +1,6 @@
-//! Who may connect: only this user. Each accepted connection's other end
-//! is looked up ([`crate::process::socket::peer_uid`]) and a connection of
-//! another user is closed before a byte of it is read.
+//! Who may connect: only this user. Each connection's other end is looked
+//! up ([`crate::process::socket::peer_uid`]) when its first request head
+//! arrives, and another user's requests are refused (`403`, never handled).
 //!
 //! What each platform gets:
 //! - Linux: the uid of the connecting socket, from `/proc/net/tcp{,6}`. A
@@ -25,6 +25,9 @@ pub enum Refusal {
     /// Its socket is not in the platform's table (it went away).
     #[error("the connection's owner cannot be found; only uid {me} may connect")]
     Unknown { me: u32 },
+    /// The look-up itself failed (the runtime is stopping).
+    #[error("the connection's owner could not be checked")]
+    Unchecked,
 }
 
 /// May the client that connected from `peer` to `local` in?
