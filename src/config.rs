@@ -725,6 +725,28 @@ mod tests {
         assert_eq!(config.servers["legacy"].transport, TransportKind::Sse);
     }
 
+    /// `maxChildren` defaults to 16, takes 1 to 4096, and a bad value names
+    /// the key and the range.
+    #[test]
+    fn max_children_has_a_default_and_a_range() {
+        let config = parse(
+            r#"{"mcpServers": {"a": {"command": "x", "port": 3100},
+                "b": {"command": "x", "port": 3101, "scope": "project", "maxChildren": 3}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.servers["a"].max_children, DEFAULT_MAX_CHILDREN);
+        assert_eq!(config.servers["b"].max_children, 3);
+        for bad in ["0", "5000"] {
+            let e = error(&format!(
+                r#"{{"mcpServers": {{"m": {{"command": "x", "port": 3100, "maxChildren": {bad}}}}}}}"#
+            ));
+            assert!(
+                e.contains("mcpServers.m.maxChildren") && e.contains("1 to 4096"),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn errors_name_the_file_the_key_and_the_fix() {
         let e = error(r#"{"mcpServers": {"m": {"command": "x", "port": "3100"}}}"#);
