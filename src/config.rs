@@ -107,6 +107,9 @@ pub struct ServerConfig {
     /// For a hosted stdio server: a child that does not answer `ping`
     /// within this while requests wait is started again.
     pub ping_timeout: std::time::Duration,
+    /// For a hosted stdio server: how many children it runs at once (scope
+    /// `project` or `session` start one per project or session).
+    pub max_children: usize,
     /// How long a starting daemon may take to answer HTTP (the first `npx`
     /// or `uvx` run downloads the server).
     pub start_timeout: std::time::Duration,
@@ -129,6 +132,11 @@ pub const DEFAULT_HEALTH_CHECK_INTERVAL: std::time::Duration = std::time::Durati
 pub const DEFAULT_SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 /// How long a hosted child may take to answer `ping` by default.
 pub const DEFAULT_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many children a hosted server runs at once by default: what a
+/// workstation carries without noticing.
+pub const DEFAULT_MAX_CHILDREN: usize = 16;
+/// The most `maxChildren` may say.
+pub const MAX_MAX_CHILDREN: u64 = 4096;
 
 impl ServerConfig {
     /// The URL the proxy connects to: `url`, or the local daemon's endpoint
@@ -220,6 +228,8 @@ pub struct RawServer {
     pub session_timeout: Option<u64>,
     /// Seconds a hosted child may take to answer `ping` (default 30).
     pub ping_timeout: Option<u64>,
+    /// Children a hosted server runs at once (default 16).
+    pub max_children: Option<u64>,
     /// Seconds a daemon may take to start answering HTTP (default 60).
     pub start_timeout: Option<f64>,
     /// Seconds without sessions before a hosted server is stopped; 0: never.
@@ -260,6 +270,7 @@ impl Config {
             scope: Scope::Shared,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             ping_timeout: DEFAULT_PING_TIMEOUT,
+            max_children: DEFAULT_MAX_CHILDREN,
             start_timeout: DEFAULT_START_TIMEOUT,
             idle_timeout: (transport == TransportKind::Stdio).then_some(DEFAULT_IDLE_TIMEOUT),
             lazy: false,
@@ -437,6 +448,18 @@ impl Config {
                 crate::http::parse_header(&format!("{}: {}", header.0, header.1))
                     .map_err(|p| invalid(format!("{}.{}", key("headers"), header.0), p))?;
             }
+            let max_children = match entry.max_children {
+                None => DEFAULT_MAX_CHILDREN,
+                Some(n @ 1..=MAX_MAX_CHILDREN) => {
+                    usize::try_from(n).unwrap_or(DEFAULT_MAX_CHILDREN)
+                }
+                Some(n) => {
+                    return Err(invalid(
+                        key("maxChildren"),
+                        format!("{n} is not a number of children; give 1 to {MAX_MAX_CHILDREN}"),
+                    ));
+                }
+            };
             let start_timeout = seconds(entry.start_timeout, DEFAULT_START_TIMEOUT)
                 .map_err(|p| invalid(key("startTimeout"), p))?;
             let idle_timeout = match entry.idle_timeout {
@@ -472,6 +495,7 @@ impl Config {
                     ping_timeout: entry
                         .ping_timeout
                         .map_or(DEFAULT_PING_TIMEOUT, std::time::Duration::from_secs),
+                    max_children,
                     start_timeout,
                     idle_timeout,
                     lazy: entry.lazy,
@@ -699,6 +723,28 @@ mod tests {
             TransportKind::StreamableHttp
         );
         assert_eq!(config.servers["legacy"].transport, TransportKind::Sse);
+    }
+
+    /// `maxChildren` defaults to 16, takes 1 to 4096, and a bad value names
+    /// the key and the range.
+    #[test]
+    fn max_children_has_a_default_and_a_range() {
+        let config = parse(
+            r#"{"mcpServers": {"a": {"command": "x", "port": 3100},
+                "b": {"command": "x", "port": 3101, "scope": "project", "maxChildren": 3}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.servers["a"].max_children, DEFAULT_MAX_CHILDREN);
+        assert_eq!(config.servers["b"].max_children, 3);
+        for bad in ["0", "5000"] {
+            let e = error(&format!(
+                r#"{{"mcpServers": {{"m": {{"command": "x", "port": 3100, "maxChildren": {bad}}}}}}}"#
+            ));
+            assert!(
+                e.contains("mcpServers.m.maxChildren") && e.contains("1 to 4096"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

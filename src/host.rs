@@ -6,8 +6,14 @@
 //! issued and checked, `MCP-Protocol-Version` checked, Host and Origin
 //! checked) plus `GET /health`. Each client session is bound to a
 //! backend (one child), chosen by the entry's scope: one for everyone
-//! (`shared`), one per `Mcp-Project-Path` (`project`), or one per session
-//! (`session`). The backend multiplexes its sessions onto one child.
+//! (`shared`), one per `Mcp-Project-Path` (`project`; the path must be an
+//! existing directory), or one per session (`session`), at most
+//! `maxChildren` at once. The backend multiplexes its sessions onto one
+//! child.
+//!
+//! Bounds: this user's connections only, at most [`Limits::HOST`] of them
+//! (see [`crate::http::server`]), POST bodies up to [`MAX_BODY`] read within
+//! 10 s; what is queued for one client is bounded by [`sink::SINK_LIMIT`].
 //!
 //! Layout, from the wire down:
 //! - this module: the HTTP endpoint (routes, per-request checks) and [`run`];
@@ -42,8 +48,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Scope;
 use crate::http::server::{
-    Body, PageOrigin, empty_response as empty, json_bytes_response, json_response as json,
-    sse_response as sse, text_response as plain,
+    Body, BodyError, Limits, PageOrigin, empty_response as empty, json_bytes_response,
+    json_response as json, sse_response as sse, text_response as plain,
 };
 use crate::jsonrpc::{self, Incoming as Parsed, Kind, Message, rewrite};
 use crate::sync::lock;
@@ -60,8 +66,9 @@ use crate::mcp::SUPPORTED_VERSIONS;
 /// How long a single request's answer may take to be sent as plain JSON.
 const QUICK_ANSWER: Duration = Duration::from_millis(50);
 
-/// The largest POST body accepted.
-const MAX_BODY: usize = 64 * 1024 * 1024;
+/// The largest POST body accepted (what a client sends is a request or a
+/// batch of them; the answers it gets may be of any size).
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Everything a host needs to run.
 #[derive(Debug, Clone)]
@@ -80,6 +87,9 @@ pub struct HostOptions {
     pub timing: SupervisionTiming,
     /// A session with no request and no open stream for this long ends.
     pub session_timeout: Duration,
+    /// Children running at once (the config's `maxChildren`); an
+    /// `initialize` that would start one more is refused.
+    pub max_children: usize,
 }
 
 /// The running host.
@@ -101,12 +111,13 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
     });
     if host.options.scope == Scope::Shared {
         // Start the shared child now: the first client should not wait for it.
-        host.backend_for("shared");
+        let _ = host.backend_for("shared");
     }
     tokio::spawn(Arc::clone(&host).reap_idle_sessions());
     let serving = Arc::clone(&host);
     crate::http::server::serve(
         listener,
+        Limits::HOST,
         move |request| Arc::clone(&serving).handle(request),
         shutdown,
     )
@@ -120,16 +131,27 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
 }
 
 impl Host {
-    fn backend_for(&self, scope_key: &str) -> Arc<Backend> {
+    /// The backend of `scope_key`, started if there is none.
+    ///
+    /// # Errors
+    /// Why none can be started: `maxChildren` run already.
+    fn backend_for(&self, scope_key: &str) -> Result<Arc<Backend>, String> {
         let mut backends = lock(&self.backends);
         if let Some(backend) = backends.get(scope_key) {
-            return Arc::clone(backend);
+            return Ok(Arc::clone(backend));
+        }
+        let max = self.options.max_children;
+        if backends.len() >= max {
+            return Err(format!(
+                "{name} already runs {max} children, its \"maxChildren\": end some sessions, or raise \"maxChildren\" in the {name} entry of config.json",
+                name = self.options.name
+            ));
         }
         let spec = self.child_spec(scope_key);
         let label = format!("{}[{}]", self.options.name, short(scope_key));
         let backend = Backend::start(label, spec, self.options.timing);
         backends.insert(scope_key.to_owned(), Arc::clone(&backend));
-        backend
+        Ok(backend)
     }
 
     /// The command with `{project}` and `{projectHash}` filled in.
@@ -239,28 +261,56 @@ impl Host {
                 "Content-Type must be application/json",
             );
         }
-        let body = match crate::http::server::read_body(request.into_body(), MAX_BODY).await {
+        let read = crate::http::server::read_body(
+            request.into_body(),
+            MAX_BODY,
+            Limits::HOST.body_timeout,
+        );
+        let body = match read.await {
             Ok(body) => body,
-            Err(_) => {
-                return rpc_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the body is over {MAX_BODY} bytes"),
-                );
+            Err(error) => {
+                let status = match error {
+                    BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyError::TimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
+                    BodyError::Unreadable(_) => StatusCode::BAD_REQUEST,
+                };
+                return rpc_error(status, &error.to_string());
             }
         };
-        let messages = match jsonrpc::parse_line(body) {
-            Ok(Parsed::Single(message)) => vec![Ok(message)],
-            Ok(Parsed::Batch(items)) => items,
+        let (messages, is_batch) = match jsonrpc::parse_line(body) {
+            Ok(Parsed::Single(message)) => (vec![refuse_null_id(message)], false),
+            Ok(Parsed::Batch(items)) => {
+                let items = items
+                    .into_iter()
+                    .map(|item| item.and_then(refuse_in_batch))
+                    .collect::<Vec<_>>();
+                (items, true)
+            }
             Err(error) => {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
             }
         };
-        if let [Ok(message)] = messages.as_slice() {
-            if message.method() == Some("initialize")
-                && matches!(message.kind, Kind::Request { .. })
+        match messages.as_slice() {
+            [Err(error)] if !is_batch => {
+                return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
+            }
+            [Ok(message)]
+                if !is_batch
+                    && message.method() == Some("initialize")
+                    && matches!(message.kind, Kind::Request { .. }) =>
             {
                 return self.initialize(message, &headers).await;
             }
+            // A batch of nothing usable is answered here, like bad JSON:
+            // one error per element, as an array.
+            all if is_batch && all.iter().all(Result::is_err) => {
+                let errors: Vec<Bytes> = all
+                    .iter()
+                    .filter_map(|m| m.as_ref().err().map(jsonrpc::ParseError::to_response))
+                    .collect();
+                return json_bytes(StatusCode::BAD_REQUEST, jsonrpc::batch(&errors), None);
+            }
+            _ => {}
         }
         let session = match self.session_of(&headers) {
             Ok(session) => session,
@@ -300,7 +350,7 @@ impl Host {
             return empty(StatusCode::ACCEPTED);
         }
         if !wants_sse {
-            return self.json_answers(&session, rx, requests).await;
+            return self.json_answers(&session, rx, requests, is_batch).await;
         }
         if requests > 1 {
             return sse(answer_stream(rx, requests));
@@ -311,7 +361,14 @@ impl Host {
         // call gets its headers (HTTP clients time out waiting for them).
         let mut rx = rx;
         match tokio::time::timeout(QUICK_ANSWER, rx.recv()).await {
-            Ok(Some(Outbound::Response(answer))) => json_bytes(StatusCode::OK, answer, None),
+            Ok(Some(Outbound::Response(answer))) => {
+                let body = if is_batch {
+                    jsonrpc::batch(&[answer])
+                } else {
+                    answer
+                };
+                json_bytes(StatusCode::OK, body, None)
+            }
             Ok(Some(Outbound::Message(first))) => {
                 let rest = answer_stream(rx, 1);
                 sse(futures_util::stream::once(async move { sse_message(&first) }).chain(rest))
@@ -321,13 +378,14 @@ impl Host {
         }
     }
 
-    /// Collects the answers for a client that takes JSON only; anything
-    /// else goes to its GET stream, if it has one.
+    /// Collects the answers for a client that takes JSON only (an array
+    /// for a batch); anything else goes to its GET stream, if it has one.
     async fn json_answers(
         &self,
         session: &ClientSession,
         mut rx: SinkReceiver,
         requests: usize,
+        is_batch: bool,
     ) -> Response<Body> {
         let mut answers = Vec::with_capacity(requests);
         let mut settled = 0;
@@ -350,7 +408,7 @@ impl Host {
         if answers.is_empty() {
             return empty(StatusCode::ACCEPTED); // every request was cancelled
         }
-        let body = if answers.len() == 1 {
+        let body = if answers.len() == 1 && !is_batch {
             answers.remove(0)
         } else {
             jsonrpc::batch(&answers)
@@ -363,12 +421,25 @@ impl Host {
             return plain(StatusCode::BAD_REQUEST, "initialize must be a request");
         };
         let session_id: SessionId = Arc::from(new_session_id().as_str());
+        let refuse = |reason: &str| {
+            let answer = jsonrpc::error_response(Some(id), jsonrpc::code::SERVER_ERROR, reason);
+            json_bytes(StatusCode::OK, answer, None)
+        };
         let scope_key = match self.options.scope {
             Scope::Shared => "shared".to_owned(),
-            Scope::Project => project_of(headers).unwrap_or_else(|| "default".to_owned()),
+            Scope::Project => match project_of(headers) {
+                Ok(project) => project.unwrap_or_else(|| "default".to_owned()),
+                Err(reason) => return refuse(&reason),
+            },
             Scope::Session => session_id.to_string(),
         };
-        let backend = self.backend_for(&scope_key);
+        let backend = match self.backend_for(&scope_key) {
+            Ok(backend) => backend,
+            Err(reason) => {
+                tracing::warn!(reason, "refused a session");
+                return refuse(&reason);
+            }
+        };
         let result = match backend
             .initialize_result(self.options.timing.initialize)
             .await
@@ -571,13 +642,13 @@ fn params_protocol_version(raw: &[u8]) -> Option<String> {
 
 /// Creates the directory of every file path in `env` that lies in our home
 /// directory (`MEMORY_FILE_PATH` of the built-in memory), so the child can
-/// write there.
+/// write there; 0700, like the home: a hosted server's data is this user's.
 fn create_data_dirs(home: &std::path::Path, env: &[(String, String)]) {
     for (_, value) in env {
         let path = std::path::Path::new(value);
         if path.is_absolute() && path.starts_with(home) {
             if let Some(dir) = path.parent() {
-                if let Err(error) = std::fs::create_dir_all(dir) {
+                if let Err(error) = crate::paths::create_private_dir(dir) {
                     tracing::warn!(dir = %dir.display(), %error, "cannot create a data directory");
                 }
             }
@@ -585,19 +656,77 @@ fn create_data_dirs(home: &std::path::Path, env: &[(String, String)]) {
     }
 }
 
-/// The `Mcp-Project-Path` header, if it is a plain absolute path (no `..`:
-/// it ends up in a command line, an environment and a directory name).
-fn project_of(headers: &hyper::HeaderMap) -> Option<String> {
-    let text = headers
-        .get(crate::mcp::PROJECT_PATH_HEADER)?
-        .to_str()
-        .ok()?;
+/// The `Mcp-Project-Path` header (`None` if there is none). It must be a
+/// plain absolute path (no `..`: it ends up in a command line, an
+/// environment and a directory name) of an existing directory: every new
+/// project starts a child.
+///
+/// # Errors
+/// What is wrong with the header, naming it.
+fn project_of(headers: &hyper::HeaderMap) -> Result<Option<String>, String> {
+    let header = "Mcp-Project-Path";
+    let Some(value) = headers.get(crate::mcp::PROJECT_PATH_HEADER) else {
+        return Ok(None);
+    };
+    let Ok(text) = value.to_str() else {
+        return Err(format!(
+            "the {header} header is not plain text; send the project's absolute path"
+        ));
+    };
     let path = std::path::Path::new(text);
     let plain = path.is_absolute()
         && path
             .components()
             .all(|c| !matches!(c, std::path::Component::ParentDir));
-    plain.then(|| text.to_owned())
+    if !plain {
+        return Err(format!(
+            "the {header} {text:?} is not a plain absolute path (no \"..\"); send the project's absolute path"
+        ));
+    }
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(format!(
+            "the {header} {text:?} is not an existing directory; send the path of the project's directory"
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// A single message with `"id": null` reads as a notification, but a
+/// request's id may not be null (JSON-RPC 2.0, and MCP): refused with
+/// -32600 and id null, as the spec answers an invalid request.
+fn refuse_null_id(message: Message) -> Result<Message, jsonrpc::ParseError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "present")]
+        id: bool,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| true)
+    }
+    let null_id = matches!(message.kind, Kind::Notification { .. })
+        && serde_json::from_slice::<Probe>(&message.raw).is_ok_and(|p| p.id);
+    if null_id {
+        return Err(jsonrpc::ParseError::Invalid {
+            id: None,
+            reason: "the id must be a string or a number, not null (a notification has no id)"
+                .into(),
+        });
+    }
+    Ok(message)
+}
+
+/// An element of a batch: as [`refuse_null_id`], and `initialize` is
+/// refused (MCP: it must not be part of a batch; it opens the session the
+/// rest belongs to).
+fn refuse_in_batch(message: Message) -> Result<Message, jsonrpc::ParseError> {
+    let message = refuse_null_id(message)?;
+    if message.method() == Some("initialize") {
+        return Err(jsonrpc::ParseError::Invalid {
+            id: message.id().cloned(),
+            reason: "initialize must be sent alone, not in a batch".into(),
+        });
+    }
+    Ok(message)
 }
 
 /// What the client's `initialize` says it can answer.

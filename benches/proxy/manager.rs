@@ -1,6 +1,7 @@
 //! The manager table: what supervision costs. `mcp-manager` over three
 //! server-everything daemons (streamableHttp, sse, stdio hosted): its idle
-//! and peak RSS, `GET /status` latency, and how fast a daemon killed with
+//! and peak RSS, `GET /status` latency (also under 1,000 slow connections),
+//! and how fast a daemon killed with
 //! `kill -9` serves again (by itself, and as a proxy session's next answer)
 //! compared with the daemon's own start.
 
@@ -120,6 +121,24 @@ pub(crate) async fn manager_status(http: &reqwest::Client, port: u16) -> Option<
     serde_json::from_slice(&body).ok()
 }
 
+/// `count` connections to `port` that never finish a request head (every
+/// other one sends half of one); held until dropped.
+async fn slow_connections(port: u16, count: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            continue;
+        };
+        if i % 2 == 0 {
+            let half = format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAcc");
+            let _ = stream.write_all(half.as_bytes()).await;
+        }
+        held.push(stream);
+    }
+    held
+}
+
 /// Polls `GET /mcp` on `port` every 2 ms until it answers HTTP (400, the
 /// answer without a session); the time it took.
 async fn until_serving(http: &reqwest::Client, port: u16, limit: Duration) -> Option<Duration> {
@@ -193,6 +212,20 @@ pub(crate) async fn run_manager(plan: Plan, everything: &Path) {
         }
         status_latencies.push(call.elapsed());
     }
+    // /status on a new connection each, while 1,000 slow clients hold
+    // connections that send nothing or half a request head.
+    let slow = slow_connections(run.port, 1_000).await;
+    let mut slow_latencies = Vec::new();
+    for _ in 0..if plan.quick { 20 } else { 200 } {
+        let call = Instant::now();
+        if manager_status(&http, run.port).await.is_none() {
+            errors.push("a /status call under slow connections failed".to_owned());
+            break;
+        }
+        slow_latencies.push(call.elapsed());
+    }
+    let slow_opened = slow.len();
+    drop(slow);
     // kill -9 → serving again, against the daemon's own start time.
     let mut recoveries = Vec::new();
     let mut own_starts = Vec::new();
@@ -359,6 +392,19 @@ pub(crate) async fn run_manager(plan: Plan, everything: &Path) {
             "{} / {}",
             show(secs(status_p50), Unit::Time),
             show(secs(percentile(&status_latencies, 99.0)), Unit::Time)
+        ),
+        "",
+        None,
+    );
+    row(
+        format!(
+            "`GET /status` p50 / p99 ({} calls, a new connection each) under {slow_opened} slow connections",
+            slow_latencies.len()
+        ),
+        format!(
+            "{} / {}",
+            show(secs(median(&slow_latencies)), Unit::Time),
+            show(secs(percentile(&slow_latencies, 99.0)), Unit::Time)
         ),
         "",
         None,

@@ -108,6 +108,7 @@ pub async fn host(
             ..SupervisionTiming::default()
         },
         session_timeout: server.session_timeout,
+        max_children: server.max_children,
     };
     tracing::info!(name, %addr, scope = ?server.scope, "hosting");
     host::run(options, listener, stop).await;

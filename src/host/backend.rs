@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::{Child, ChildSpec, SpawnError};
 use super::health::{ChildHealth, ChildProcess, ChildState};
 use super::mux::{ClientCapabilities, Mux, ServerRequestRoute, SessionId};
-use super::sink::Sink;
+use super::sink::{Outbound, Sink};
 use crate::jsonrpc::{self, Kind, Message, rewrite};
 use crate::stdio::Output;
 use crate::sync::lock;
@@ -367,7 +367,14 @@ impl Backend {
                     tracing::debug!(backend = %self.label, "progress for an unknown token; dropped");
                 }
             }
-            Kind::Notification { method } => lock(&self.mux).child_notification(method, &raw),
+            Kind::Notification { method } => {
+                // Routed under the lock, written outside it: the cost under
+                // the lock is the number of sessions that want it.
+                let (message, sinks) = lock(&self.mux).child_notification(method, &raw);
+                for sink in sinks {
+                    sink.send(Outbound::Message(message.clone()));
+                }
+            }
             Kind::OrphanError => {
                 tracing::warn!(backend = %self.label, "the server reported an error for an unreadable message");
             }

@@ -61,7 +61,7 @@ impl Child {
     /// opened, the command is not on PATH (with what to install), or the
     /// spawn failed; [`SpawnError::NoStdio`] if its pipes are missing.
     pub fn spawn(spec: &ChildSpec) -> Result<Child, SpawnError> {
-        let log = std::fs::OpenOptions::new()
+        let log = crate::paths::private_file()
             .create(true)
             .append(true)
             .open(&spec.log)

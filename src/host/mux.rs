@@ -19,8 +19,16 @@
 //! - `notifications/message` goes to every session whose level admits it;
 //! - `notifications/resources/updated` goes to the sessions subscribed to it;
 //! - any other notification (`*/list_changed`) goes to every session.
+//!
+//! Routing costs what it delivers: sessions are indexed by the level they
+//! asked for, among those that have somewhere to take a message (an open
+//! GET stream, or a request waiting on an event stream), and by the URIs
+//! they subscribed to; a session's own requests are indexed under it. A
+//! log line is matched against the sessions that want it, never against
+//! every session times every request, and [`Mux::child_notification`]
+//! returns where it goes, so the writes happen outside the caller's lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -64,8 +72,11 @@ pub struct Mux {
     /// The id a server request got towards its session → where it went.
     server_requests: HashMap<u64, ServerRequest>,
     sessions: HashMap<SessionId, MuxSession>,
-    /// URI → number of sessions subscribed.
-    subscriptions: HashMap<String, usize>,
+    /// URI → the sessions subscribed to it.
+    subscriptions: HashMap<String, HashSet<SessionId>>,
+    /// By the rank of the level each asked for (none: `debug`, rank 0), the
+    /// sessions with somewhere to take a message (see [`MuxSession::reachable_at`]).
+    reachable: [HashSet<SessionId>; LEVELS],
     /// The level the child was last set to.
     child_level: Option<String>,
     last_active: Option<SessionId>,
@@ -101,6 +112,9 @@ struct ProgressRoute {
     sink: Sink,
 }
 
+/// How many log levels there are (`debug` … `emergency`).
+const LEVELS: usize = crate::mcp::LOG_LEVELS.len();
+
 /// What the mux knows of one session.
 #[derive(Default)]
 struct MuxSession {
@@ -108,6 +122,28 @@ struct MuxSession {
     subscriptions: HashSet<String>,
     stream: Option<Sink>,
     capabilities: ClientCapabilities,
+    /// Host ids of its requests waiting on the child.
+    pending: BTreeSet<u64>,
+    /// Those of them whose answer goes to an event stream (which can carry
+    /// other messages too).
+    streaming: BTreeSet<u64>,
+    /// The bucket of [`Mux::reachable`] it is in: while it has an open GET
+    /// stream or a streaming request, the rank of its level.
+    reachable_at: Option<usize>,
+}
+
+impl MuxSession {
+    /// Its bucket in [`Mux::reachable`], if it has somewhere to take a message.
+    fn reachable_rank(&self) -> Option<usize> {
+        let open = self.stream.as_ref().is_some_and(Sink::is_open) || !self.streaming.is_empty();
+        open.then(|| {
+            self.level
+                .as_deref()
+                .and_then(rank)
+                .unwrap_or(0)
+                .min(LEVELS - 1)
+        })
+    }
 }
 
 /// What the child must be told when a session ends.
@@ -164,9 +200,9 @@ impl Mux {
 
     /// Has this session requests waiting on the child?
     pub fn has_pending(&self, session: &SessionId) -> bool {
-        self.pending
-            .values()
-            .any(|p| matches!(p, PendingRequest::FromClient { session: s, .. } if s == session))
+        self.sessions
+            .get(session)
+            .is_some_and(|s| !s.pending.is_empty())
     }
 
     /// Is any client request waiting on the child?
@@ -185,7 +221,31 @@ impl Mux {
             return false;
         }
         s.stream = Some(sink);
+        self.refresh(session);
         true
+    }
+
+    /// Puts the session in the bucket of [`Mux::reachable`] it belongs to
+    /// now (after its stream, requests or level changed); a closed GET
+    /// stream is dropped.
+    fn refresh(&mut self, session: &SessionId) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if s.stream.as_ref().is_some_and(|stream| !stream.is_open()) {
+            s.stream = None;
+        }
+        let now = s.reachable_rank();
+        if now == s.reachable_at {
+            return;
+        }
+        if let Some(old) = s.reachable_at {
+            self.reachable[old].remove(session);
+        }
+        if let Some(new) = now {
+            self.reachable[new].insert(Arc::clone(session));
+        }
+        s.reachable_at = now;
     }
 
     /// Has this session an open GET stream?
@@ -235,6 +295,12 @@ impl Mux {
             self.progress.insert(token, route);
             token
         });
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.pending.insert(upstream);
+            if sink.carries_messages() {
+                s.streaming.insert(upstream);
+            }
+        }
         let pending = PendingRequest::FromClient {
             session: Arc::clone(session),
             id,
@@ -242,6 +308,7 @@ impl Mux {
             token,
         };
         self.pending.insert(upstream, pending);
+        self.refresh(session);
         Some((upstream, line))
     }
 
@@ -270,17 +337,37 @@ impl Mux {
     pub fn fail_all(&mut self, message: &str) {
         self.progress.clear();
         self.server_requests.clear();
+        let mut waited = HashSet::new();
         for (_, pending) in self.pending.drain() {
-            if let PendingRequest::FromClient { id, sink, .. } = pending {
+            if let PendingRequest::FromClient {
+                id, sink, session, ..
+            } = pending
+            {
                 sink.answer_error(&id, message);
+                waited.insert(session);
             }
+        }
+        for session in &waited {
+            if let Some(s) = self.sessions.get_mut(session) {
+                s.pending.clear();
+                s.streaming.clear();
+            }
+            self.refresh(session);
         }
     }
 
     fn take_pending(&mut self, upstream: u64) -> Option<PendingRequest> {
         let pending = self.pending.remove(&upstream);
-        if let Some(PendingRequest::FromClient { token: Some(t), .. }) = &pending {
-            self.progress.remove(t);
+        if let Some(PendingRequest::FromClient { token, session, .. }) = &pending {
+            if let Some(t) = token {
+                self.progress.remove(t);
+            }
+            if let Some(s) = self.sessions.get_mut(session) {
+                s.pending.remove(&upstream);
+                s.streaming.remove(&upstream);
+            }
+            let session = Arc::clone(session);
+            self.refresh(&session);
         }
         pending
     }
@@ -309,13 +396,9 @@ impl Mux {
     /// child is dropped), and the cancellation for the child is returned.
     pub fn client_cancel(&mut self, session: &SessionId, raw: &Bytes) -> Option<Bytes> {
         let client_id = rewrite::cancelled_request_id(raw)?;
-        let upstream = self.pending.iter().find_map(|(u, p)| match p {
-            PendingRequest::FromClient { session: s, id, .. }
-                if s == session && *id == client_id =>
-            {
-                Some(*u)
-            }
-            _ => None,
+        let mine = &self.sessions.get(session)?.pending;
+        let upstream = mine.iter().copied().find(|u| {
+            matches!(self.pending.get(u), Some(PendingRequest::FromClient { id, .. }) if *id == client_id)
         })?;
         let Some(PendingRequest::FromClient { sink, .. }) = self.take_pending(upstream) else {
             return None;
@@ -343,6 +426,7 @@ impl Mux {
         if let Some(s) = self.sessions.get_mut(session) {
             s.level = Some(level);
         }
+        self.refresh(session);
         self.level_change()
     }
 
@@ -379,21 +463,21 @@ impl Mux {
         match (changed, subscribe) {
             (false, _) => false,
             (true, true) => {
-                let count = self.subscriptions.entry(uri).or_insert(0);
-                *count += 1;
-                *count == 1
+                let subscribers = self.subscriptions.entry(uri).or_default();
+                subscribers.insert(Arc::clone(session));
+                subscribers.len() == 1
             }
-            (true, false) => self.release_subscription(&uri),
+            (true, false) => self.release_subscription(session, &uri),
         }
     }
 
-    /// One subscriber of `uri` fewer; true if it was the last one.
-    fn release_subscription(&mut self, uri: &str) -> bool {
-        let Some(count) = self.subscriptions.get_mut(uri) else {
+    /// `session` no longer subscribes to `uri`; true if it was the last one.
+    fn release_subscription(&mut self, session: &SessionId, uri: &str) -> bool {
+        let Some(subscribers) = self.subscriptions.get_mut(uri) else {
             return false;
         };
-        *count -= 1;
-        let last = *count == 0;
+        subscribers.remove(session);
+        let last = subscribers.is_empty();
         if last {
             self.subscriptions.remove(uri);
         }
@@ -413,14 +497,10 @@ impl Mux {
     /// level dropped. `None` if the session is unknown.
     pub fn close_session(&mut self, session: &SessionId) -> Option<SessionEnd> {
         let closed = self.sessions.remove(session)?;
-        let mine: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(
-                |(_, p)| matches!(p, PendingRequest::FromClient { session: s, .. } if s == session),
-            )
-            .map(|(u, _)| *u)
-            .collect();
+        if let Some(at) = closed.reachable_at {
+            self.reachable[at].remove(session);
+        }
+        let mine: Vec<u64> = closed.pending.iter().copied().collect();
         for u in &mine {
             self.take_pending(*u);
         }
@@ -454,7 +534,7 @@ impl Mux {
         let unsubscribe = closed
             .subscriptions
             .into_iter()
-            .filter(|uri| self.release_subscription(uri))
+            .filter(|uri| self.release_subscription(session, uri))
             .collect();
         if self.last_active.as_ref() == Some(session) {
             self.last_active = None;
@@ -515,27 +595,35 @@ impl Mux {
         true
     }
 
-    /// Any other notification from the child, routed by its `method`.
-    pub fn child_notification(&mut self, method: &str, raw: &Bytes) {
+    /// Any other notification from the child, routed by its `method`: the
+    /// message to write and the sinks it goes to (the caller writes them,
+    /// outside its lock). The cost is the number of sessions that want it.
+    pub fn child_notification(&mut self, method: &str, raw: &Bytes) -> (Bytes, Vec<Sink>) {
+        let mut stale = Vec::new();
+        let mut to = Vec::new();
+        let mut add = |mux: &Mux, session: &SessionId| match mux.session_sink(session) {
+            Some(sink) => to.push(sink),
+            None => stale.push(Arc::clone(session)),
+        };
         match method {
             "notifications/message" => {
-                let level = rewrite::level(raw).and_then(|l| rank(&l)).unwrap_or(0);
-                for (session, s) in &self.sessions {
-                    let wanted = s.level.as_deref().and_then(rank).unwrap_or(0);
-                    if level >= wanted {
-                        if let Some(sink) = self.session_sink(session) {
-                            sink.send(Outbound::Message(raw.clone()));
-                        }
-                    }
+                let level = rewrite::level(raw)
+                    .and_then(|l| rank(&l))
+                    .unwrap_or(0)
+                    .min(LEVELS - 1);
+                for session in self.reachable[..=level].iter().flatten() {
+                    add(self, session);
                 }
             }
             "notifications/resources/updated" => {
-                let uri = rewrite::uri(raw);
-                for (session, s) in &self.sessions {
-                    if uri.as_ref().is_some_and(|u| s.subscriptions.contains(u)) {
-                        if let Some(sink) = self.session_sink(session) {
-                            sink.send(Outbound::Message(raw.clone()));
-                        }
+                let subscribers = rewrite::uri(raw).and_then(|u| self.subscriptions.get(&u));
+                for session in subscribers.into_iter().flatten() {
+                    if self
+                        .sessions
+                        .get(session)
+                        .is_some_and(|s| s.reachable_at.is_some())
+                    {
+                        add(self, session);
                     }
                 }
             }
@@ -549,44 +637,42 @@ impl Mux {
                 let Some((host_id, request)) =
                     host_id.and_then(|h| self.server_requests.remove(&h).map(|r| (h, r)))
                 else {
-                    return;
+                    return (raw.clone(), Vec::new());
                 };
                 let cancel = rewrite::replace_cancelled_request_id(raw, &host_id.to_string());
-                if let (Some(sink), Some(cancel)) = (self.session_sink(&request.session), cancel) {
-                    sink.send(Outbound::Message(cancel));
-                }
+                return match (self.session_sink(&request.session), cancel) {
+                    (Some(sink), Some(cancel)) => (cancel, vec![sink]),
+                    _ => (raw.clone(), Vec::new()),
+                };
             }
             _ => {
-                for session in self.sessions.keys() {
-                    if let Some(sink) = self.session_sink(session) {
-                        sink.send(Outbound::Message(raw.clone()));
-                    }
+                for session in self.reachable.iter().flatten() {
+                    add(self, session);
                 }
             }
         }
+        for session in &stale {
+            self.refresh(session);
+        }
+        (raw.clone(), to)
     }
 
     /// Where a message for this session goes outside any request: its GET
     /// stream, else the stream of its newest request still open.
     fn session_sink(&self, session: &SessionId) -> Option<Sink> {
-        if let Some(stream) = self
-            .sessions
-            .get(session)
-            .and_then(|s| s.stream.as_ref())
-            .filter(|s| s.is_open())
-        {
+        let s = self.sessions.get(session)?;
+        if let Some(stream) = s.stream.as_ref().filter(|s| s.is_open()) {
             return Some(stream.clone());
         }
-        self.pending
+        s.streaming
             .iter()
-            .filter_map(|(u, p)| match p {
-                PendingRequest::FromClient {
-                    session: s, sink, ..
-                } if s == session && sink.carries_messages() => Some((*u, sink)),
+            .rev()
+            .find_map(|u| match self.pending.get(u) {
+                Some(PendingRequest::FromClient { sink, .. }) if sink.carries_messages() => {
+                    Some(sink.clone())
+                }
                 _ => None,
             })
-            .max_by_key(|(u, _)| *u)
-            .map(|(_, sink)| sink.clone())
     }
 
     /// Who gets a server request: among the sessions whose client declared
@@ -761,6 +847,44 @@ mod tests {
             r#"{{"jsonrpc":"2.0","id":{upstream},"result":{{}}}}"#
         ));
         assert!(!mux.child_answer(upstream, late));
+    }
+
+    /// A log line goes to the sessions whose level admits it and that have
+    /// somewhere to take it; a list change to every such session; the
+    /// router hands back the sinks instead of writing under its lock.
+    #[test]
+    fn notifications_go_to_the_sessions_that_want_them() {
+        let mut mux = Mux::default();
+        let verbose = open(&mut mux, "verbose");
+        let quiet = open(&mut mux, "quiet");
+        let _nowhere = open(&mut mux, "nowhere");
+        let (stream_v, mut rx_v) = Sink::new(true);
+        let (stream_q, rx_q) = Sink::new(true);
+        assert!(mux.set_stream(&verbose, stream_v));
+        assert!(mux.set_stream(&quiet, stream_q));
+        mux.set_level(&quiet, "error".into());
+        let log = |level: &str| {
+            Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"{level}","data":"x"}}}}"#
+            ))
+        };
+        let (_, to) = mux.child_notification("notifications/message", &log("info"));
+        assert_eq!(to.len(), 1, "only the verbose session wants info");
+        let (_, to) = mux.child_notification("notifications/message", &log("error"));
+        assert_eq!(to.len(), 2);
+        let changed =
+            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#);
+        let (_, to) = mux.child_notification("notifications/tools/list_changed", &changed);
+        assert_eq!(
+            to.len(),
+            2,
+            "the session with nowhere to take it is skipped"
+        );
+        assert!(rx_v.try_recv().is_none(), "the mux itself writes nothing");
+        drop(rx_q); // the quiet session's stream ends
+        let (_, to) = mux.child_notification("notifications/tools/list_changed", &changed);
+        assert_eq!(to.len(), 1);
+        assert!(mux.reachable.iter().map(HashSet::len).sum::<usize>() == 1);
     }
 
     /// Progress tokens are rewritten like ids and come back as the client's.

@@ -2,9 +2,11 @@
 //!
 //! A [`Sink`] is the sending end of one HTTP body: the stream of the POST
 //! that asked, or the session's GET stream. Its [`SinkReceiver`] is read by
-//! that body. The queue between them is bounded in bytes ([`SINK_LIMIT`]):
-//! a client that stops reading must not grow the host without bound, so
-//! past the limit its body ends and the client reconnects.
+//! that body. The queue between them is bounded by its backlog in bytes
+//! ([`SINK_LIMIT`]): a client that stops reading must not grow the host
+//! without bound, so past the limit its body ends and the client
+//! reconnects; a message of any size is queued while the backlog is under
+//! the limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,9 +36,11 @@ impl Outbound {
     }
 }
 
-/// Most bytes queued for one client body. A client that stops reading its
-/// stream must not grow the host without bound: past this, its body ends
-/// (dropping what is queued) and the client reconnects.
+/// Most bytes waiting unread for one client body. A message is queued
+/// while less than this waits before it, whatever its own size: any single
+/// answer reaches a client that reads, and one that stops reading holds at
+/// most this plus one message before its body ends (dropping what is
+/// queued) and it reconnects.
 pub const SINK_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Where messages for a client go: the body of one of its POSTs, or its GET
@@ -97,8 +101,9 @@ impl Sink {
     /// is then ended).
     pub fn send(&self, message: Outbound) -> bool {
         let len = message.len();
-        let queued = self.queue.bytes.fetch_add(len, Ordering::Relaxed) + len;
-        if queued > SINK_LIMIT {
+        let waiting = self.queue.bytes.fetch_add(len, Ordering::Relaxed);
+        if waiting >= SINK_LIMIT {
+            let queued = waiting + len;
             if !self.queue.overflowed.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     queued,
@@ -170,6 +175,23 @@ mod tests {
             "an overflowed sink must count as closed"
         );
         assert!(receiver.recv().await.is_none(), "its body must end");
+    }
+
+    /// The limit counts the backlog, not one message: an answer larger
+    /// than the limit reaches a client that reads.
+    #[tokio::test]
+    async fn one_message_over_the_limit_gets_through() {
+        let (sink, mut receiver) = Sink::new(true);
+        let huge = Bytes::from(vec![b'x'; SINK_LIMIT + 4 * 1024 * 1024]);
+        assert!(sink.send(Outbound::Response(huge.clone())));
+        assert!(
+            matches!(receiver.recv().await, Some(Outbound::Response(m)) if m.len() == huge.len())
+        );
+        assert!(sink.send(Outbound::Response(huge)), "read: room again");
+        assert!(
+            !sink.send(Outbound::Message(Bytes::from_static(b"more"))),
+            "unread past the limit: ended"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,8 @@
 //! The HTTP server plumbing that `mcp-manager host` and the control API
-//! share: the accept loop (one hyper HTTP/1 task per connection), the
+//! share: the accept loop (one hyper HTTP/1 task per connection), who may
+//! connect ([`peer`]: this user only, where the platform can tell), the
+//! bounds on what a client may hold ([`Limits`]: a connection cap, header
+//! and body read timeouts, idle keep-alive connections closed), the
 //! DNS-rebinding defences (the Host header must name our loopback port; a
 //! web page's `Origin` is told apart), request bodies read up to a limit,
 //! and the [`response`] builders (JSON, text, SSE).
@@ -7,22 +10,28 @@
 //! Both servers bind 127.0.0.1 only; what each refuses is its own policy
 //! (the control API refuses any page, the host only foreign ones).
 
+mod connections;
+pub mod peer;
 pub mod response;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HOST, ORIGIN};
 use hyper::{HeaderMap, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
 
+use connections::{Busy, Connections};
 pub use response::{
     empty_body, empty_response, json_bytes_response, json_response, sse_event, sse_response,
     text_response,
@@ -31,46 +40,172 @@ pub use response::{
 /// Every response body the servers send.
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// Serves `handle` on `listener` until `shutdown` resolves. Connections
-/// still open then are left to end on their own (their tasks are detached).
-pub async fn serve<H, F>(listener: TcpListener, handle: H, shutdown: impl Future<Output = ()>)
-where
+/// What one server lets its clients hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once. At the cap the oldest connection that is
+    /// not serving a request is closed to make room; when all serve, the
+    /// new one is closed at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head, counted from
+    /// the moment its connection waits for one: this also closes an idle
+    /// keep-alive connection.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's whole body (see
+    /// [`read_body`]).
+    pub body_timeout: Duration,
+}
+
+impl Limits {
+    /// The control API's: few clients, small bodies.
+    pub const CONTROL_API: Limits = Limits {
+        max_connections: 256,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+    };
+    /// A host's: one connection or two per session.
+    pub const HOST: Limits = Limits {
+        max_connections: 1024,
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(10),
+    };
+}
+
+/// Serves `handle` on `listener` until `shutdown` resolves, within
+/// `limits`, to this user's connections only ([`peer::check`]: another
+/// user's request is answered `403` with a JSON `error` saying why, never
+/// handled, and its connection closed). Connections still open then are
+/// left to end on their own (their tasks are detached).
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    handle: H,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let handle = Arc::new(handle);
+    let connections = Connections::new(limits.max_connections);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                // Answers are small writes after the headers: without this,
-                // Nagle holds each one for the client's delayed ACK (~40 ms).
-                let _ = stream.set_nodelay(true);
-                stream
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors, say: back off instead of spinning.
-                tracing::warn!(%error, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Out of file descriptors, say: make room by closing the
+                // oldest idle connection, and back off instead of spinning.
+                let evicted = connections.evict_oldest_waiting();
+                tracing::warn!(%error, evicted, "cannot accept a connection");
+                let pause = if evicted { 10 } else { 100 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
         };
+        let Some(registration) = connections.register() else {
+            tracing::debug!(
+                open = connections.len(),
+                "every connection is serving a request; closing a new one"
+            );
+            continue;
+        };
+        // Answers are small writes after the headers: without this, Nagle
+        // holds each one for the client's delayed ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
         let handle = Arc::clone(&handle);
+        let builder = builder.clone();
         tokio::spawn(async move {
+            let Ok(local) = stream.local_addr() else {
+                return;
+            };
+            let marker = registration.busy_marker();
+            // Who connected is looked up once, at its first request head: a
+            // connection that never sends one costs no look-up, and the
+            // look-up (a walk of the kernel's socket table on Linux) runs
+            // off this runtime's thread.
+            let owner: Arc<OnceCell<Result<(), peer::Refusal>>> = Arc::default();
             let service = hyper::service::service_fn(move |request| {
-                let answer = handle(request);
-                async move { Ok::<_, Infallible>(answer.await) }
+                let busy = marker.busy();
+                let handle = Arc::clone(&handle);
+                let owner = Arc::clone(&owner);
+                async move {
+                    let verdict = owner
+                        .get_or_init(|| async move {
+                            tokio::task::spawn_blocking(move || peer::check(local, peer))
+                                .await
+                                .unwrap_or(Err(peer::Refusal::Unchecked))
+                        })
+                        .await;
+                    let answer = match verdict {
+                        Ok(()) => handle(request).await,
+                        Err(refusal) => {
+                            tracing::warn!(%peer, %refusal, "refused a request");
+                            refused(refusal)
+                        }
+                    };
+                    Ok::<_, Infallible>(answer.map(|body| Serving { body, _busy: busy }))
+                }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "client connection ended with an error");
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                ended = connection => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, "client connection ended with an error");
+                    }
+                }
+                () = registration.close.cancelled() => {
+                    tracing::debug!(%peer, "closed a waiting connection to make room");
+                }
             }
+            drop(registration);
         });
+    }
+}
+
+/// `403` for another user's request, and the connection closes after it.
+fn refused(refusal: &peer::Refusal) -> Response<Body> {
+    let mut response = json_response(
+        hyper::StatusCode::FORBIDDEN,
+        &serde_json::json!({ "error": format!("forbidden: {refusal}") }),
+    );
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// A response body that marks its connection as serving until it is done.
+struct Serving {
+    body: Body,
+    /// Held, not read: its drop marks the connection waiting again.
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Serving {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -123,20 +258,30 @@ pub fn page_origin(headers: &HeaderMap) -> PageOrigin {
 pub enum BodyError {
     #[error("the body is over {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the body did not arrive within {after:?}")]
+    TimedOut { after: Duration },
     #[error("cannot read the body")]
     Unreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The whole body of a request, if it is at most `limit` bytes.
+/// The whole body of a request, if it is at most `limit` bytes and arrives
+/// within `timeout` (an endless chunked body, or a `Content-Length` whose
+/// bytes never come, is given up).
 ///
 /// # Errors
-/// [`BodyError::TooLarge`] past `limit`; [`BodyError::Unreadable`] when the
-/// connection fails while it is read.
-pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(error) => Err(BodyError::Unreadable(error)),
+/// [`BodyError::TooLarge`] past `limit`; [`BodyError::TimedOut`] past
+/// `timeout`; [`BodyError::Unreadable`] when the connection fails while it
+/// is read.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::TimedOut { after: timeout }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
+        Ok(Err(error)) => Err(BodyError::Unreadable(error)),
     }
 }
 

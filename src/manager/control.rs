@@ -4,8 +4,11 @@
 //! It starts and kills processes, so only this machine's own tools may call
 //! it: the socket is bound to 127.0.0.1, the Host header must name it (no
 //! DNS rebinding) and any `Origin` (a browser page) is refused; no CORS
-//! header is ever sent. Bodies are JSON whatever their content type (curl's
-//! `-d` sends a form type), capped at [`MAX_BODY`].
+//! header is ever sent; it takes connections of this user only, and bounds
+//! what each client holds ([`Limits::CONTROL_API`]: 256 connections, 10 s
+//! to send a head or a body, idle keep-alive connections closed after 10 s;
+//! see [`crate::http::server`]). Bodies are JSON whatever their content type
+//! (curl's `-d` sends a form type), capped at [`MAX_BODY`].
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Manager;
 use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer};
-use crate::http::server::{Body, PageOrigin};
+use crate::http::server::{Body, BodyError, Limits, PageOrigin};
 
 /// The largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,6 +36,7 @@ pub async fn serve(manager: Arc<Manager>, listener: TcpListener, stop: Cancellat
     let stopping = stop.clone();
     crate::http::server::serve(
         listener,
+        Limits::CONTROL_API,
         move |request| handle(Arc::clone(&manager), request, stopping.clone()),
         stop.cancelled_owned(),
     )
@@ -132,9 +136,17 @@ async fn handle(
 
 /// `{"name": "..."}` from the body.
 async fn daemon_name(request: Request<Incoming>) -> Result<String, Response<Body>> {
-    let body = match crate::http::server::read_body(request.into_body(), MAX_BODY).await {
+    let read = crate::http::server::read_body(
+        request.into_body(),
+        MAX_BODY,
+        Limits::CONTROL_API.body_timeout,
+    );
+    let body = match read.await {
         Ok(body) => body,
-        Err(_) => {
+        Err(error @ (BodyError::TimedOut { .. } | BodyError::Unreadable(_))) => {
+            return Err(body_not_whole(&error));
+        }
+        Err(BodyError::TooLarge { .. }) => {
             return Err(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body is over {MAX_BODY} bytes; send {{\"name\": \"...\"}}"),
@@ -163,6 +175,14 @@ async fn daemon_name(request: Request<Incoming>) -> Result<String, Response<Body
             &format!("\"name\" must be a string, not {other}"),
         )),
     }
+}
+
+/// The answer to a body that did not arrive whole.
+fn body_not_whole(why: &BodyError) -> Response<Body> {
+    error(
+        StatusCode::REQUEST_TIMEOUT,
+        &format!("{why}; send {{\"name\": \"...\"}} at once"),
+    )
 }
 
 /// `GET /events`: the current status of every daemon, then each change.

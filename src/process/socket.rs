@@ -44,9 +44,7 @@ pub fn listener_uid(port: u16) -> Option<u32> {
 pub fn peer_uid(local: SocketAddr, peer: SocketAddr) -> Option<u32> {
     #[cfg(target_os = "linux")]
     {
-        linux::tables()
-            .iter()
-            .find_map(|table| linux::connection_uid(table, peer, local))
+        linux::table_for(peer).and_then(|table| linux::connection_uid(&table, peer, local))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -72,6 +70,10 @@ mod linux {
 
     /// TCP state `LISTEN`.
     const LISTEN: &str = "0A";
+    /// TCP state `ESTABLISHED`: the only state whose uid is the owner's (a
+    /// socket closed by its process lingers in other states, shown as uid
+    /// 0, and must not pass for root's).
+    const ESTABLISHED: &str = "01";
 
     /// The text of `/proc/net/tcp` and `/proc/net/tcp6` (those readable).
     pub(super) fn tables() -> Vec<String> {
@@ -79,6 +81,22 @@ mod linux {
             .iter()
             .filter_map(|path| std::fs::read_to_string(path).ok())
             .collect()
+    }
+
+    /// The one table a connection from `peer` is in: `tcp` for IPv4
+    /// (including an IPv4-mapped peer of a dual-stack socket, whose own
+    /// socket is IPv4), `tcp6` for IPv6.
+    pub(super) fn table_for(peer: SocketAddr) -> Option<String> {
+        let v4 = match peer.ip() {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+        };
+        std::fs::read_to_string(if v4 {
+            "/proc/net/tcp"
+        } else {
+            "/proc/net/tcp6"
+        })
+        .ok()
     }
 
     /// One row: local address, remote address, state, uid.
@@ -151,7 +169,9 @@ mod linux {
             a.port() == b.port() && canonical(a.ip()) == canonical(b.ip())
         };
         rows(table)
-            .find(|row| row.state != LISTEN && same(row.local, local) && same(row.remote, remote))
+            .find(|row| {
+                row.state == ESTABLISHED && same(row.local, local) && same(row.remote, remote)
+            })
             .map(|row| row.uid)
     }
 

@@ -7,14 +7,17 @@
 //! `process` (signals, end of input, framing), `faults` (fault injection
 //! against `fake_daemon`), `restarts` (surviving daemon restarts), `host`
 //! (`mcp-manager host`), `manager` (the supervisor and its control API),
-//! `adoption` (importing a Claude Code setup), `safety` (what is
-//! believed, signalled, left behind, and let in) and `sdk_clients` (the Python
-//! and TypeScript SDK clients). The helpers live in `util` (re-exported
+//! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
+//! and what one client may hold), `safety` (what is believed, signalled and
+//! left behind), `files` (the modes of the home and the size of what a
+//! status shows) and `sdk_clients` (the Python and TypeScript SDK clients).
+//! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
 //! readings) lives in `tests/support/`, which both include by path.
 
 mod adoption;
+mod bounds;
 mod cli;
 mod fake_daemon;
 mod faults;

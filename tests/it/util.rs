@@ -8,7 +8,9 @@
 //! - `proxy`: `mcp-proxy` with piped stdio, read line by line.
 //! - `host`: `mcp-manager host NAME` and its `/health`.
 //! - `manager`: `mcp-manager` (the supervisor), its control API, cleanup.
+//! - `mcp_http`: MCP over plain HTTP to a host, and the bounds fixture server.
 //! - `processes`: signals, process groups, argv, memory (no `unsafe`).
+//! - `users`: a throwaway unprivileged user for the multi-user tests.
 //! - `wait`: free ports, waiting for listeners and for conditions.
 //! - `foreign_user`: a throwaway user and a listener of theirs (Linux, root).
 //!
@@ -30,8 +32,10 @@ mod fixtures;
 mod foreign_user;
 mod host;
 mod manager;
+mod mcp_http;
 mod processes;
 mod proxy;
+mod users;
 mod wait;
 
 // Globs, so that a helper that exists on some platforms only is re-exported
@@ -42,6 +46,8 @@ pub use fixtures::*;
 pub use foreign_user::*;
 pub use host::*;
 pub use manager::*;
+pub use mcp_http::*;
 pub use processes::*;
 pub use proxy::*;
+pub use users::*;
 pub use wait::*;

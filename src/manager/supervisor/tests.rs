@@ -173,6 +173,7 @@ fn server(name: &str, transport: TransportKind) -> ServerConfig {
         scope: Scope::Shared,
         session_timeout: config::DEFAULT_SESSION_TIMEOUT,
         ping_timeout: config::DEFAULT_PING_TIMEOUT,
+        max_children: config::DEFAULT_MAX_CHILDREN,
         start_timeout: config::DEFAULT_START_TIMEOUT,
         idle_timeout: None,
         lazy: false,
