@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TransportKind;
+use crate::daemon::identity::{self, Listener};
 
 /// Where a daemon is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +169,12 @@ pub enum ApiError {
     /// The manager answered with an error (`{"error": ...}`).
     #[error("{message}")]
     Refused { status: u16, message: String },
+    /// Another user's program listens on the manager's port: nothing was
+    /// sent to it.
+    #[error(
+        "127.0.0.1:{port} is held by {holder}, not by your mcp-manager; nothing was sent to it: stop that program or choose another port with --port or \"managerPort\""
+    )]
+    Stranger { port: u16, holder: String },
 }
 
 /// A client of one manager's control API.
@@ -256,6 +263,11 @@ impl ApiClient {
         path: &str,
     ) -> Result<T, ApiError> {
         let port = self.port;
+        // Never a byte to another user's listener (a fake control API
+        // could redirect every daemon, or read what is asked of it).
+        if let Listener::Stranger { holder, .. } = identity::listener(port) {
+            return Err(ApiError::Stranger { port, holder });
+        }
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 ApiError::NotRunning { port }

@@ -380,3 +380,36 @@ async fn a_program_on_a_hosted_servers_port_that_is_not_its_host_gets_no_session
         "{answer}"
     );
 }
+
+/// `mcp-manager status`, `stop NAME` and friends never talk to another
+/// user's program on the manager's port: it is sent nothing, and the error
+/// names the holder and the fix.
+#[tokio::test]
+async fn the_cli_sends_nothing_to_a_stranger_on_the_manager_port() {
+    use crate::util::{ForeignUser, StrangerListener, run_manager_cli};
+    let Some(user) = ForeignUser::create("cli") else {
+        return;
+    };
+    let manager_port = free_port();
+    let Some(stranger) = StrangerListener::start(&user, manager_port).await else {
+        return;
+    };
+    let home = TestHome::new();
+    home.write_config(&json!({"managerPort": manager_port, "mcpServers": {}}));
+    let mut outputs = Vec::new();
+    for args in [&["status"][..], &["stop", "web"][..]] {
+        outputs.push(run_manager_cli(&home, args, &[]).await);
+    }
+    let received = stranger.received().await;
+    assert!(
+        received.iter().all(|&n| n == 0),
+        "the stranger on the manager port was sent bytes: {received:?}"
+    );
+    for (code, _, stderr) in outputs {
+        assert_ne!(code, 0, "{stderr}");
+        assert!(
+            stderr.contains("not by your mcp-manager") && stderr.contains("uid"),
+            "the error does not name the holder: {stderr}"
+        );
+    }
+}
