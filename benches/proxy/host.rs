@@ -3,7 +3,8 @@
 //! directly over its stdin/stdout: `tools/call echo` with 1 session
 //! (sequential), 8 and 32 sessions at once against 1, 8 and 32 requests
 //! pipelined on stdio, plus the host's own peak RSS and CPU. A time budget
-//! bounds the table on a loaded machine.
+//! bounds the table on a loaded machine. [`Hosted`] (a host of any stdio
+//! server, on a free port) and [`Budget`] serve `host_logs` too.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -163,8 +164,8 @@ impl Side {
     }
 }
 
-/// The host table's time limit.
-struct Budget {
+/// A table's time limit.
+pub(crate) struct Budget {
     total: Duration,
     deadline: Instant,
     /// The longest wait for one block.
@@ -173,60 +174,83 @@ struct Budget {
 
 impl Budget {
     fn new(plan: Plan) -> Budget {
+        Budget::of(plan.host_budget, plan.burst_timeout)
+    }
+
+    /// `total` from now, at most `block` for one block.
+    pub(crate) fn of(total: Duration, block: Duration) -> Budget {
         Budget {
-            total: plan.host_budget,
-            deadline: Instant::now() + plan.host_budget,
-            block: plan.burst_timeout,
+            total,
+            deadline: Instant::now() + total,
+            block,
         }
     }
 
-    fn spent(&self) -> bool {
+    pub(crate) fn spent(&self) -> bool {
         Instant::now() >= self.deadline
     }
 
     /// How long the next block may take.
-    fn left(&self) -> Duration {
+    pub(crate) fn left(&self) -> Duration {
         self.deadline
             .saturating_duration_since(Instant::now())
             .min(self.block)
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         format!(
-            "the host table's time budget ({:?}) ran out; the blocks left were skipped",
+            "the table's time budget ({:?}) ran out; the blocks left were skipped",
             self.total
         )
     }
 }
 
-/// `mcp-manager host everything` with a config of its own, killed when dropped.
-struct Hosted {
+/// `mcp-manager host NAME` with a config of its own, killed when dropped.
+pub(crate) struct Hosted {
     child: Child,
-    pid: u32,
-    port: u16,
-    /// The node process the host started.
-    child_pid: Option<u32>,
+    pub(crate) pid: u32,
+    pub(crate) port: u16,
+    /// The server process the host started.
+    pub(crate) child_pid: Option<u32>,
+    /// What the child's command line holds (to tell it outlived the host).
+    marker: &'static str,
     _home: tempfile::TempDir,
 }
 
 impl Hosted {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
+    /// server-everything's stdio build, hosted.
     async fn start(everything: &Path) -> Result<Hosted, String> {
+        let args = vec![
+            everything.to_string_lossy().into_owned(),
+            "stdio".to_owned(),
+        ];
+        Hosted::start_server(HOST_ENTRY, "node", args, "server-everything").await
+    }
+
+    /// `command args` hosted as `entry` (scope shared) on a free port, once
+    /// its `/health` says ok; `marker` is a part of the child's command line.
+    pub(crate) async fn start_server(
+        entry: &str,
+        command: &str,
+        args: Vec<String>,
+        marker: &'static str,
+    ) -> Result<Hosted, String> {
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let port = free_port()?;
-        let config = json!({"mcpServers": {HOST_ENTRY: {
-            "command": "node",
-            "args": [everything.to_string_lossy(), "stdio"],
+        let config = json!({"mcpServers": {entry: {
+            "command": command,
+            "args": args,
             "port": port,
         }}});
         let file = mcp_session_manager::paths::config_file(home.path());
         std::fs::write(&file, config.to_string())
             .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         let mut child = Command::new(manager_bin())
-            .args(["host", HOST_ENTRY])
+            .args(["host", entry])
             .env("MCP_SESSION_MANAGER_HOME", home.path())
             .env("MCP_MANAGER_LOG", "warn")
             .current_dir(home.path())
@@ -255,6 +279,7 @@ impl Hosted {
                             pid,
                             port,
                             child_pid: u32::try_from(child_pid).ok(),
+                            marker,
                             _home: home,
                         });
                     }
@@ -273,7 +298,7 @@ impl Hosted {
 
     /// SIGTERM (the host stops its child), a bounded wait, then SIGKILL.
     /// Says so if the host's child outlived it.
-    async fn stop(mut self) -> Result<(), String> {
+    pub(crate) async fn stop(mut self) -> Result<(), String> {
         #[cfg(unix)]
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -298,11 +323,10 @@ impl Hosted {
         let Some(child_pid) = self.child_pid else {
             return Ok(());
         };
+        let marker = self.marker.as_bytes();
         let alive = || {
-            std::fs::read(format!("/proc/{child_pid}/cmdline")).is_ok_and(|c| {
-                c.windows(b"server-everything".len())
-                    .any(|w| w == b"server-everything")
-            })
+            std::fs::read(format!("/proc/{child_pid}/cmdline"))
+                .is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker))
         };
         let deadline = Instant::now() + Duration::from_secs(3);
         while alive() && Instant::now() < deadline {

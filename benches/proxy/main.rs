@@ -26,6 +26,15 @@
 //! client and `Mcp-Session-Id`, one call in flight each) against 1, 8 and 32
 //! requests pipelined on stdio; plus the host's own peak RSS.
 //!
+//! With it (`BENCH_ONLY=host` too), the log-routing table: the host's CPU
+//! per `notifications/message` line its child writes, with 1 session that
+//! wants the lines, then with 5,000 sessions (200 GET streams, 300 calls
+//! pending; 500, 20 and 50 with `BENCH_QUICK`) while 1 of them or all that
+//! can take a message want them, and how long another session's echo waits
+//! meanwhile. Its child is `log_server.py` beside this file (Python,
+//! standard library only; the table is skipped, with a message, without
+//! python3).
+//!
 //! The fan-out table (`BENCH_ONLY=fanout`) is about memory: 8 Claude Code
 //! sessions × 3 stdio servers (server-memory, server-everything, the FastMCP
 //! fixture), each session with its own three children as Claude Code starts
@@ -39,7 +48,8 @@
 //! panics on an expected failure: errors are listed under the tables.
 //!
 //! Layout: one module per table, each measuring and printing it: `clients`
-//! (mcp-proxy vs direct and the original), `host`, `manager` and `fanout`.
+//! (mcp-proxy vs direct and the original), `host`, `host_logs`, `manager`
+//! and `fanout`.
 //! Under them, `mcp_clients` (the MCP clients the tables speak with),
 //! `servers` (server-everything, the stub, installing the original), `procs`
 //! (CPU time, process trees, the load average) and `report` (percentiles,
@@ -53,6 +63,7 @@
 mod clients;
 mod fanout;
 mod host;
+mod host_logs;
 mod manager;
 mod mcp_clients;
 mod procs;
@@ -75,6 +86,7 @@ use crate::bins::everything_js;
 use crate::clients::run_proxy;
 use crate::fanout::run_fanout;
 use crate::host::run_host;
+use crate::host_logs::run_host_logs;
 use crate::manager::run_manager;
 use crate::servers::check_node;
 
@@ -109,6 +121,13 @@ struct Plan {
     host_calls: usize,
     /// The host table stops measuring (and says so) after this long.
     host_budget: Duration,
+    /// Log-routing table: sessions opened, of them with a GET stream and
+    /// with a call pending, log lines per run, and its time limit.
+    log_sessions: usize,
+    log_streams: usize,
+    log_pending: usize,
+    log_lines: usize,
+    log_budget: Duration,
 }
 
 /// The full run (`cargo bench --bench proxy`).
@@ -125,6 +144,11 @@ const FULL: Plan = Plan {
     host_sequential: 500,
     host_calls: 3000,
     host_budget: Duration::from_secs(55),
+    log_sessions: 5000,
+    log_streams: 200,
+    log_pending: 300,
+    log_lines: 2000,
+    log_budget: Duration::from_secs(120),
 };
 
 /// The smoke test (`BENCH_QUICK=1`): much smaller counts.
@@ -141,6 +165,11 @@ const QUICK: Plan = Plan {
     host_sequential: 50,
     host_calls: 300,
     host_budget: Duration::from_secs(15),
+    log_sessions: 500,
+    log_streams: 20,
+    log_pending: 50,
+    log_lines: 2000,
+    log_budget: Duration::from_secs(30),
 };
 
 fn main() {
@@ -188,6 +217,7 @@ async fn run(plan: Plan) {
     }
     if only.is_empty() || only == "host" {
         run_host(plan, &everything).await;
+        run_host_logs(plan).await;
     }
     if only.is_empty() || only == "manager" {
         run_manager(plan, &everything).await;

@@ -179,19 +179,13 @@ impl Direct {
     }
 
     fn post(&self) -> reqwest::RequestBuilder {
-        let mut request = self
+        let request = self
             .http
             .post(&self.url)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .timeout(ANSWER_TIMEOUT);
-        if let Some(session) = &self.session {
-            request = request.header("mcp-session-id", session);
-        }
-        if let Some(version) = &self.version {
-            request = request.header("mcp-protocol-version", version);
-        }
-        request
+        self.session_headers(request)
     }
 
     /// One POST; the response to `id` and the session id header, if any.
@@ -252,6 +246,113 @@ impl Direct {
         answer
             .map(|answer| (answer, session))
             .ok_or_else(|| "the event stream ended without the response".to_owned())
+    }
+
+    /// A client for a new session over the same HTTP client (its pool).
+    pub(crate) fn fresh(&self) -> Direct {
+        Direct {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            session: None,
+            version: None,
+            ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// One request with `Accept: application/json` only: the host answers
+    /// it as JSON however long it takes and sends it nothing else.
+    pub(crate) async fn request_json_only(
+        &self,
+        method: &str,
+        params: &Value,
+        limit: Duration,
+    ) -> Result<Value, String> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let request = self
+            .http
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .timeout(limit);
+        let response = self
+            .session_headers(request)
+            .body(request_line(id, method, params))
+            .send()
+            .await
+            .map_err(|e| format!("POST failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("cannot read the answer: {e}"))?;
+        let answer: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        if is_response_to(&answer, id) {
+            Ok(answer)
+        } else {
+            Err(format!(
+                "not the answer to {id}: {}",
+                shorten(&answer.to_string())
+            ))
+        }
+    }
+
+    /// A request whose answer may come as an event stream, returned once
+    /// the headers are in (the body is the caller's to read, with no time
+    /// limit: the caller drops it).
+    pub(crate) async fn request_streaming(
+        &self,
+        method: &str,
+        params: &Value,
+    ) -> Result<reqwest::Response, String> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let request = self.session_headers(
+            self.http
+                .post(&self.url)
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json, text/event-stream"),
+        );
+        let response = tokio::time::timeout(
+            ANSWER_TIMEOUT,
+            request.body(request_line(id, method, params)).send(),
+        )
+        .await
+        .map_err(|_| format!("no headers within {ANSWER_TIMEOUT:?}"))?
+        .map_err(|e| format!("POST failed: {e}"))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(format!("HTTP {}", response.status()))
+        }
+    }
+
+    /// The session's GET stream, once its headers are in (the body is the
+    /// caller's to read, with no time limit: the caller drops it).
+    pub(crate) async fn get_stream(&self) -> Result<reqwest::Response, String> {
+        let request = self
+            .session_headers(self.http.get(&self.url))
+            .header(ACCEPT, "text/event-stream");
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, request.send())
+            .await
+            .map_err(|_| format!("no GET stream headers within {ANSWER_TIMEOUT:?}"))?
+            .map_err(|e| format!("GET failed: {e}"))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(format!("GET stream: HTTP {}", response.status()))
+        }
+    }
+
+    fn session_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if let Some(session) = &self.session {
+            request = request.header("mcp-session-id", session);
+        }
+        if let Some(version) = &self.version {
+            request = request.header("mcp-protocol-version", version);
+        }
+        request
     }
 
     pub(crate) async fn one_echo(&self) -> Result<(), String> {

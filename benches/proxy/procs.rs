@@ -1,8 +1,9 @@
 //! What `/proc` says about processes beyond memory (which is in
 //! `tests/support/procfs.rs`, shared with the tests): the process tree
 //! under some roots, CPU time (utime + stime) and the clock tick it is
-//! counted in, and the load average shown in the table headers. Linux only;
-//! elsewhere every reading is `None`.
+//! counted in, CPU time per thread to the nanosecond (schedstat), and the
+//! load average shown in the table headers. Linux only; elsewhere every
+//! reading is `None`.
 
 use std::time::Duration;
 
@@ -82,4 +83,44 @@ pub(crate) fn clock_ticks() -> u64 {
             .filter(|&t| t > 0)
             .unwrap_or(100)
     })
+}
+
+/// CPU time of each live thread of `pid` (`/proc/<pid>/task/*/schedstat`,
+/// nanoseconds, user + system); `None` off Linux or without schedstat.
+/// Finer than [`cpu_time`], which counts clock ticks (10 ms at 100 Hz).
+pub(crate) fn thread_cpu_times(pid: u32) -> Option<std::collections::HashMap<u32, Duration>> {
+    let mut times = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue; // the thread has just exited
+        };
+        let nanos = text.split_whitespace().next()?.parse::<u64>().ok()?;
+        times.insert(tid, Duration::from_nanos(nanos));
+    }
+    (!times.is_empty()).then_some(times)
+}
+
+/// The CPU time `pid`'s threads spent since `before` ([`thread_cpu_times`]);
+/// a thread that exited in between loses what it spent since.
+pub(crate) fn thread_cpu_since(
+    pid: u32,
+    before: &std::collections::HashMap<u32, Duration>,
+) -> Option<Duration> {
+    let after = thread_cpu_times(pid)?;
+    Some(
+        after
+            .iter()
+            .map(|(tid, &now)| now.saturating_sub(before.get(tid).copied().unwrap_or_default()))
+            .sum(),
+    )
 }
