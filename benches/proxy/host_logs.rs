@@ -46,7 +46,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sessions opened at once.
 const OPENERS: usize = 16;
 /// Emissions per scenario (the median is shown), after one untimed.
-const REPEATS: usize = 3;
+const REPEATS: usize = 5;
 /// What every copy of a log line holds (the child writes it so).
 const NEEDLE: &[u8] = b"\"notifications/message\"";
 

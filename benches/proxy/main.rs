@@ -5,7 +5,8 @@
 //! Prints a Markdown table on stdout, a cold-start breakdown and a one-line
 //! summary of the targets, then the host table (below) and its summary.
 //! `BENCH_QUICK=1` runs much smaller counts (a smoke test, well under 30 s
-//! once built). `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table.
+//! once built). `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table
+//! (`host` with the log-routing table, `logs` that one alone).
 //!
 //! - **direct**: reqwest in this process, POST per message, minimal SSE parsing.
 //! - **mcp-proxy**: the real binary with piped stdio, `--url` to server A.
@@ -210,13 +211,16 @@ async fn run(plan: Plan) {
         );
         return;
     }
-    // `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table.
+    // `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table
+    // (`host`: with the log-routing one; `logs`: that one alone).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "proxy" {
         run_proxy(plan, &everything).await;
     }
     if only.is_empty() || only == "host" {
         run_host(plan, &everything).await;
+    }
+    if only.is_empty() || only == "host" || only == "logs" {
         run_host_logs(plan).await;
     }
     if only.is_empty() || only == "manager" {
