@@ -140,12 +140,11 @@ fn killpg(pgid: libc::pid_t, signal: libc::c_int) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
     /// signal_group reaches a child in its own group.
-    #[cfg(unix)]
     #[test]
     fn signal_group_reaches_a_child_in_its_own_group() {
         use std::os::unix::process::{CommandExt, ExitStatusExt};

@@ -4,6 +4,8 @@
 //! nothing to a listener of another user. Real binaries, real servers; the
 //! other user is a throwaway one (root only, else skipped).
 
+#![cfg(unix)]
+
 use std::time::Duration;
 
 use mcp_session_manager::process;

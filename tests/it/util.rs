@@ -31,10 +31,14 @@ mod fixtures;
 #[cfg(target_os = "linux")]
 mod foreign_user;
 mod host;
+#[cfg(unix)]
 mod manager;
+#[cfg(unix)]
 mod mcp_http;
+#[cfg(unix)]
 mod processes;
 mod proxy;
+#[cfg(unix)]
 mod users;
 mod wait;
 
@@ -45,9 +49,13 @@ pub use fixtures::*;
 #[cfg(target_os = "linux")]
 pub use foreign_user::*;
 pub use host::*;
+#[cfg(unix)]
 pub use manager::*;
+#[cfg(unix)]
 pub use mcp_http::*;
+#[cfg(unix)]
 pub use processes::*;
 pub use proxy::*;
+#[cfg(unix)]
 pub use users::*;
 pub use wait::*;

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::config::mask_quoted;
 use super::*;
-use crate::daemon::{launch, record};
+use crate::daemon::launch;
+#[cfg(unix)]
+use crate::daemon::record;
 
 /// A home, a user home and a project directory, all temporary, and a
 /// fake `mcp-proxy` (on unix) that prints this crate's version.
