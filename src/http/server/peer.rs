@@ -11,6 +11,11 @@
 //! - macOS, other Unixes and Windows: the platform cannot tell (no
 //!   `peer_uid` yet), so every local connection is let in; the listeners
 //!   still bind 127.0.0.1 only.
+//!
+//! On the Unix domain socket a server also listens on (every Unix, macOS
+//! included; see [`super::socket`]) the kernel names the peer itself
+//! ([`check_unix`]: `peer_cred`), and the socket's 0700 directory keeps
+//! other users from connecting at all.
 
 use std::net::SocketAddr;
 
@@ -44,6 +49,30 @@ pub fn check(local: SocketAddr, peer: SocketAddr) -> Result<(), Refusal> {
         Some(peer) => Err(Refusal::OtherUser { peer, me }),
         None if can_tell() => Err(Refusal::Unknown { me }),
         None => Ok(()),
+    }
+}
+
+/// May the client connected to our Unix socket by `stream` in? Its uid,
+/// as the kernel gives it (`SO_PEERCRED`, `getpeereid`), must be ours.
+///
+/// # Errors
+/// [`Refusal::OtherUser`] for another uid; [`Refusal::Unknown`] when the
+/// kernel does not say.
+#[cfg(unix)]
+pub fn check_unix(stream: &tokio::net::UnixStream) -> Result<(), Refusal> {
+    let Some(me) = socket::current_uid() else {
+        return Err(Refusal::Unchecked);
+    };
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me => Ok(()),
+        Ok(cred) => Err(Refusal::OtherUser {
+            peer: cred.uid(),
+            me,
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the socket peer's credentials");
+            Err(Refusal::Unknown { me })
+        }
     }
 }
 
