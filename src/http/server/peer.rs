@@ -95,6 +95,13 @@ mod tests {
         assert_eq!(check(local, peer), Ok(()));
     }
 
+    /// This process's own end of a socket pair is let in.
+    #[tokio::test]
+    async fn this_users_unix_peer_is_let_in() {
+        let (a, _b) = tokio::net::UnixStream::pair().expect("pair");
+        assert_eq!(check_unix(&a), Ok(()));
+    }
+
     /// A peer that is in no table (nothing ever connected from there) is
     /// refused where the platform can tell owners.
     #[test]
