@@ -3,12 +3,14 @@
 //! fields (`name`, `running`, `pid`, `port`, `uptime`, `lastError`) keep
 //! their names and meaning; the rest is added.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::TransportKind;
 use crate::daemon::identity::{self, Listener};
+use crate::http::server::socket;
 
 /// Where a daemon is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,15 +180,26 @@ pub enum ApiError {
 }
 
 /// A client of one manager's control API.
+///
+/// Built with [`ApiClient::for_home`], it talks over the manager's Unix
+/// socket (`sockets/manager.sock`) whenever that is ours
+/// ([`socket::is_ours`]) and answers, and over TCP otherwise (nothing
+/// listening there, a path too long, Windows): the URL names the port
+/// either way, which the manager's Host check wants.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     port: u16,
     http: reqwest::Client,
+    /// The manager's socket and a client bound to it.
+    unix: Option<(PathBuf, reqwest::Client)>,
 }
+
+/// A request to send, made from the client that will carry it.
+type MakeRequest<'a> = &'a (dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Sync);
 
 impl ApiClient {
     /// A client whose every call may take up to `timeout` (`/start` waits for
-    /// the daemon to answer).
+    /// the daemon to answer), over TCP only.
     ///
     /// # Errors
     /// The HTTP client cannot be built.
@@ -194,11 +207,37 @@ impl ApiClient {
         let http = crate::http::loopback_client_builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| ApiError::Failed {
-                port,
-                reason: format!("cannot build an HTTP client: {e}"),
-            })?;
-        Ok(ApiClient { port, http })
+            .map_err(|e| cannot_build(port, &e))?;
+        Ok(ApiClient {
+            port,
+            http,
+            unix: None,
+        })
+    }
+
+    /// As [`ApiClient::new`], over the socket of `home`'s manager when it
+    /// is there (Unix), else TCP.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn for_home(port: u16, timeout: Duration, home: &Path) -> Result<ApiClient, ApiError> {
+        #[cfg_attr(not(unix), expect(unused_mut, reason = "the socket is Unix only"))]
+        let mut client = ApiClient::new(port, timeout)?;
+        #[cfg(unix)]
+        {
+            let path = crate::paths::manager_socket(home);
+            if crate::paths::fits_socket_address(&path) {
+                let unix = crate::http::loopback_client_builder()
+                    .timeout(timeout)
+                    .unix_socket(path.as_path())
+                    .build()
+                    .map_err(|e| cannot_build(port, &e))?;
+                client.unix = Some((path, unix));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = home;
+        Ok(client)
     }
 
     pub fn port(&self) -> u16 {
@@ -207,10 +246,8 @@ impl ApiClient {
 
     /// `/ping`: is a manager there, and which?
     pub async fn ping(&self) -> Ping {
-        match self
-            .send::<PingAnswer>(self.http.get(self.url("/ping")), "/ping")
-            .await
-        {
+        let url = self.url("/ping");
+        match self.send::<PingAnswer>(&|c| c.get(&url), "/ping").await {
             Ok(answer) if answer.message == PingAnswer::MESSAGE => Ping::Manager {
                 pid: answer.pid,
                 version: answer.version,
@@ -226,8 +263,8 @@ impl ApiClient {
     /// # Errors
     /// [`ApiError`]: none running, no answer, or the manager's own error.
     pub async fn status(&self) -> Result<DaemonList, ApiError> {
-        self.send(self.http.get(self.url("/status")), "/status")
-            .await
+        let url = self.url("/status");
+        self.send(&|c| c.get(&url), "/status").await
     }
 
     /// `/start`, `/stop` or `/restart` of `name`; its status afterwards.
@@ -248,26 +285,55 @@ impl ApiClient {
         path: &str,
         name: &str,
     ) -> Result<T, ApiError> {
-        let request = self
-            .http
-            .post(self.url(path))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::json!({ "name": name }).to_string());
-        self.send(request, path).await
+        let url = self.url(path);
+        let body = serde_json::json!({ "name": name }).to_string();
+        let request = |client: &reqwest::Client| {
+            client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        };
+        self.send(&request, path).await
     }
 
-    /// Sends one request; the JSON answer.
+    /// Sends one request; the JSON answer. Over the manager's socket when
+    /// it is ours; over TCP when it is not, when nothing answers on it, or
+    /// when the manager there refuses it unread (`403`: the Host names
+    /// another port than its own, so it is not the manager of this port).
     async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: MakeRequest<'_>,
+        path: &str,
+    ) -> Result<T, ApiError> {
+        if let Some((socket_path, unix)) = &self.unix {
+            if socket::is_ours(socket_path) {
+                match self.exchange(request(unix), path).await {
+                    Err(ApiError::NotRunning { .. } | ApiError::Refused { status: 403, .. }) => {
+                        tracing::debug!(
+                            path,
+                            "the manager's socket does not serve this port; trying TCP"
+                        );
+                    }
+                    other => return other,
+                }
+            }
+        }
+        // Never a byte to another user's listener (a fake control API
+        // could redirect every daemon, or read what is asked of it).
+        let port = self.port;
+        if let Listener::Stranger { holder, .. } = identity::listener(port) {
+            return Err(ApiError::Stranger { port, holder });
+        }
+        self.exchange(request(&self.http), path).await
+    }
+
+    /// One request and its JSON answer.
+    async fn exchange<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         path: &str,
     ) -> Result<T, ApiError> {
         let port = self.port;
-        // Never a byte to another user's listener (a fake control API
-        // could redirect every daemon, or read what is asked of it).
-        if let Listener::Stranger { holder, .. } = identity::listener(port) {
-            return Err(ApiError::Stranger { port, holder });
-        }
         let response = request.send().await.map_err(|e| {
             if e.is_connect() {
                 ApiError::NotRunning { port }
@@ -328,5 +394,12 @@ impl ApiClient {
                 message: error.unwrap_or_else(|| "the daemon is not running".into()),
             }),
         }
+    }
+}
+
+fn cannot_build(port: u16, error: &reqwest::Error) -> ApiError {
+    ApiError::Failed {
+        port,
+        reason: format!("cannot build an HTTP client: {error}"),
     }
 }

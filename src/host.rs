@@ -11,6 +11,10 @@
 //! `maxChildren` at once. The backend multiplexes its sessions onto one
 //! child.
 //!
+//! Besides the port it listens on `sockets/NAME.sock` in the home (Unix;
+//! see [`crate::http::server::socket`]), where this user's proxies reach
+//! it: the same routes, and the Host header still names the port.
+//!
 //! Bounds: this user's connections only, at most [`Limits::HOST`] of them
 //! (see [`crate::http::server`]), POST bodies up to [`MAX_BODY`] read within
 //! 10 s; what is queued for one client is bounded by [`sink::SINK_LIMIT`].
@@ -47,6 +51,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::config::Scope;
+use crate::http::server::socket::UnixSocket;
 use crate::http::server::{
     Body, BodyError, Limits, PageOrigin, empty_response as empty, json_bytes_response,
     json_response as json, sse_response as sse, text_response as plain,
@@ -101,8 +106,15 @@ pub struct Host {
     started: Instant,
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops every child.
-pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves `listener`, and `unix` when there is one (`sockets/NAME.sock`,
+/// removed when serving ends; the same routes), until `shutdown`
+/// resolves, then stops every child.
+pub async fn run(
+    options: HostOptions,
+    listener: TcpListener,
+    unix: Option<UnixSocket>,
+    shutdown: impl Future<Output = ()>,
+) {
     let host = Arc::new(Host {
         options,
         backends: Mutex::new(HashMap::new()),
@@ -117,6 +129,7 @@ pub async fn run(options: HostOptions, listener: TcpListener, shutdown: impl Fut
     let serving = Arc::clone(&host);
     crate::http::server::serve(
         listener,
+        unix,
         Limits::HOST,
         move |request| Arc::clone(&serving).handle(request),
         shutdown,

@@ -2,7 +2,8 @@
 //!
 //! Theory of operation. [`run`] takes the single-instance guard of the home
 //! (`manager.lock`, with its pid in `manager.pid`; see
-//! [`crate::daemon::guard`]) and binds the control port, then spawns one
+//! [`crate::daemon::guard`]) and binds the control port (and on Unix
+//! `sockets/manager.sock`), then spawns one
 //! [`supervisor`] task per configured daemon: that task alone starts, stops
 //! and restarts its daemon. The control API ([`control`]) only sends those
 //! tasks commands and reads what they publish; [`Manager`] is what it
@@ -132,6 +133,9 @@ pub async fn run(
                 holder: crate::process::port_holder(options.port)
                     .map_or_else(|| "another program".to_owned(), crate::process::describe),
             })?;
+    // Under the instance guard and after the port: the socket, if any, is
+    // this manager's (a stale one of a killed manager is replaced).
+    let unix = crate::http::server::socket::bind(&crate::paths::manager_socket(&options.home));
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let (events, _) = broadcast::channel(256);
@@ -171,7 +175,7 @@ pub async fn run(
             }
         });
     }
-    let serving = control::serve(Arc::clone(&manager), listener, cancel.child_token());
+    let serving = control::serve(Arc::clone(&manager), listener, unix, cancel.child_token());
     tokio::select! {
         () = serving => {}
         () = shutdown => tracing::info!("stopping every daemon"),

@@ -4,7 +4,9 @@
 //! `~/.mcp-session-manager` (the original's). It holds `config.json`; for
 //! every daemon `NAME.lock` (its record), `NAME.log` (rotated to
 //! `NAME.log.1`) and `NAME.start` (its start guard); for the manager
-//! `manager.lock`, `manager.pid` and `manager.log`. No other module builds
+//! `manager.lock`, `manager.pid` and `manager.log`; on Unix, in `sockets/`
+//! (0700), `NAME.sock` for a host and `manager.sock` for the manager: the
+//! Unix domain sockets this user's clients reach them by. No other module builds
 //! one of these names, and only [`home`] reads where the home is: every
 //! other function takes it from its caller.
 //!
@@ -109,6 +111,37 @@ pub fn manager_log_file(home: &Path) -> PathBuf {
     home.join("manager.log")
 }
 
+/// `sockets/`: the directory of the Unix domain sockets (0700: only this
+/// user may connect to what is in it).
+pub fn sockets_dir(home: &Path) -> PathBuf {
+    home.join("sockets")
+}
+
+/// `sockets/NAME.sock`: where `mcp-manager host NAME` also listens.
+pub fn host_socket(home: &Path, name: &str) -> PathBuf {
+    sockets_dir(home).join(format!("{name}.sock"))
+}
+
+/// `sockets/manager.sock`: where the manager's control API also listens.
+pub fn manager_socket(home: &Path) -> PathBuf {
+    sockets_dir(home).join("manager.sock")
+}
+
+/// The longest Unix socket path the platform takes (`sun_path` holds 108
+/// bytes on Linux, 104 on macOS and the BSDs, with its closing NUL).
+pub const MAX_SOCKET_PATH: usize = if cfg!(any(target_os = "linux", target_os = "android")) {
+    107
+} else {
+    103
+};
+
+/// Does `path` fit in a Unix socket address? A longer one is not used: the
+/// server listens on TCP only, and clients use TCP.
+pub fn fits_socket_address(path: &Path) -> bool {
+    let len = path.as_os_str().len();
+    len > 0 && len <= MAX_SOCKET_PATH
+}
+
 /// A log's previous generation: `NAME.log` → `NAME.log.1`.
 pub fn rotated_log(log: &Path) -> PathBuf {
     let mut name = std::ffi::OsString::from(log.as_os_str());
@@ -143,6 +176,19 @@ mod tests {
             .permissions()
             .mode()
             & 0o777
+    }
+
+    #[test]
+    fn socket_names_live_in_their_directory() {
+        let home = Path::new("/h");
+        assert_eq!(
+            host_socket(home, "memory"),
+            Path::new("/h/sockets/memory.sock")
+        );
+        assert_eq!(manager_socket(home), Path::new("/h/sockets/manager.sock"));
+        assert!(fits_socket_address(&manager_socket(home)));
+        let deep = Path::new("/").join("d".repeat(MAX_SOCKET_PATH));
+        assert!(!fits_socket_address(&deep));
     }
 
     #[test]

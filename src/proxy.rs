@@ -194,7 +194,7 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
             mut headers,
         } => {
             let found = discovery::find(&server, &home, manager_port).await?;
-            tracing::debug!(via = found.via, url = %found.url, "daemon found");
+            tracing::debug!(via = found.via, url = %found.url, socket = ?found.socket, "daemon found");
             for (name, value) in &server.headers {
                 // Validated with the config.
                 if let Ok((name, value)) = crate::http::parse_header(&format!("{name}: {value}")) {
@@ -211,6 +211,7 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
                     other => other,
                 },
                 headers,
+                socket: found.socket,
             };
             let server = Arc::new(*server);
             let home = Arc::new(home);

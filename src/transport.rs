@@ -96,6 +96,11 @@ pub struct Endpoint {
     pub transport: TransportKind,
     /// Sent with every HTTP request (configured headers, `Mcp-Project-Path`).
     pub headers: HeaderMap,
+    /// A Unix domain socket every request goes over instead of TCP (a
+    /// host's or a daemon's `sockets/NAME.sock`, Unix only); the URL still
+    /// names the port, for the Host header. It is per name, so a daemon
+    /// found again after a restart is on the same one.
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// Why the transport could not be set up.
@@ -188,7 +193,7 @@ impl Shared {
         let kept = Arc::new(recovery::SessionState::default());
         inbound.observe_answers(Arc::clone(&kept));
         Ok(Shared {
-            http: http_client(&endpoint.url).map_err(Error::Client)?,
+            http: http_client(&endpoint.url, endpoint.socket.as_deref()).map_err(Error::Client)?,
             headers: endpoint.headers.clone(),
             inbound,
             order: Sequencer::default(),
@@ -295,7 +300,10 @@ pub(crate) fn never_reached(error: &reqwest::Error, loopback: bool) -> bool {
 /// its own: answers may take as long as the tool needs).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn http_client(url: &Url) -> reqwest::Result<reqwest::Client> {
+/// The session's client: every request over `socket` when one is given
+/// (Unix; the URL's host and port then only fill the Host header), else
+/// over TCP.
+fn http_client(url: &Url, socket: Option<&std::path::Path>) -> reqwest::Result<reqwest::Client> {
     let mut builder = http::client_builder()
         // Never follow a redirect: it could carry the session to another host.
         .redirect(reqwest::redirect::Policy::none())
@@ -308,6 +316,12 @@ fn http_client(url: &Url) -> reqwest::Result<reqwest::Client> {
     if url.scheme() == "http" {
         builder = http::client::without_tls_roots(builder);
     }
+    #[cfg(unix)]
+    if let Some(socket) = socket {
+        builder = builder.unix_socket(socket);
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
     builder.build()
 }
 

@@ -221,7 +221,9 @@ fn register(
 
 fn api(port: u16) -> anyhow::Result<ApiClient> {
     // /start waits for the daemon, which may be downloading on first run.
-    Ok(ApiClient::new(port, Duration::from_secs(180))?)
+    // Over the manager's socket of this home when it has one.
+    let home = paths::home()?;
+    Ok(ApiClient::for_home(port, Duration::from_secs(180), &home)?)
 }
 
 async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {

@@ -153,6 +153,7 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             url,
             transport,
             headers: std::mem::take(&mut headers),
+            socket: None,
         }));
     }
     let Some(name) = &args.target else {

@@ -1,5 +1,6 @@
 //! `mcp-manager host NAME`: serve the stdio server of a config entry to many
-//! sessions on its port, in the foreground, until `stop`.
+//! sessions on its port (and, on Unix, on `sockets/NAME.sock`), in the
+//! foreground, until `stop`.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError, TransportKind};
 use crate::host::{self, HostOptions, SupervisionTiming};
+use crate::http::server::socket;
 use crate::paths;
 
 /// Why the entry cannot be hosted. Each message names the file to fix.
@@ -110,7 +112,11 @@ pub async fn host(
         session_timeout: server.session_timeout,
         max_children: server.max_children,
     };
-    tracing::info!(name, %addr, scope = ?server.scope, "hosting");
-    host::run(options, listener, stop).await;
+    // After the port (which only one host of it can hold), before serving:
+    // a proxy that sees the port answer finds the socket there too.
+    let unix = socket::bind(&paths::host_socket(home, name));
+    let socket_shown = unix.as_ref().map(|_| paths::host_socket(home, name));
+    tracing::info!(name, %addr, socket = ?socket_shown, scope = ?server.scope, "hosting");
+    host::run(options, listener, unix, stop).await;
     Ok(())
 }

@@ -7,15 +7,19 @@
 //! web page's `Origin` is told apart), request bodies read up to a limit,
 //! and the [`response`] builders (JSON, text, SSE).
 //!
-//! Both servers bind 127.0.0.1 only; what each refuses is its own policy
+//! Both servers bind 127.0.0.1 only, and on Unix also a Unix domain socket
+//! in the home's 0700 `sockets/` directory ([`socket`]), served by the same
+//! loop; what each refuses is its own policy
 //! (the control API refuses any page, the host only foreign ones).
 
 mod connections;
 pub mod peer;
 pub mod response;
+pub mod socket;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -71,13 +75,17 @@ impl Limits {
     };
 }
 
-/// Serves `handle` on `listener` until `shutdown` resolves, within
-/// `limits`, to this user's connections only ([`peer::check`]: another
+/// Serves `handle` on `listener`, and on `unix` when there is one (the
+/// same routes, the same [`Limits`] and one connection table for both),
+/// until `shutdown` resolves, to this user's connections only
+/// ([`peer::check`] on TCP, [`peer::check_unix`] on the socket: another
 /// user's request is answered `403` with a JSON `error` saying why, never
-/// handled, and its connection closed). Connections still open then are
-/// left to end on their own (their tasks are detached).
+/// handled, and its connection closed). The socket file is removed when
+/// the accept loop ends; connections still open then are left to end on
+/// their own (their tasks are detached).
 pub async fn serve<H, F>(
     listener: TcpListener,
+    unix: Option<socket::UnixSocket>,
     limits: Limits,
     handle: H,
     shutdown: impl Future<Output = ()>,
@@ -94,10 +102,11 @@ pub async fn serve<H, F>(
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept() => accepted.map(|(stream, peer)| Accepted::Tcp(stream, peer)),
+            accepted = accept_unix(unix.as_ref()) => accepted,
             () = &mut shutdown => break,
         };
-        let (stream, peer) = match accepted {
+        let accepted = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors, say: make room by closing the
@@ -116,57 +125,129 @@ pub async fn serve<H, F>(
             );
             continue;
         };
-        // Answers are small writes after the headers: without this, Nagle
-        // holds each one for the client's delayed ACK (~40 ms).
-        let _ = stream.set_nodelay(true);
         let handle = Arc::clone(&handle);
         let builder = builder.clone();
-        tokio::spawn(async move {
-            let Ok(local) = stream.local_addr() else {
-                return;
-            };
-            let marker = registration.busy_marker();
-            // Who connected is looked up once, at its first request head: a
-            // connection that never sends one costs no look-up, and the
-            // look-up (a walk of the kernel's socket table on Linux) runs
-            // off this runtime's thread.
-            let owner: Arc<OnceCell<Result<(), peer::Refusal>>> = Arc::default();
-            let service = hyper::service::service_fn(move |request| {
-                let busy = marker.busy();
-                let handle = Arc::clone(&handle);
-                let owner = Arc::clone(&owner);
-                async move {
-                    let verdict = owner
-                        .get_or_init(|| async move {
-                            tokio::task::spawn_blocking(move || peer::check(local, peer))
-                                .await
-                                .unwrap_or(Err(peer::Refusal::Unchecked))
-                        })
-                        .await;
-                    let answer = match verdict {
-                        Ok(()) => handle(request).await,
-                        Err(refusal) => {
-                            tracing::warn!(%peer, %refusal, "refused a request");
-                            refused(refusal)
-                        }
-                    };
-                    Ok::<_, Infallible>(answer.map(|body| Serving { body, _busy: busy }))
-                }
-            });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                ended = connection => {
-                    if let Err(error) = ended {
-                        tracing::debug!(%error, "client connection ended with an error");
-                    }
-                }
-                () = registration.close.cancelled() => {
-                    tracing::debug!(%peer, "closed a waiting connection to make room");
-                }
+        match accepted {
+            Accepted::Tcp(stream, peer) => {
+                // Answers are small writes after the headers: without this,
+                // Nagle holds each one for the client's delayed ACK (~40 ms).
+                let _ = stream.set_nodelay(true);
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
+                tracing::debug!(%peer, listener = "tcp", "accepted a connection");
+                let check = Check::Tcp { local, peer };
+                tokio::spawn(connection(stream, check, registration, builder, handle));
             }
-            drop(registration);
-        });
+            #[cfg(unix)]
+            Accepted::Unix(stream) => {
+                // The kernel names the peer: no table to walk.
+                let check = Check::Decided(peer::check_unix(&stream));
+                tracing::debug!(listener = "unix socket", "accepted a connection");
+                tokio::spawn(connection(stream, check, registration, builder, handle));
+            }
+        }
     }
+    // The socket file goes now, not when the caller is done.
+    #[cfg(unix)]
+    drop(unix);
+}
+
+/// A connection just accepted.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+/// The next connection on the socket; never, without one.
+async fn accept_unix(unix: Option<&socket::UnixSocket>) -> std::io::Result<Accepted> {
+    #[cfg(unix)]
+    if let Some(unix) = unix {
+        return unix.accept().await.map(Accepted::Unix);
+    }
+    #[cfg(not(unix))]
+    let _ = unix;
+    std::future::pending().await
+}
+
+/// How a connection's owner is known.
+enum Check {
+    /// Looked up from the two TCP ends, at the first request head.
+    Tcp { local: SocketAddr, peer: SocketAddr },
+    /// Known already (the kernel said, on a Unix socket).
+    #[cfg_attr(not(unix), expect(dead_code, reason = "Unix sockets only"))]
+    Decided(Result<(), peer::Refusal>),
+}
+
+/// Serves one connection until it ends or must make room.
+async fn connection<S, H, F>(
+    stream: S,
+    check: Check,
+    registration: connections::Registration,
+    builder: hyper::server::conn::http1::Builder,
+    handle: Arc<H>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let marker = registration.busy_marker();
+    let who = match check {
+        Check::Tcp { peer, .. } => peer.to_string(),
+        Check::Decided(_) => "the unix socket".to_owned(),
+    };
+    // Who connected is looked up once, at its first request head: a TCP
+    // connection that never sends one costs no look-up, and the look-up (a
+    // walk of the kernel's socket table on Linux) runs off this runtime's
+    // thread.
+    let owner: Arc<OnceCell<Result<(), peer::Refusal>>> = Arc::new(match check {
+        Check::Decided(verdict) => OnceCell::new_with(Some(verdict)),
+        Check::Tcp { .. } => OnceCell::new(),
+    });
+    let tcp_ends = match check {
+        Check::Tcp { local, peer } => Some((local, peer)),
+        Check::Decided(_) => None,
+    };
+    let peer_shown = who.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let busy = marker.busy();
+        let handle = Arc::clone(&handle);
+        let owner = Arc::clone(&owner);
+        let who = peer_shown.clone();
+        async move {
+            let verdict = owner
+                .get_or_init(|| async move {
+                    let Some((local, peer)) = tcp_ends else {
+                        return Err(peer::Refusal::Unchecked);
+                    };
+                    tokio::task::spawn_blocking(move || peer::check(local, peer))
+                        .await
+                        .unwrap_or(Err(peer::Refusal::Unchecked))
+                })
+                .await;
+            let answer = match verdict {
+                Ok(()) => handle(request).await,
+                Err(refusal) => {
+                    tracing::warn!(peer = %who, %refusal, "refused a request");
+                    refused(refusal)
+                }
+            };
+            Ok::<_, Infallible>(answer.map(|body| Serving { body, _busy: busy }))
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        ended = connection => {
+            if let Err(error) = ended {
+                tracing::debug!(%error, "client connection ended with an error");
+            }
+        }
+        () = registration.close.cancelled() => {
+            tracing::debug!(peer = %who, "closed a waiting connection to make room");
+        }
+    }
+    drop(registration);
 }
 
 /// `403` for another user's request, and the connection closes after it.

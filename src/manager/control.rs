@@ -1,5 +1,7 @@
-//! The control API on 127.0.0.1:PORT: the original's routes and JSON
-//! shapes, plus `/restart`, `/status/NAME` and `/events`.
+//! The control API on 127.0.0.1:PORT (and, on Unix, on
+//! `sockets/manager.sock`, where this user's CLI and proxies reach it): the
+//! original's routes and JSON shapes, plus `/restart`, `/status/NAME` and
+//! `/events`.
 //!
 //! It starts and kills processes, so only this machine's own tools may call
 //! it: the socket is bound to 127.0.0.1, the Host header must name it (no
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Manager;
 use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer};
+use crate::http::server::socket::UnixSocket;
 use crate::http::server::{Body, BodyError, Limits, PageOrigin};
 
 /// The largest request body accepted.
@@ -31,11 +34,18 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Lines of the log shown by `/status/NAME`.
 const LOG_TAIL: usize = 20;
 
-/// Serves the API until `stop` is cancelled.
-pub async fn serve(manager: Arc<Manager>, listener: TcpListener, stop: CancellationToken) {
+/// Serves the API on `listener`, and on `unix` when there is one
+/// (`sockets/manager.sock`, the same routes), until `stop` is cancelled.
+pub async fn serve(
+    manager: Arc<Manager>,
+    listener: TcpListener,
+    unix: Option<UnixSocket>,
+    stop: CancellationToken,
+) {
     let stopping = stop.clone();
     crate::http::server::serve(
         listener,
+        unix,
         Limits::CONTROL_API,
         move |request| handle(Arc::clone(&manager), request, stopping.clone()),
         stop.cancelled_owned(),

@@ -34,6 +34,7 @@ use crate::control_api::{self, ApiClient, ApiError};
 use crate::daemon::identity::{self, Listener, Verdict};
 use crate::daemon::probe::{self, answers};
 use crate::daemon::{launch, record};
+use crate::http::server::socket;
 use crate::{paths, process};
 
 /// Beyond the daemon's own start timeout, for the manager's work.
@@ -48,6 +49,9 @@ const MANAGER_START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Found {
     pub url: Url,
     pub transport: TransportKind,
+    /// The daemon's Unix socket, when it has one of ours that answers as
+    /// this server on this port: the session goes there, not over TCP.
+    pub socket: Option<PathBuf>,
     /// How it was found, for the log.
     pub via: &'static str,
 }
@@ -127,7 +131,8 @@ impl fmt::Display for NotFound {
     }
 }
 
-/// Finds the daemon for `server`.
+/// Finds the daemon for `server`, and its Unix socket if it has one
+/// ([`own_socket`]).
 ///
 /// # Errors
 /// [`NotFound`], listing each place that was tried.
@@ -140,9 +145,72 @@ pub async fn find(
         return Ok(Found {
             url: url.clone(),
             transport: server.transport,
+            socket: None,
             via: "config url",
         });
     }
+    let mut found = find_local(server, home, manager_port).await?;
+    if let Some(port) = found.url.port() {
+        found.socket = own_socket(server, home, port).await;
+    }
+    Ok(found)
+}
+
+/// `sockets/NAME.sock` if it is ours ([`socket::is_ours`]: a socket of
+/// this user in this user's 0700 directory, so no other user made it or
+/// can listen there) and its `/health`, asked over it with this port in
+/// the Host header, names `server`: then the session goes over it. Only
+/// hosts make one; `None` (TCP, with the listener checks of [`find`])
+/// otherwise, and off Unix.
+async fn own_socket(server: &ServerConfig, home: &Path, port: u16) -> Option<PathBuf> {
+    let path = paths::host_socket(home, &server.name);
+    if !socket::is_ours(&path) {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        let client = crate::http::loopback_client_builder()
+            .timeout(PING_TIMEOUT)
+            .unix_socket(path.as_path())
+            .build()
+            .ok()?;
+        let mut response = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.ok()? {
+            body.extend_from_slice(&chunk);
+            if body.len() > HEALTH_LIMIT {
+                return None;
+            }
+        }
+        let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let named = health.get("name")?.as_str()? == server.name;
+        tracing::debug!(path = %path.display(), named, "the daemon's socket answers");
+        named.then_some(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = port;
+        None
+    }
+}
+
+/// A host's `/health` is a few hundred bytes per child.
+#[cfg(unix)]
+const HEALTH_LIMIT: usize = 1 << 20;
+
+/// [`find`] on TCP.
+async fn find_local(
+    server: &ServerConfig,
+    home: &Path,
+    manager_port: u16,
+) -> Result<Found, NotFound> {
     let mut tried = Vec::new();
     let refused = |attempt| not_found(server, vec![attempt], manager_port);
     if let Some(port) = server.port {
@@ -179,7 +247,7 @@ pub async fn find(
         }),
         None => tried.push(Attempt::NoRecord { path: lock_path }),
     }
-    let api = ApiClient::new(manager_port, server.start_timeout + ENSURE_MARGIN)
+    let api = ApiClient::for_home(manager_port, server.start_timeout + ENSURE_MARGIN, home)
         .map_err(|e| not_found(server, vec![Attempt::NoClient(e)], manager_port))?;
     match ensure(&api, server, home).await {
         Ok((port, transport, via)) => {
@@ -253,7 +321,7 @@ async fn ensure(
         tried.push(stranger);
         return launch_here(server, home, &manager, tried).await;
     }
-    match ping(api.port()).await {
+    match ping(api.port(), home).await {
         Ping::Manager => {}
         Ping::Nothing => {
             if let Err(reason) = start_manager(&manager, api).await {
@@ -287,8 +355,8 @@ enum Ping {
     Stranger(String),
 }
 
-async fn ping(port: u16) -> Ping {
-    let client = match ApiClient::new(port, PING_TIMEOUT) {
+async fn ping(port: u16, home: &Path) -> Ping {
+    let client = match ApiClient::for_home(port, PING_TIMEOUT, home) {
         Ok(client) => client,
         Err(error) => return Ping::Stranger(error.to_string()),
     };
@@ -386,6 +454,7 @@ fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {
     Found {
         url: config::local_endpoint(port, transport),
         transport,
+        socket: None,
         via,
     }
 }

@@ -9,7 +9,8 @@
 //! (`mcp-manager host`), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
-//! left behind), `files` (the modes of the home and the size of what a
+//! left behind), `sockets` (the hosts' and the manager's Unix sockets),
+//! `files` (the modes of the home and the size of what a
 //! status shows) and `sdk_clients` (the Python and TypeScript SDK clients).
 //! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
@@ -29,5 +30,6 @@ mod real_servers;
 mod restarts;
 mod safety;
 mod sdk_clients;
+mod sockets;
 mod transparency;
 mod util;

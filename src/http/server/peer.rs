@@ -11,6 +11,11 @@
 //! - macOS, other Unixes and Windows: the platform cannot tell (no
 //!   `peer_uid` yet), so every local connection is let in; the listeners
 //!   still bind 127.0.0.1 only.
+//!
+//! On the Unix domain socket a server also listens on (every Unix, macOS
+//! included; see [`super::socket`]) the kernel names the peer itself
+//! ([`check_unix`]: `peer_cred`), and the socket's 0700 directory keeps
+//! other users from connecting at all.
 
 use std::net::SocketAddr;
 
@@ -47,6 +52,30 @@ pub fn check(local: SocketAddr, peer: SocketAddr) -> Result<(), Refusal> {
     }
 }
 
+/// May the client connected to our Unix socket by `stream` in? Its uid,
+/// as the kernel gives it (`SO_PEERCRED`, `getpeereid`), must be ours.
+///
+/// # Errors
+/// [`Refusal::OtherUser`] for another uid; [`Refusal::Unknown`] when the
+/// kernel does not say.
+#[cfg(unix)]
+pub fn check_unix(stream: &tokio::net::UnixStream) -> Result<(), Refusal> {
+    let Some(me) = socket::current_uid() else {
+        return Err(Refusal::Unchecked);
+    };
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == me => Ok(()),
+        Ok(cred) => Err(Refusal::OtherUser {
+            peer: cred.uid(),
+            me,
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the socket peer's credentials");
+            Err(Refusal::Unknown { me })
+        }
+    }
+}
+
 /// Can this platform tell who owns a connection?
 fn can_tell() -> bool {
     cfg!(target_os = "linux") && std::path::Path::new("/proc/net/tcp").exists()
@@ -64,6 +93,13 @@ mod tests {
         let _client = std::net::TcpStream::connect(local).expect("connect");
         let (_accepted, peer) = listener.accept().expect("accept");
         assert_eq!(check(local, peer), Ok(()));
+    }
+
+    /// This process's own end of a socket pair is let in.
+    #[tokio::test]
+    async fn this_users_unix_peer_is_let_in() {
+        let (a, _b) = tokio::net::UnixStream::pair().expect("pair");
+        assert_eq!(check_unix(&a), Ok(()));
     }
 
     /// A peer that is in no table (nothing ever connected from there) is
