@@ -204,7 +204,6 @@ async fn a_stale_socket_does_not_block_a_new_host() {
     let mut first = HostProcess::start(&home, "memory", memory_entry(&home, port)).await;
     let socket = socket_of(&home, "memory");
     wait_for_socket(&socket).await;
-    let old_inode = std::fs::symlink_metadata(&socket).expect("socket").ino();
     first.child.kill().await.expect("kill the host");
     let _ = first.child.wait().await;
     assert!(socket.exists(), "a killed host cannot remove its socket");
@@ -225,8 +224,9 @@ async fn a_stale_socket_does_not_block_a_new_host() {
     )
     .await;
     assert_eq!(health["name"], "memory", "{health}");
-    let new_inode = std::fs::symlink_metadata(&socket).expect("socket").ino();
-    assert_ne!(old_inode, new_inode, "the stale socket was replaced");
+    // (Not compared by inode: a file system may hand the freed inode number
+    // straight to the new socket. The new host answering on the path is the
+    // proof that the stale one was replaced.)
 
     // A clean stop removes it.
     let pid = second.child.id().expect("running");
