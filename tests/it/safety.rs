@@ -386,6 +386,7 @@ async fn a_program_on_a_hosted_servers_port_that_is_not_its_host_gets_no_session
 /// `mcp-manager status`, `stop NAME` and friends never talk to another
 /// user's program on the manager's port: it is sent nothing, and the error
 /// names the holder and the fix.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn the_cli_sends_nothing_to_a_stranger_on_the_manager_port() {
     use crate::util::{ForeignUser, StrangerListener, run_manager_cli};
