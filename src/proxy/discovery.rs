@@ -149,6 +149,15 @@ pub async fn find(
             via: "config url",
         });
     }
+    // A host of ours that answers on its socket needs no search over TCP
+    // (and no reading of who holds the port, which not every platform can).
+    if let Some(port) = server.port.filter(|_| server.transport == TransportKind::Stdio) {
+        if let Some(socket) = own_socket(server, home, port).await {
+            let mut found = found(port, server.transport, "its socket");
+            found.socket = Some(socket);
+            return Ok(found);
+        }
+    }
     let mut found = find_local(server, home, manager_port).await?;
     if let Some(port) = found.url.port() {
         found.socket = own_socket(server, home, port).await;
