@@ -151,7 +151,10 @@ pub async fn find(
     }
     // A host of ours that answers on its socket needs no search over TCP
     // (and no reading of who holds the port, which not every platform can).
-    if let Some(port) = server.port.filter(|_| server.transport == TransportKind::Stdio) {
+    if let Some(port) = server
+        .port
+        .filter(|_| server.transport == TransportKind::Stdio)
+    {
         if let Some(socket) = own_socket(server, home, port).await {
             let mut found = found(port, server.transport, "its socket");
             found.socket = Some(socket);
