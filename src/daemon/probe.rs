@@ -100,15 +100,37 @@ pub async fn host_sessions(port: u16) -> Option<u64> {
 /// The entry a host (`mcp-manager host NAME`) serves, from its `/health`;
 /// `None` if it does not answer or is no host.
 pub async fn host_name(port: u16) -> Option<String> {
-    Some(host_health(port).await?.get("name")?.as_str()?.to_owned())
+    host_name_at(port, None).await
+}
+
+/// As [`host_name`], asked over the host's Unix `socket` when one is given
+/// (the URL still names `port`, for the host's Host check).
+pub async fn host_name_at(port: u16, socket: Option<&std::path::Path>) -> Option<String> {
+    Some(
+        host_health_at(port, socket)
+            .await?
+            .get("name")?
+            .as_str()?
+            .to_owned(),
+    )
 }
 
 /// A host's `/health` JSON; `None` if it does not answer with JSON.
 async fn host_health(port: u16) -> Option<serde_json::Value> {
-    let client = http::loopback_client_builder()
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .ok()?;
+    host_health_at(port, None).await
+}
+
+/// A host's `/health` JSON over TCP or its Unix `socket`.
+async fn host_health_at(port: u16, socket: Option<&std::path::Path>) -> Option<serde_json::Value> {
+    let builder = http::loopback_client_builder().timeout(PROBE_TIMEOUT);
+    #[cfg(unix)]
+    let builder = match socket {
+        Some(path) => builder.unix_socket(path),
+        None => builder,
+    };
+    #[cfg(not(unix))]
+    let _ = socket;
+    let client = builder.build().ok()?;
     let response = client
         .get(format!("http://127.0.0.1:{port}/health"))
         .send()

@@ -179,43 +179,10 @@ async fn own_socket(server: &ServerConfig, home: &Path, port: u16) -> Option<Pat
     if !socket::is_ours(&path) {
         return None;
     }
-    #[cfg(unix)]
-    {
-        let client = crate::http::loopback_client_builder()
-            .timeout(PING_TIMEOUT)
-            .unix_socket(path.as_path())
-            .build()
-            .ok()?;
-        let mut response = client
-            .get(format!("http://127.0.0.1:{port}/health"))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.ok()? {
-            body.extend_from_slice(&chunk);
-            if body.len() > HEALTH_LIMIT {
-                return None;
-            }
-        }
-        let health: serde_json::Value = serde_json::from_slice(&body).ok()?;
-        let named = health.get("name")?.as_str()? == server.name;
-        tracing::debug!(path = %path.display(), named, "the daemon's socket answers");
-        named.then_some(path)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = port;
-        None
-    }
+    let named = probe::host_name_at(port, Some(&path)).await.as_deref() == Some(&server.name);
+    tracing::debug!(path = %path.display(), named, "the daemon's socket answers");
+    named.then_some(path)
 }
-
-/// A host's `/health` is a few hundred bytes per child.
-#[cfg(unix)]
-const HEALTH_LIMIT: usize = 1 << 20;
 
 /// [`find`] on TCP.
 async fn find_local(
