@@ -78,10 +78,68 @@ pub struct DaemonStatus {
     pub log_tail: Option<Vec<String>>,
 }
 
-/// `{"daemons": [...]}`.
+/// `{"daemons": [...]}`; `/status` adds `config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonList {
     pub daemons: Vec<DaemonStatus>,
+    /// The config in force and the last reload (`/status` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStatus>,
+}
+
+/// Which config the manager runs, since when, and why the file on disk is
+/// not in force when it is not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    /// The file in force; `None`: the built-in defaults (no file).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// When the config in force was read (ms since the Unix epoch).
+    pub loaded_at: u64,
+    /// When a reload was last tried, applied or not (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at: Option<u64>,
+    /// Why the file on disk is not in force: file, line, column, key and
+    /// the fix. The last good config keeps running meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Changes read but not applied until the manager restarts
+    /// (`managerPort`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_restart: Vec<String>,
+    /// `${VAR}`s the config uses that are unset in the manager's own
+    /// environment (they expand to nothing in every daemon).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unset_variables: Vec<String>,
+}
+
+/// The answer to `POST /reload`: what changed, or why nothing did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadAnswer {
+    /// The file was read and is now in force.
+    pub applied: bool,
+    #[serde(default)]
+    pub added: Vec<String>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+    /// Restarted with their new entry.
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// Why the file was not applied (the last good config keeps running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Read but waiting for a manager restart (`managerPort`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_restart: Vec<String>,
+}
+
+/// The answer to `POST /shutdown`: the manager that is stopping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownAnswer {
+    pub status: String,
+    pub pid: u32,
 }
 
 /// The answer to `/ensure` (the original's, plus `transport`).
@@ -273,6 +331,25 @@ impl ApiClient {
     /// As [`ApiClient::status`].
     pub async fn act(&self, action: DaemonAction, name: &str) -> Result<DaemonStatus, ApiError> {
         self.post_name(action.path(), name).await
+    }
+
+    /// `POST /reload`: reads config.json again and applies it.
+    ///
+    /// # Errors
+    /// As [`ApiClient::status`].
+    pub async fn reload(&self) -> Result<ReloadAnswer, ApiError> {
+        let url = self.url("/reload");
+        self.send(&|c| c.post(&url), "/reload").await
+    }
+
+    /// `POST /shutdown`: the manager stops every daemon and exits; it
+    /// answers first (wait for its pid to go).
+    ///
+    /// # Errors
+    /// As [`ApiClient::status`].
+    pub async fn shutdown(&self) -> Result<ShutdownAnswer, ApiError> {
+        let url = self.url("/shutdown");
+        self.send(&|c| c.post(&url), "/shutdown").await
     }
 
     fn url(&self, path: &str) -> String {

@@ -80,6 +80,7 @@ async fn handle(
         "/ping" => ok(&PingAnswer::of_this_manager()),
         "/status" => ok(&DaemonList {
             daemons: manager.statuses(),
+            config: None,
         }),
         "/events" => events(&manager, stop),
         "/start-all" | "/stop-all" => {
@@ -91,7 +92,10 @@ async fn handle(
             } else {
                 manager.stop_all().await
             };
-            ok(&DaemonList { daemons })
+            ok(&DaemonList {
+                daemons,
+                config: None,
+            })
         }
         "/start" | "/stop" | "/restart" | "/ensure" => {
             if let Some(refusal) = post(&path) {
