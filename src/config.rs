@@ -80,6 +80,9 @@ pub struct Config {
     /// How often the manager checks that each daemon answers HTTP.
     pub health_check_interval: std::time::Duration,
     pub servers: BTreeMap<String, ServerConfig>,
+    /// The `${VAR}`s it uses that were unset (without a default) in this
+    /// process's environment when it was read: they expanded to nothing.
+    pub unset_variables: Vec<String>,
 }
 
 /// One daemon.
@@ -176,12 +179,65 @@ pub enum ConfigError {
         line: usize,
         column: usize,
     },
-    #[error("config {}: key `{key}`: {problem}", path.display())]
+    #[error("config {}: key `{key}`{at}: {problem}", path.display())]
     Invalid {
         path: PathBuf,
         key: String,
         problem: String,
+        /// " (line L, column C)" where the key is in the file, or empty.
+        at: String,
     },
+}
+
+impl ConfigError {
+    /// The message, its cause included, with the quoted values masked when
+    /// the key is under `env` or `headers` (serde quotes the value it
+    /// rejects: "invalid type: integer `1234`, expected a string"): what
+    /// may be shown in `/status`, a log or a client's error.
+    pub fn masked(&self) -> String {
+        match self {
+            ConfigError::Invalid {
+                path,
+                key,
+                problem,
+                at,
+            } if key
+                .split('.')
+                .any(|part| part == "env" || part == "headers") =>
+            {
+                format!(
+                    "config {}: key `{key}`{at}: {}",
+                    path.display(),
+                    mask_quoted(problem)
+                )
+            }
+            other => crate::http::error_chain(other),
+        }
+    }
+}
+
+/// `text` with everything between quotes (`"` or a backtick) replaced by
+/// `…`.
+pub fn mask_quoted(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    let mut open: Option<char> = None;
+    for c in text.chars() {
+        match open {
+            Some(quote) if c == quote => {
+                masked.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                masked.push(c);
+                if c == '"' || c == '`' {
+                    masked.push('…');
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    masked
 }
 
 /// The file as written.
@@ -312,6 +368,7 @@ impl Config {
             manager_port: DEFAULT_MANAGER_PORT,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
             servers: servers.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            unset_variables: Vec::new(),
         }
     }
 
@@ -331,6 +388,7 @@ impl Config {
                         path: path.to_owned(),
                         key,
                         problem: strip_position(&inner.to_string()),
+                        at: format!(" (line {}, column {})", inner.line(), inner.column()),
                     });
                 }
                 return Err(ConfigError::Syntax {
@@ -341,7 +399,25 @@ impl Config {
                 });
             }
         };
-        Config::validate(path, raw)
+        Config::validate(path, raw).map_err(|error| match error {
+            ConfigError::Invalid {
+                path,
+                key,
+                problem,
+                at,
+            } if at.is_empty() => {
+                let at = locate_key(bytes, &key)
+                    .map(|(line, column)| format!(" (line {line}, column {column})"))
+                    .unwrap_or_default();
+                ConfigError::Invalid {
+                    path,
+                    key,
+                    problem,
+                    at,
+                }
+            }
+            other => other,
+        })
     }
 
     fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -349,31 +425,34 @@ impl Config {
             path: path.to_owned(),
             key,
             problem,
+            at: String::new(),
         };
         let mut servers = BTreeMap::new();
         let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        let mut unset = std::collections::BTreeSet::new();
         let global_idle = idle(raw.idle_timeout, DEFAULT_IDLE_TIMEOUT)
             .map_err(|p| invalid("idleTimeout".into(), p))?;
         for (name, mut entry) in raw.mcp_servers {
             // `${VAR}` and `${VAR:-default}`, as Claude Code expands them:
             // kept as references in the file, filled in here.
-            entry.command = entry.command.as_deref().map(expand_vars);
-            entry.args = entry.args.iter().map(|a| expand_vars(a)).collect();
+            let mut expand = |text: &str| expand_into(text, &mut unset);
+            entry.command = entry.command.as_deref().map(&mut expand);
+            entry.args = entry.args.iter().map(|a| expand(a)).collect();
             entry.env = entry
                 .env
                 .iter()
-                .map(|(k, v)| (k.clone(), expand_vars(v)))
+                .map(|(k, v)| (k.clone(), expand(v)))
                 .collect();
             entry.headers = entry
                 .headers
                 .iter()
-                .map(|(k, v)| (k.clone(), expand_vars(v)))
+                .map(|(k, v)| (k.clone(), expand(v)))
                 .collect();
-            entry.url = entry.url.as_deref().map(expand_vars);
+            entry.url = entry.url.as_deref().map(&mut expand);
             entry.cwd = entry
                 .cwd
                 .as_ref()
-                .map(|c| PathBuf::from(expand_vars(&c.to_string_lossy())));
+                .map(|c| PathBuf::from(expand(&c.to_string_lossy())));
             let key = |field: &str| format!("mcpServers.{name}.{field}");
             if !is_valid_name(&name) {
                 return Err(invalid(
@@ -511,6 +590,7 @@ impl Config {
             )
             .map_err(|p| invalid("healthCheckInterval".into(), p))?,
             servers,
+            unset_variables: unset.into_iter().collect(),
         })
     }
 
@@ -531,9 +611,41 @@ fn idle(
     }
 }
 
+/// Where the key `a.b.c` is written in `bytes`: the line and column
+/// (1-based) of `"c"` as an object key, found after `"a"` and `"b"`, each
+/// a quoted name followed by `:`. `None` when it cannot be found (a
+/// key path with an index, a file that is not plain UTF-8).
+fn locate_key(bytes: &[u8], key: &str) -> Option<(usize, usize)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut from = 0;
+    for segment in key.split('.') {
+        let quoted = format!("\"{segment}\"");
+        let mut search = from;
+        loop {
+            let found = search + text.get(search..)?.find(&quoted)?;
+            let after = found + quoted.len();
+            if text.get(after..)?.trim_start().starts_with(':') {
+                from = found;
+                break;
+            }
+            search = after;
+        }
+    }
+    let before = text.get(..from)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+    Some((line, column))
+}
+
 /// Fills in `${VAR}` and `${VAR:-default}` from the environment; an unset
 /// variable without a default becomes empty (and is logged, by name only).
 pub fn expand_vars(text: &str) -> String {
+    expand_into(text, &mut std::collections::BTreeSet::new())
+}
+
+/// [`expand_vars`], adding to `unset` the name of each variable that was
+/// unset and had no default.
+fn expand_into(text: &str, unset: &mut std::collections::BTreeSet<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -556,6 +668,7 @@ pub fn expand_vars(text: &str) -> String {
                 (Ok(value), _) if !value.is_empty() || default.is_none() => out.push_str(&value),
                 (_, Some(default)) => out.push_str(default),
                 (Err(_), None) => {
+                    unset.insert(name.to_owned());
                     tracing::warn!(
                         variable = name,
                         "a ${{VAR}} in the config is not set; using an empty value"
@@ -637,6 +750,30 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn a_key_that_fails_validation_is_located_in_the_file() {
+        let text = "{\n  \"mcpServers\": {\n    \"web\": {\"args\": [\"port\"],\n      \"port\": 0}\n  }\n}\n";
+        let error =
+            Config::parse(Path::new("/h/config.json"), text.as_bytes()).expect_err("port 0");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "config /h/config.json: key `mcpServers.web.port` (line 4, column 7): "
+            ),
+            "{message}"
+        );
+        assert_eq!(locate_key(text.as_bytes(), "mcpServers.nothing"), None);
+        let unknown = Config::parse(
+            Path::new("/h/config.json"),
+            b"{\"mcpServers\": {},\n \"extra\": 1}",
+        )
+        .expect_err("unknown key");
+        assert!(
+            unknown.to_string().contains("key `extra` (line 2"),
+            "{unknown}"
+        );
     }
 
     #[test]

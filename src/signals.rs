@@ -92,6 +92,70 @@ pub async fn terminated() {
     std::future::pending::<()>().await;
 }
 
+/// Resolves when the manager is asked to stop: SIGINT or SIGTERM (Unix),
+/// Ctrl+C elsewhere. SIGHUP does not stop it: it reloads the config
+/// ([`Hangups`]), as daemons do.
+pub async fn interrupted_or_terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot listen for SIGINT/SIGTERM");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("stopping");
+}
+
+/// Each SIGHUP (Unix; never elsewhere): the manager's "reload".
+#[derive(Debug)]
+pub struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    /// Listens from now on (a SIGHUP before this would end the process).
+    pub fn new() -> Hangups {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let signal = signal(SignalKind::hangup())
+                .inspect_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
+                .ok();
+            Hangups { signal }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    /// The next SIGHUP.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
+impl Default for Hangups {
+    fn default() -> Hangups {
+        Hangups::new()
+    }
+}
+
 /// Resolves when a foreground command is asked to stop: SIGINT, SIGTERM or
 /// SIGHUP (Unix), Ctrl+C elsewhere. For the manager and the host, which,
 /// unlike the proxy, do stop on Ctrl+C.

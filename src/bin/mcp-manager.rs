@@ -68,6 +68,12 @@ enum Command {
     Stop { name: String },
     /// Stop and start a daemon again (through the running manager)
     Restart { name: String },
+    /// Make the running manager read config.json again and apply it (it
+    /// also does on every save of the file and on SIGHUP)
+    Reload,
+    /// Stop the running manager and every daemon it runs (the next session
+    /// starts it again)
+    Shutdown,
     /// Move Claude Code's (or Claude Desktop's) MCP servers onto shared
     /// daemons: copy them into config.json, point them at mcp-proxy
     Import {
@@ -162,6 +168,8 @@ fn main() -> ExitCode {
             Some(Command::Restart { name }) => {
                 daemon_command(port, DaemonAction::Restart, &name).await
             }
+            Some(Command::Reload) => reload(port).await,
+            Some(Command::Shutdown) => shutdown(port).await,
             Some(Command::Doctor { json }) => doctor(port, json).await,
             Some(Command::Import {
                 from,
@@ -189,7 +197,28 @@ fn main() -> ExitCode {
 
 async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
     let home = paths::home()?;
-    let (config, port) = commands::load_config(port)?;
+    let (port, _) = commands::control_port(port)?;
+    // A config that does not load does not keep the manager down: it runs
+    // nothing, says why in /status, and applies the file once it is fixed.
+    let (config, config_error) = match mcp_session_manager::config::Config::load(&home) {
+        Ok(config) => (config, None),
+        Err(error) => {
+            let error = error.masked();
+            tracing::error!("{error}; running no daemon until the file is fixed");
+            let empty = mcp_session_manager::config::Config {
+                source: Some(paths::config_file(&home)),
+                manager_port: port,
+                servers: std::collections::BTreeMap::new(),
+                ..mcp_session_manager::config::Config::builtin()
+            };
+            (
+                empty,
+                Some(format!(
+                    "{error}; no daemon runs until the file is fixed and saved"
+                )),
+            )
+        }
+    };
     let manager_exe = std::env::current_exe().context("cannot find this program's path")?;
     let options = ManagerOptions {
         home,
@@ -197,8 +226,9 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
         port,
         start_all,
         manager_exe,
+        config_error,
     };
-    manager::run(options, signals::stop_requested()).await?;
+    manager::run(options, signals::interrupted_or_terminated()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -226,19 +256,51 @@ fn api(port: u16) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::for_home(port, Duration::from_secs(180), &home)?)
 }
 
+/// The control port; a config that does not load is said on stderr (the
+/// running manager keeps its last good one).
+fn control_port(port: Option<u16>) -> anyhow::Result<u16> {
+    let (port, problem) = commands::control_port(port)?;
+    if let Some(problem) = problem {
+        eprintln!("mcp-manager: warning: {}", problem.masked());
+    }
+    Ok(port)
+}
+
 async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
-    let (_, port) = commands::load_config(port)?;
+    let port = control_port(port)?;
     let list: DaemonList = api(port)?.status().await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
+        if let Some(config) = &list.config {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            println!("{}\n", status::config_lines(config, now));
+        }
         println!("{}", status::table(&list.daemons));
     }
     Ok(())
 }
 
+async fn reload(port: Option<u16>) -> anyhow::Result<()> {
+    let answer = api(control_port(port)?)?.reload().await?;
+    println!("{}", commands::lifecycle::reload_report(&answer));
+    if answer.applied {
+        Ok(())
+    } else {
+        Err(AlreadyReported.into())
+    }
+}
+
+async fn shutdown(port: Option<u16>) -> anyhow::Result<()> {
+    let api = api(control_port(port)?)?;
+    println!("{}", commands::lifecycle::shutdown(&api).await?);
+    Ok(())
+}
+
 async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
-    let (_, port) = commands::load_config(port)?;
+    let port = control_port(port)?;
     let status: DaemonStatus = api(port)?.act(action, name).await?;
     println!("{}", status::table(std::slice::from_ref(&status)));
     match status::unmet(action, &status) {

@@ -1,7 +1,7 @@
 //! `mcp-manager status`, `start`, `stop`, `restart`: the running manager's
 //! daemons as a table a person reads.
 
-use crate::control_api::{DaemonAction, DaemonStatus};
+use crate::control_api::{ConfigStatus, DaemonAction, DaemonStatus};
 
 /// The status table: one row per daemon, columns padded to their widest
 /// cell, the last error unpadded at the end.
@@ -56,6 +56,45 @@ pub fn table(daemons: &[DaemonStatus]) -> String {
     text
 }
 
+/// The lines above the table: which config is in force, since when, the
+/// last reload, and why the file on disk is not in force when it is not.
+/// `now` in ms since the Unix epoch.
+pub fn config_lines(config: &ConfigStatus, now: u64) -> String {
+    let ago = |at: u64| human(now.saturating_sub(at));
+    let mut text = match &config.path {
+        Some(path) => format!(
+            "config: {} (in force for {})",
+            path.display(),
+            ago(config.loaded_at)
+        ),
+        None => format!(
+            "config: the built-in defaults, no config.json (for {})",
+            ago(config.loaded_at)
+        ),
+    };
+    if let Some(at) = config.reloaded_at {
+        text.push_str(&format!("; last reloaded {} ago", ago(at)));
+    }
+    if let Some(error) = &config.error {
+        text.push_str(&format!("\nconfig error, not applied: {error}"));
+    }
+    for note in &config.needs_restart {
+        text.push_str(&format!("\nneeds a manager restart: {note}"));
+    }
+    if !config.unset_variables.is_empty() {
+        text.push_str(&format!(
+            "\nunset in the manager's environment (expanded to nothing): {}",
+            config
+                .unset_variables
+                .iter()
+                .map(|name| format!("${{{name}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    text
+}
+
 /// Why a daemon did not end up as `action` asked (`None` if it did):
 /// "NAME is STATE: last error".
 pub fn unmet(action: DaemonAction, status: &DaemonStatus) -> Option<String> {
@@ -86,7 +125,37 @@ pub fn human(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+
+    #[test]
+    fn the_config_lines_say_what_is_in_force_and_what_is_wrong() {
+        let mut config = ConfigStatus {
+            path: Some(PathBuf::from("/h/config.json")),
+            loaded_at: 1_000,
+            reloaded_at: None,
+            error: None,
+            needs_restart: Vec::new(),
+            unset_variables: Vec::new(),
+        };
+        assert_eq!(
+            config_lines(&config, 181_000),
+            "config: /h/config.json (in force for 3m 00s)"
+        );
+        config.reloaded_at = Some(171_000);
+        config.error = Some("config /h/config.json is not valid JSON".into());
+        config.unset_variables = vec!["TOKEN".into()];
+        let text = config_lines(&config, 181_000);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "config: /h/config.json (in force for 3m 00s); last reloaded 10s ago",
+                "config error, not applied: config /h/config.json is not valid JSON",
+                "unset in the manager's environment (expanded to nothing): ${TOKEN}",
+            ]
+        );
+    }
     use crate::config::TransportKind;
     use crate::control_api::DaemonState;
 

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Manager;
-use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer};
+use crate::control_api::{DaemonList, EnsureAnswer, PingAnswer, ShutdownAnswer};
 use crate::http::server::socket::UnixSocket;
 use crate::http::server::{Body, BodyError, Limits, PageOrigin};
 
@@ -80,8 +80,18 @@ async fn handle(
         "/ping" => ok(&PingAnswer::of_this_manager()),
         "/status" => ok(&DaemonList {
             daemons: manager.statuses(),
-            config: None,
+            config: Some(manager.config_status()),
         }),
+        "/reload" | "/shutdown" if method != Method::POST => wrong_method(&path, "POST"),
+        "/reload" => ok(&manager.reload("asked (POST /reload)").await),
+        "/shutdown" => {
+            // Answered first: the daemons are stopped after this returns.
+            manager.shut_down();
+            ok(&ShutdownAnswer {
+                status: "stopping".into(),
+                pid: std::process::id(),
+            })
+        }
         "/events" => events(&manager, stop),
         "/start-all" | "/stop-all" => {
             if let Some(refusal) = post(&path) {
@@ -105,21 +115,16 @@ async fn handle(
                 Ok(name) => name,
                 Err(refusal) => return refusal,
             };
-            let Some(daemon) = manager.daemon(&name) else {
-                return unknown(&name);
-            };
-            match path.as_str() {
-                "/start" => ok(&daemon.start().await),
-                "/stop" => ok(&daemon.stop().await),
-                "/restart" => ok(&daemon.restart().await),
-                _ => match daemon.ensure().await {
-                    Ok(lock) => ok(&EnsureAnswer {
+            if path == "/ensure" {
+                return match manager.ensure(&name).await {
+                    None => unknown(&name),
+                    Some(Ok(lock)) => ok(&EnsureAnswer {
                         running: true,
                         port: Some(lock.port),
                         transport: Some(lock.transport),
                         error: None,
                     }),
-                    Err(reason) => reply(
+                    Some(Err(reason)) => reply(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         &EnsureAnswer {
                             running: false,
@@ -128,7 +133,15 @@ async fn handle(
                             error: Some(reason.to_string()),
                         },
                     ),
-                },
+                };
+            }
+            let Some(daemon) = manager.daemon(&name) else {
+                return unknown(&name);
+            };
+            match path.as_str() {
+                "/start" => ok(&daemon.start().await),
+                "/stop" => ok(&daemon.stop().await),
+                _ => ok(&daemon.restart().await),
             }
         }
         _ => match path.strip_prefix("/status/") {
@@ -199,31 +212,39 @@ fn body_not_whole(why: &BodyError) -> Response<Body> {
     )
 }
 
-/// `GET /events`: the current status of every daemon, then each change.
+/// `GET /events`: the config in force (`event: config`) and the current
+/// status of every daemon (`event: state`), then each change of either.
 fn events(manager: &Manager, stop: CancellationToken) -> Response<Body> {
     let receiver = manager.events.subscribe();
-    let first: Vec<Bytes> = manager.statuses().iter().map(sse_event).collect();
+    let mut config = manager.config.subscribe();
+    let mut first: Vec<Bytes> = vec![sse_event("config", &*config.borrow_and_update())];
+    first.extend(manager.statuses().iter().map(|s| sse_event("state", s)));
+    let state = (receiver, config, stop);
     let changes =
-        futures_util::stream::unfold((receiver, stop), |(mut receiver, stop)| async move {
+        futures_util::stream::unfold(state, |(mut receiver, mut config, stop)| async move {
             loop {
-                let next = tokio::select! {
+                let event = tokio::select! {
                     () = stop.cancelled() => return None,
-                    next = receiver.recv() => next,
+                    next = receiver.recv() => match next {
+                        Ok(status) => sse_event("state", &status),
+                        // A slow reader missed some: it still gets the latest.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    changed = config.changed() => match changed {
+                        Ok(()) => sse_event("config", &*config.borrow_and_update()),
+                        Err(_) => return None,
+                    },
                 };
-                match next {
-                    Ok(status) => return Some((sse_event(&status), (receiver, stop))),
-                    // A slow reader missed some: it still gets the latest.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                }
+                return Some((event, (receiver, config, stop)));
             }
         });
     crate::http::server::sse_response(futures_util::stream::iter(first).chain(changes))
 }
 
-fn sse_event(status: &impl Serialize) -> Bytes {
-    let data = serde_json::to_vec(status).unwrap_or_default();
-    crate::http::server::sse_event("state", &data)
+fn sse_event(kind: &str, value: &impl Serialize) -> Bytes {
+    let data = serde_json::to_vec(value).unwrap_or_default();
+    crate::http::server::sse_event(kind, &data)
 }
 
 fn ok(value: &impl Serialize) -> Response<Body> {

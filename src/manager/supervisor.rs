@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
 use crate::config::{ServerConfig, TransportKind};
-use crate::control_api::{DaemonState, DaemonStatus};
+use crate::control_api::DaemonStatus;
 use crate::daemon::launch::LaunchError;
 use crate::daemon::record::DaemonRecord;
 use phase::{Live, Phase, Shown};
@@ -54,6 +54,12 @@ pub use process::STOP_GRACE;
 pub const HEALTH_FAILURES: u32 = 3;
 /// Up this long, a daemon's back-off starts again from an immediate retry.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Failed starts in a row (it never answered) after which a daemon is no
+/// longer started again by itself: about two minutes of back-off.
+pub const GIVE_UP_AFTER: u32 = 8;
+/// How often a retiring hosted server is asked whether its sessions are
+/// gone.
+const RETIRE_POLL: Duration = Duration::from_millis(500);
 
 /// A daemon's restarts: one immediate retry, then 1 s doubling to 60 s.
 fn restart_backoff() -> Backoff {
@@ -82,6 +88,12 @@ enum Command {
     Restart(oneshot::Sender<DaemonStatus>),
     /// Start it if needed; its lock once it answers.
     Ensure(oneshot::Sender<Result<DaemonRecord, EnsureError>>),
+    /// Its entry is gone or changed: stop it for good (a hosted one once
+    /// its sessions are gone or `grace` is over) and end the task.
+    Retire {
+        grace: Option<Duration>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// The manager's side of one daemon task.
@@ -138,6 +150,14 @@ impl DaemonHandle {
             .await
             .unwrap_or(Err(EnsureError::ManagerStopping))
     }
+
+    /// Stops it for good and ends its task (its entry left the config, or
+    /// changed): a hosted server with open sessions first gets up to
+    /// `grace` for them to end. Returns once it is stopped and its lock
+    /// gone.
+    pub async fn retire(&self, grace: Option<Duration>) {
+        let _ = self.ask(|done| Command::Retire { grace, done }).await;
+    }
 }
 
 /// What every supervisor shares: where daemons live and how hosted ones
@@ -148,7 +168,8 @@ pub struct Supervision {
     pub home: PathBuf,
     /// This binary, which runs stdio entries as `mcp-manager host NAME`.
     pub manager_exe: PathBuf,
-    pub health_check_interval: Duration,
+    /// The config's `healthCheckInterval`, which a reload may change.
+    pub health_check_interval: watch::Receiver<Duration>,
     /// Every status change, for `/events`.
     pub events: broadcast::Sender<DaemonStatus>,
     /// Cancelled when the manager stops.
@@ -198,12 +219,33 @@ fn spawn_with<L: Launcher>(
         supervision,
         launcher,
         restarts: 0,
+        failed_starts: 0,
         last_error: None,
         backoff: restart_backoff(),
         shown: shown_tx,
     };
     tasks.spawn(supervisor.run(commands_rx));
     handle
+}
+
+/// After a failure: when the daemon is started again by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// After the back-off (`backoff`): it crashed, or died starting.
+    Backoff,
+    /// After the back-off, shown as `failed`: it cannot start now (the
+    /// port is taken), which may change.
+    Failed,
+    /// Only when asked, or when its entry changes (`failed`).
+    Never,
+}
+
+/// Health ticks every `every`, the first one `every` from now.
+fn health_ticks(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.reset();
+    ticks
 }
 
 /// A `url` entry is remote for good; any other starts out stopped.
@@ -252,6 +294,8 @@ struct Supervisor<L: Launcher> {
     launcher: L,
     phase: Phase<Up<L::Process>>,
     restarts: u32,
+    /// Starts in a row that failed (reset once one answers).
+    failed_starts: u32,
     last_error: Option<String>,
     /// Restarts since it was last stable (or last asked for).
     backoff: Backoff,
@@ -287,9 +331,10 @@ impl<L: Launcher> Supervisor<L> {
             }
         }
         let shutdown = self.supervision.shutdown.clone();
-        let mut health = tokio::time::interval(self.supervision.health_check_interval);
-        health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        health.reset();
+        let mut every = self.supervision.health_check_interval.clone();
+        let mut health = health_ticks(*every.borrow_and_update());
+        let mut retunable = true;
+        let mut retired = None;
         loop {
             let retry_at = self.phase.retry_at();
             let running = match &mut self.phase {
@@ -301,8 +346,18 @@ impl<L: Launcher> Supervisor<L> {
                 biased;
                 () = shutdown.cancelled() => break,
                 command = commands.recv() => match command {
+                    Some(Command::Retire { grace, done }) => {
+                        self.await_sessions_end(grace, &shutdown).await;
+                        retired = Some(done);
+                        break;
+                    }
                     Some(command) => self.on_command(command).await,
                     None => break,
+                },
+                changed = every.changed(), if retunable => match changed {
+                    Ok(()) => health = health_ticks(*every.borrow_and_update()),
+                    // No one can change it any more: keep the one in force.
+                    Err(_) => retunable = false,
                 },
                 why = async { match running { Some(p) => p.exited().await, None => std::future::pending().await } } => {
                     self.on_exit(why);
@@ -314,9 +369,54 @@ impl<L: Launcher> Supervisor<L> {
                 _ = health.tick() => self.on_health_tick().await,
             }
         }
-        // The manager is stopping: so is every daemon it runs.
-        if self.stop_process().await.is_some() {
+        // The manager is stopping (or the entry is gone): so is the
+        // daemon.
+        if self.stop_process().await.is_some() || retired.is_some() {
             self.enter(Phase::Stopped);
+        }
+        if let Some(done) = retired {
+            tracing::info!(
+                daemon = self.name(),
+                "retired: its entry left the config or changed"
+            );
+            let _ = done.send(());
+        }
+    }
+
+    /// Before a retirement: a hosted server's open sessions get up to
+    /// `grace` to end (the host is asked every [`RETIRE_POLL`]).
+    async fn await_sessions_end(&mut self, grace: Option<Duration>, shutdown: &CancellationToken) {
+        let Some(grace) = grace else {
+            return;
+        };
+        if self.server.transport != TransportKind::Stdio {
+            return;
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let Phase::Running(up) = &self.phase else {
+                return;
+            };
+            let open = up.process.sessions().await.unwrap_or(0);
+            if open == 0 || Instant::now() >= deadline {
+                if open > 0 {
+                    tracing::info!(
+                        daemon = self.name(),
+                        open,
+                        "grace over: stopping with sessions open"
+                    );
+                }
+                return;
+            }
+            tracing::debug!(
+                daemon = self.name(),
+                open,
+                "waiting for its sessions before retiring"
+            );
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETIRE_POLL) => {}
+            }
         }
     }
 
@@ -350,6 +450,8 @@ impl<L: Launcher> Supervisor<L> {
                 }
                 let _ = reply.send(self.status());
             }
+            // `run` takes it before: it ends the task.
+            Command::Retire { done, .. } => drop(done),
             Command::Restart(reply) => {
                 if !self.is_remote() {
                     if self.stop_process().await.is_some() {
@@ -368,7 +470,7 @@ impl<L: Launcher> Supervisor<L> {
             return;
         };
         tracing::warn!(daemon = self.name(), reason = %why, "the daemon died");
-        self.fail(DaemonState::Backoff, why, Some(up.since));
+        self.fail(Retry::Backoff, why, Some(up.since));
     }
 
     /// Keeps the log small, probes a running daemon, and stops it when it
@@ -392,7 +494,7 @@ impl<L: Launcher> Supervisor<L> {
                     let reason =
                         format!("did not answer {HEALTH_FAILURES} health checks in a row: {error}");
                     let ran_since = self.stop_process().await;
-                    self.fail(DaemonState::Backoff, reason, ran_since);
+                    self.fail(Retry::Backoff, reason, ran_since);
                 }
             }
         }
@@ -453,6 +555,7 @@ impl<L: Launcher> Supervisor<L> {
                 Err(LaunchError::Stopping)
             }
             Ok(process) => {
+                self.failed_starts = 0;
                 let record = process.record().clone();
                 let adopted = process.adopted();
                 tracing::info!(daemon = self.name(), pid = record.pid, adopted, "running");
@@ -461,35 +564,47 @@ impl<L: Launcher> Supervisor<L> {
             }
             Err(error) => {
                 tracing::warn!(daemon = self.name(), %error, "cannot start");
-                let state = match error {
-                    LaunchError::PortTaken { .. }
-                    | LaunchError::NoCommand { .. }
-                    | LaunchError::Spawn { .. } => DaemonState::Failed,
-                    _ => DaemonState::Backoff,
+                self.failed_starts = self.failed_starts.saturating_add(1);
+                let mut reason = error.to_string();
+                let retry = match error {
+                    LaunchError::PortTaken { .. } => Retry::Failed,
+                    // Nothing changes by trying again: a person must.
+                    LaunchError::NoCommand { .. } | LaunchError::Spawn { .. } => Retry::Never,
+                    _ if self.failed_starts >= GIVE_UP_AFTER => {
+                        reason.push_str(&format!(
+                            " (gave up after {GIVE_UP_AFTER} failed starts in a row: `mcp-manager start {}` tries again)",
+                            self.name()
+                        ));
+                        Retry::Never
+                    }
+                    _ => Retry::Backoff,
                 };
                 // It never served: no immediate retry (only a crash of a
                 // daemon that ran gets one).
                 self.backoff.skip_immediate();
-                self.fail(state, error.to_string(), None);
+                self.fail(retry, reason, None);
                 Err(error)
             }
         }
     }
 
-    /// Records a failure and when the next start is due (`Backoff`, or
-    /// `Failed` for a daemon that cannot start); a daemon that ran
-    /// [`STABLE_AFTER`] starts its back-off over.
-    fn fail(&mut self, state: DaemonState, reason: String, ran_since: Option<Instant>) {
+    /// Records a failure and when the next start is due, if one is; a
+    /// daemon that ran [`STABLE_AFTER`] starts its back-off over.
+    fn fail(&mut self, retry: Retry, reason: String, ran_since: Option<Instant>) {
         if ran_since.is_some_and(|since| since.elapsed() >= STABLE_AFTER) {
             self.backoff.reset();
         }
-        let until = Instant::now() + self.backoff.next_delay();
         self.last_error = Some(reason);
-        self.enter(if state == DaemonState::Failed {
-            Phase::Failed { until }
-        } else {
-            Phase::Backoff { until }
-        });
+        let phase = match retry {
+            Retry::Never => Phase::Failed { until: None },
+            Retry::Failed => Phase::Failed {
+                until: Some(Instant::now() + self.backoff.next_delay()),
+            },
+            Retry::Backoff => Phase::Backoff {
+                until: Instant::now() + self.backoff.next_delay(),
+            },
+        };
+        self.enter(phase);
     }
 
     /// Stops the running process (shown as `stopping` meanwhile); since

@@ -27,6 +27,7 @@ mod host;
 mod manager;
 mod process;
 mod real_servers;
+mod reload;
 mod restarts;
 mod safety;
 mod sdk_clients;

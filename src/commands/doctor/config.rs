@@ -58,45 +58,8 @@ pub(super) fn check_config(home: &Path) -> (Check, Config, bool) {
     }
 }
 
-/// The error's message, its cause included, with the quoted values masked
-/// when the key is under `env` or `headers` (serde quotes the value it
-/// rejects: "invalid type: integer `1234`, expected a string").
+/// The error's message with secret-looking values masked
+/// ([`ConfigError::masked`]).
 fn config_error_text(error: &ConfigError) -> String {
-    match error {
-        ConfigError::Invalid { path, key, problem }
-            if key
-                .split('.')
-                .any(|part| part == "env" || part == "headers") =>
-        {
-            format!(
-                "config {}: key `{key}`: {}",
-                path.display(),
-                mask_quoted(problem)
-            )
-        }
-        other => crate::http::error_chain(other),
-    }
-}
-
-/// `text` with whatever stands between `"…"` or `` `…` `` replaced by `…`.
-pub(super) fn mask_quoted(text: &str) -> String {
-    let mut masked = String::with_capacity(text.len());
-    let mut open: Option<char> = None;
-    for c in text.chars() {
-        match open {
-            Some(quote) if c == quote => {
-                masked.push(c);
-                open = None;
-            }
-            Some(_) => {}
-            None => {
-                masked.push(c);
-                if c == '"' || c == '`' {
-                    masked.push('…');
-                    open = Some(c);
-                }
-            }
-        }
-    }
-    masked
+    error.masked()
 }

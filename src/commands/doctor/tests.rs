@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::config::mask_quoted;
 use super::*;
+use crate::config::mask_quoted;
 use crate::daemon::launch;
 #[cfg(unix)]
 use crate::daemon::record;

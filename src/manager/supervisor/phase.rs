@@ -26,9 +26,11 @@ pub enum Phase<R = Live> {
     /// It crashed or failed (health checks, a start): started again at
     /// `until`.
     Backoff { until: Instant },
-    /// It cannot start (a foreign program holds the port, no command, no
-    /// runner): tried again at `until` all the same.
-    Failed { until: Instant },
+    /// It cannot start: tried again at `until` (a foreign program holds
+    /// the port, which may go), or, with `None`, only when asked or when
+    /// its entry changes (no command, no runner, or it kept failing: a
+    /// retry loop would change nothing and fill its log).
+    Failed { until: Option<Instant> },
     /// Stopped after `idleTimeout` without a session; started on demand.
     Idle,
 }
@@ -47,7 +49,8 @@ impl<R> Phase<R> {
     /// When the next start is due, if one is.
     pub fn retry_at(&self) -> Option<Instant> {
         match self {
-            Phase::Backoff { until } | Phase::Failed { until } => Some(*until),
+            Phase::Backoff { until } => Some(*until),
+            Phase::Failed { until } => *until,
             _ => None,
         }
     }
@@ -170,7 +173,8 @@ mod tests {
         assert_eq!(stopping, expected);
         for (phase, state) in [
             (Phase::Backoff { until: now }, "backoff"),
-            (Phase::Failed { until: now }, "failed"),
+            (Phase::Failed { until: Some(now) }, "failed"),
+            (Phase::Failed { until: None }, "failed"),
         ] {
             let expected = json!({
                 "name": "web", "running": false, "state": state, "port": 3100,

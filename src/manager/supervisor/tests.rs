@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::config::{self, Scope};
+use crate::control_api::DaemonState;
 use crate::daemon::probe::ProbeError;
 
 /// A daemon "world" shared by the fake launcher, its processes and the test.
@@ -201,7 +202,7 @@ impl Harness {
         let supervision = Arc::new(Supervision {
             home: PathBuf::new(),
             manager_exe: PathBuf::new(),
-            health_check_interval,
+            health_check_interval: watch::channel(health_check_interval).1,
             events: broadcast::channel(256).0,
             shutdown: shutdown.clone(),
         });
@@ -567,4 +568,157 @@ async fn a_record_that_is_not_believed_is_shown_not_adopted() {
     assert!(!shown.adopted && shown.pid.is_none(), "{shown:?}");
     let world = h.world.world();
     assert!(world.starts.is_empty() && world.stops.is_empty());
+}
+
+/// A start that keeps failing is given up after [`GIVE_UP_AFTER`] tries
+/// in a row (it says so, and how to try again); an `ensure` then tries
+/// again at once.
+#[tokio::test(start_paused = true)]
+async fn a_daemon_that_keeps_failing_to_start_is_given_up_and_retried_when_asked() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    let exited = || LaunchError::Exited {
+        name: "web".into(),
+        status: "exit status: 3".into(),
+        last_line: ": fatal: DATABASE_URL is not set".into(),
+    };
+    h.world
+        .world()
+        .failures
+        .extend((0..GIVE_UP_AFTER).map(|_| exited()));
+    let _ = h.handle.start().await;
+    let given_up = h
+        .until("given up", |s| {
+            s.state == DaemonState::Failed
+                && s.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("gave up"))
+        })
+        .await;
+    assert!(
+        given_up
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("DATABASE_URL") && e.contains("`mcp-manager start web`")),
+        "{given_up:?}"
+    );
+    tokio::time::sleep(24 * HOUR).await;
+    assert_eq!(
+        h.world.world().starts.len(),
+        GIVE_UP_AFTER as usize,
+        "no start after giving up"
+    );
+    let record = h.handle.ensure().await.expect("asked: tried again");
+    assert_eq!(h.handle.status().pid, Some(record.pid));
+}
+
+/// A daemon whose runner is missing is `failed` and not started again by
+/// itself: nothing would change until a person installs it.
+#[tokio::test(start_paused = true)]
+async fn a_missing_runner_is_not_retried_by_itself() {
+    let h = Harness::new(server("web", TransportKind::Stdio), HOUR);
+    h.world.world().failures.push_back(LaunchError::Spawn {
+        name: "web".into(),
+        cause: crate::daemon::launch::SpawnCause::MissingProgram {
+            program: "uvx".into(),
+        },
+    });
+    let failed = h.handle.start().await;
+    assert_eq!(failed.state, DaemonState::Failed, "{failed:?}");
+    tokio::time::sleep(24 * HOUR).await;
+    assert_eq!(h.world.world().starts.len(), 1);
+    assert_eq!(h.handle.status().state, DaemonState::Failed);
+}
+
+/// Retiring (its entry changed or left the config) stops the daemon and
+/// ends the task; a later command finds no task.
+#[tokio::test(start_paused = true)]
+async fn a_retired_daemon_is_stopped_and_its_task_ends() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    let pid = h.handle.start().await.pid.expect("a pid");
+    h.handle.retire(None).await;
+    assert_eq!(h.world.world().stops, [pid]);
+    assert_eq!(h.handle.status().state, DaemonState::Stopped);
+    h.tasks.close();
+    tokio::time::timeout(Duration::from_secs(1), h.tasks.wait())
+        .await
+        .expect("the task ended");
+    assert!(h.handle.ensure().await.is_err());
+}
+
+/// A hosted server whose entry was removed keeps serving its open
+/// sessions for the grace period, and is stopped as soon as they are gone.
+#[tokio::test(start_paused = true)]
+async fn a_retired_hosted_server_waits_for_its_sessions_within_the_grace() {
+    let h = Harness::new(server("memory", TransportKind::Stdio), HOUR);
+    let pid = h.handle.start().await.pid.expect("a pid");
+    h.world.world().sessions = Some(2);
+    let asked = Instant::now();
+    let handle = h.handle.clone();
+    let retiring = tokio::spawn(async move { handle.retire(Some(Duration::from_secs(30))).await });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        h.world.world().stops.is_empty(),
+        "stopped with sessions open"
+    );
+    h.world.world().sessions = Some(0);
+    retiring.await.expect("retired");
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(11),
+        "{took:?}"
+    );
+    assert_eq!(h.world.world().stops, [pid]);
+
+    // Sessions that never end: stopped when the grace is over.
+    let h = Harness::new(server("memory", TransportKind::Stdio), HOUR);
+    let pid = h.handle.start().await.pid.expect("a pid");
+    h.world.world().sessions = Some(1);
+    let asked = Instant::now();
+    h.handle.retire(Some(Duration::from_secs(30))).await;
+    let took = asked.elapsed();
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(31),
+        "{took:?}"
+    );
+    assert_eq!(h.world.world().stops, [pid]);
+}
+
+/// A reload's new `healthCheckInterval` reaches a running supervisor.
+#[tokio::test(start_paused = true)]
+async fn a_new_health_check_interval_applies_without_a_restart() {
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (every, health_check_interval) = watch::channel(HOUR);
+    let supervision = Arc::new(Supervision {
+        home: PathBuf::new(),
+        manager_exe: PathBuf::new(),
+        health_check_interval,
+        events: broadcast::channel(256).0,
+        shutdown: shutdown.clone(),
+    });
+    let world = FakeLauncher::default();
+    let handle = spawn_with(
+        server("web", TransportKind::StreamableHttp),
+        supervision,
+        world.clone(),
+        &tasks,
+    );
+    let pid = handle.start().await.pid.expect("a pid");
+    every.send_replace(Duration::from_secs(2));
+    world.world().sick.insert(pid);
+    let sick_at = Instant::now();
+    let mut shown = handle.shown.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        shown.wait_for(|s| s.status(Instant::now()).pid.is_some_and(|p| p != pid)),
+    )
+    .await
+    .expect("restarted under the new interval")
+    .expect("shown");
+    assert!(
+        sick_at.elapsed() <= Duration::from_secs(8),
+        "{:?}",
+        sick_at.elapsed()
+    );
+    shutdown.cancel();
 }
