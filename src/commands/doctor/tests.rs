@@ -114,6 +114,7 @@ impl Setup {
             cwd: self.cwd.clone(),
             manager_port: None,
             proxy_exe: Some(self.proxy.clone()),
+            service_file: None,
         }
     }
 
@@ -502,6 +503,7 @@ async fn a_version_mismatch_is_a_problem() {
 
     let input = DoctorInput {
         proxy_exe: Some(setup.home.join("no-such-mcp-proxy")),
+        service_file: None,
         ..setup.input()
     };
     let report = diagnose(&input).await;
