@@ -355,3 +355,40 @@ fn environ(pid: u32) -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// A manager started as the service starts it (`MCP_MANAGER_LAUNCHED_BY=
+/// service`) says so on `/ping` and logs to `manager.log` only: its stderr,
+/// which the service appends to that same file, carries no log line (so
+/// none is written twice).
+#[cfg(unix)]
+#[tokio::test]
+async fn a_manager_started_by_the_service_logs_once_and_says_so() {
+    use crate::util::ManagerProcess;
+    let home = TestHome::new();
+    let port = free_port();
+    home.write_config(&json!({"managerPort": port, "mcpServers": {}}));
+    let stderr = tempfile::NamedTempFile::new().expect("stderr file");
+    let child = Command::new(manager_bin())
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .env("MCP_MANAGER_LAUNCHED_BY", "service")
+        .env("MCP_MANAGER_LOG", "info")
+        .current_dir(home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr.reopen().expect("reopen")))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcp-manager");
+    let mut manager = ManagerProcess::attach(&home, port).await;
+    manager.child = Some(child);
+    let ping = manager.api(reqwest::Method::GET, "/ping", None).await.1;
+    assert_eq!(ping["launchedBy"], "service", "{ping}");
+    let log = std::fs::read_to_string(home.path().join("manager.log")).expect("manager.log");
+    assert!(!log.trim().is_empty(), "manager.log is empty");
+    manager.stop().await;
+    let printed = std::fs::read_to_string(stderr.path()).expect("stderr");
+    assert!(
+        printed.trim().is_empty(),
+        "logged to stderr too:\n{printed}"
+    );
+}
