@@ -32,6 +32,7 @@ mod real_servers;
 mod restarts;
 mod safety;
 mod sdk_clients;
+#[cfg(unix)]
 mod service;
 mod sockets;
 mod transparency;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+#[cfg(target_os = "linux")]
+use serde_json::Value;
+use serde_json::json;
 use tokio::process::Command;
 
 use crate::util::{TestHome, free_port, manager_bin};
@@ -332,6 +334,33 @@ async fn a_manager_started_by_a_proxy_runs_in_the_home_without_the_session() {
     }
     drop(proxy);
     drop(manager);
+}
+
+/// On macOS, `service install` in a throwaway HOME writes an agent plist
+/// that `plutil -lint` accepts, running this binary; `uninstall` removes it.
+#[cfg(target_os = "macos")]
+#[tokio::test]
+async fn service_install_writes_a_plist_plutil_accepts() {
+    let user = Throwaway::new();
+    let (code, out, err) = user.manager(&manager_bin(), &["service", "install"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let plist = user
+        .user_home
+        .join("Library/LaunchAgents/com.github.mcp-session-manager.mcp-manager.plist");
+    assert!(out.contains("launchctl bootstrap gui/"), "{out}");
+    let lint = std::process::Command::new("plutil")
+        .arg("-lint")
+        .arg(&plist)
+        .output()
+        .expect("run plutil");
+    assert!(lint.status.success(), "plutil -lint: {lint:?}");
+    let text = std::fs::read_to_string(&plist).expect("the plist");
+    assert!(text.contains("<string>service</string>"), "{text}");
+    let (code, out, err) = user
+        .manager(&manager_bin(), &["service", "uninstall"])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!plist.exists());
 }
 
 /// The parent pid of `pid` (`/proc/PID/stat`).
