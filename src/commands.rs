@@ -11,7 +11,9 @@
 //! - [`status`]: `status`, `start`, `stop`, `restart`: the manager's table;
 //! - [`logs`]: a daemon's log, tailed or followed;
 //! - [`host`]: `host NAME`, a config entry's stdio server served to many
-//!   sessions.
+//!   sessions;
+//! - [`service`]: `service install|uninstall|status`, the manager as a
+//!   user service (systemd, launchd).
 //!
 //! Claude's files themselves (where they are, their entries, editing them
 //! byte for byte) are [`crate::claude`]'s.
@@ -23,6 +25,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod logs;
 pub mod register;
+pub mod service;
 pub mod status;
 pub mod undo;
 

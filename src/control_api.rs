@@ -165,6 +165,61 @@ pub struct PingAnswer {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// How this manager was started (`None` from an older manager, and
+    /// for a value this version does not know: never a reason to call the
+    /// answer a stranger's).
+    #[serde(
+        rename = "launchedBy",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_launcher"
+    )]
+    pub launched_by: Option<LaunchedBy>,
+}
+
+/// `launchedBy`, or `None` for a value this version does not know.
+fn known_launcher<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<LaunchedBy>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// Who started a manager, from [`LaunchedBy::ENV`] in its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchedBy {
+    /// The user service (`mcp-manager service install`).
+    Service,
+    /// A proxy that found no manager running.
+    Proxy,
+    /// Anything else: a shell, a script (the variable unset).
+    Command,
+}
+
+impl LaunchedBy {
+    /// The variable the service unit and the proxy set for the manager
+    /// they start (`service`, `proxy`).
+    pub const ENV: &'static str = "MCP_MANAGER_LAUNCHED_BY";
+
+    /// Its value in the environment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchedBy::Service => "service",
+            LaunchedBy::Proxy => "proxy",
+            LaunchedBy::Command => "command",
+        }
+    }
+
+    /// How this process was started: [`LaunchedBy::ENV`], else (unset or
+    /// unknown) [`LaunchedBy::Command`].
+    pub fn of_this_process() -> LaunchedBy {
+        match std::env::var(LaunchedBy::ENV).as_deref() {
+            Ok("service") => LaunchedBy::Service,
+            Ok("proxy") => LaunchedBy::Proxy,
+            _ => LaunchedBy::Command,
+        }
+    }
 }
 
 impl PingAnswer {
@@ -178,6 +233,7 @@ impl PingAnswer {
             message: PingAnswer::MESSAGE.into(),
             pid: Some(std::process::id()),
             version: Some(env!("CARGO_PKG_VERSION").into()),
+            launched_by: Some(LaunchedBy::of_this_process()),
         }
     }
 }
@@ -189,6 +245,8 @@ pub enum Ping {
     Manager {
         pid: Option<u32>,
         version: Option<String>,
+        /// `None` from a manager older than the field.
+        launched_by: Option<LaunchedBy>,
     },
     /// Nothing listens there.
     Nothing,
@@ -309,6 +367,7 @@ impl ApiClient {
             Ok(answer) if answer.message == PingAnswer::MESSAGE => Ping::Manager {
                 pid: answer.pid,
                 version: answer.version,
+                launched_by: answer.launched_by,
             },
             Ok(_) => Ping::Stranger("its /ping answer is not the manager's".into()),
             Err(ApiError::NotRunning { .. }) => Ping::Nothing,
@@ -478,5 +537,37 @@ fn cannot_build(port: u16, error: &reqwest::Error) -> ApiError {
     ApiError::Failed {
         port,
         reason: format!("cannot build an HTTP client: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `launchedBy` is optional both ways: an older manager's answer (no
+    /// field) and a newer one's (a value this version does not know) are
+    /// still a manager's.
+    #[test]
+    fn ping_answers_say_how_the_manager_was_started() {
+        let ours = serde_json::to_value(PingAnswer {
+            launched_by: Some(LaunchedBy::Service),
+            ..PingAnswer::of_this_manager()
+        })
+        .expect("serialisable");
+        assert_eq!(ours["launchedBy"], "service");
+        let old: PingAnswer =
+            serde_json::from_str(r#"{"status":"ok","message":"Manager is running","pid":7}"#)
+                .expect("an older manager's answer");
+        assert_eq!(old.launched_by, None);
+        let newer: PingAnswer = serde_json::from_str(
+            r#"{"status":"ok","message":"Manager is running","launchedBy":"launchd"}"#,
+        )
+        .expect("a newer manager's answer");
+        assert_eq!(newer.launched_by, None);
+        let proxy: PingAnswer = serde_json::from_str(
+            r#"{"status":"ok","message":"Manager is running","launchedBy":"proxy"}"#,
+        )
+        .expect("a proxy-started manager's answer");
+        assert_eq!(proxy.launched_by, Some(LaunchedBy::Proxy));
     }
 }

@@ -34,7 +34,8 @@
 //!    the control server). Host and manager import no other role; transport
 //!    imports neither proxy nor stdio.
 //! 5. **Commands**: [`commands`], `mcp-manager`'s one-shot commands (status,
-//!    logs, host, import and undo, doctor, generate-config and register):
+//!    logs, host, import and undo, doctor, generate-config and register,
+//!    service):
 //!    each returns what to print; the binaries print it.
 #![deny(clippy::print_stdout)]
 

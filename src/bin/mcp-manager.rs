@@ -1,7 +1,8 @@
 //! `mcp-manager`: runs and supervises shared MCP daemons (in the
 //! foreground), and talks to a running one (`status`, `start`, `stop`,
 //! `restart`, `logs`); `generate-config` writes Claude's MCP config;
-//! `host NAME` serves one stdio server to many sessions.
+//! `host NAME` serves one stdio server to many sessions; `service` runs
+//! the manager at login.
 
 // The CLI subcommands print their results; logs go through tracing.
 #![allow(clippy::print_stdout)]
@@ -14,7 +15,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use mcp_session_manager::commands::generate as generate_config;
 use mcp_session_manager::commands::{self, status};
-use mcp_session_manager::control_api::{ApiClient, DaemonAction, DaemonList, DaemonStatus};
+use mcp_session_manager::control_api::{
+    ApiClient, DaemonAction, DaemonList, DaemonStatus, LaunchedBy,
+};
 use mcp_session_manager::daemon::log as logfile;
 use mcp_session_manager::manager::{self, ManagerOptions};
 use mcp_session_manager::{paths, signals};
@@ -117,6 +120,22 @@ enum Command {
         /// The entry in config.json (built in without one: memory)
         name: String,
     },
+    /// Run the manager at login as a user service (systemd on Linux,
+    /// launchd on macOS)
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum ServiceAction {
+    /// Write the service file, then enable and start it
+    Install,
+    /// Stop and disable the service, and remove its file
+    Uninstall,
+    /// Is it installed, where, and is it running
+    Status,
 }
 
 const AFTER_HELP: &str = "\
@@ -135,7 +154,9 @@ fn main() -> ExitCode {
             .map(|home| paths::manager_log_file(&home)),
         Some(_) => None,
     };
-    init_logging(log_file);
+    // Under the service, stderr is appended to manager.log: log there once.
+    let to_stderr = LaunchedBy::of_this_process() != LaunchedBy::Service || log_file.is_none();
+    init_logging(log_file, to_stderr);
     // One thread: the manager and the host are I/O-bound, and this keeps
     // them small.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -183,6 +204,7 @@ fn main() -> ExitCode {
                 lines,
                 follow,
             }) => logs(&name, lines, follow).await,
+            Some(Command::Service { action }) => service(port, action).await,
         }
     });
     match result {
@@ -346,14 +368,33 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 #[error("see above")]
 struct AlreadyReported;
 
+async fn service(port: Option<u16>, action: ServiceAction) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::service::{self, ServiceInput};
+    let manager_port = match commands::load_config(port) {
+        Ok((_, manager_port)) => manager_port,
+        // A broken config does not stop (un)installing: the manager says
+        // what is wrong when it starts.
+        Err(_) => port.unwrap_or(mcp_session_manager::config::DEFAULT_MANAGER_PORT),
+    };
+    let input = ServiceInput::for_current_user(port, manager_port)?;
+    let report = match action {
+        ServiceAction::Install => service::install(&input).await?,
+        ServiceAction::Uninstall => service::uninstall(&input).await?,
+        ServiceAction::Status => service::status(&input).await,
+    };
+    println!("{report}");
+    Ok(())
+}
+
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let (home, mut stdout) = (paths::home()?, tokio::io::stdout());
     let stop = signals::stop_requested();
     Ok(commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await?)
 }
 
-/// Logs to stderr and, for the manager, to `manager.log` as well.
-fn init_logging(file: Option<PathBuf>) {
+/// Logs to stderr and, for the manager, to `manager.log` as well (only
+/// there when not `to_stderr`).
+fn init_logging(file: Option<PathBuf>, to_stderr: bool) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = std::env::var("MCP_MANAGER_LOG")
@@ -365,6 +406,7 @@ fn init_logging(file: Option<PathBuf>) {
         .with_env_filter(filter)
         .with_ansi(false);
     match file {
+        Some(file) if !to_stderr => builder.with_writer(std::sync::Mutex::new(file)).init(),
         Some(file) => builder
             .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
             .init(),

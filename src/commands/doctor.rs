@@ -16,12 +16,16 @@
 //! 6. Claude Code's config files (`~/.claude.json`, the project's
 //!    `.mcp.json`, and the `~/.claude/mcp.json` it does not read) run their
 //!    servers through `mcp-proxy`;
-//! 7. the `mcp-proxy` beside this binary is the same version.
+//! 7. the `mcp-proxy` beside this binary is the same version;
+//! 8. when the manager runs: it was started by the user service (a
+//!    warning when a proxy started it), and every `${VAR}` the config uses
+//!    is set for it (from `/status`'s `config.unsetVariables`; unknown for
+//!    an older manager), and no config change waits for its restart.
 //!
 //! Only problems make the report unhealthy ([`Report::healthy`]).
 //!
-//! One module per concern: `config` (1), `daemons` (2–4), `manager` (3
-//! and 5), `claude` (6; where Claude's files are and how a project is
+//! One module per concern: `config` (1), `daemons` (2–4), `manager` (3,
+//! 5 and 8, over `sockets/manager.sock` when it is ours, else TCP), `claude` (6; where Claude's files are and how a project is
 //! keyed are [`crate::claude`]'s, shared with `import`), `version` (7),
 //! and `report`, the text and JSON of the findings.
 //!
@@ -43,7 +47,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::commands::generate;
+use crate::commands::{generate, service};
 use crate::paths;
 pub use report::Report;
 
@@ -68,6 +72,9 @@ pub struct DoctorInput {
     /// The `mcp-proxy` whose version is checked; `None` is the one beside
     /// this binary (where `cargo install` puts both).
     pub proxy_exe: Option<PathBuf>,
+    /// Where this platform's user service file is (`mcp-manager service
+    /// install`); `None`: no service on this platform.
+    pub service_file: Option<PathBuf>,
 }
 
 impl DoctorInput {
@@ -75,9 +82,15 @@ impl DoctorInput {
     /// [`crate::paths::home`]), the user's home directory, the current
     /// directory and the `mcp-proxy` beside this binary.
     pub fn for_current_user(home: PathBuf, manager_port: Option<u16>) -> DoctorInput {
+        let user_home = dirs::home_dir();
+        let xdg = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from);
+        let service_file = service::ServiceKind::of_this_platform()
+            .zip(user_home.as_deref())
+            .map(|(kind, dir)| kind.file(dir, xdg.as_deref()));
         DoctorInput {
             home,
-            user_home: dirs::home_dir(),
+            user_home,
+            service_file,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             manager_port,
             proxy_exe: None,
@@ -170,7 +183,7 @@ pub async fn diagnose(input: &DoctorInput) -> Report {
 
     // The two slow ones (bounded by their timeouts) run side by side.
     let (ping, version) = tokio::join!(
-        manager::ping_manager(manager_port),
+        manager::ping_manager(manager_port, &input.home),
         version::check_proxy_version(&proxy)
     );
 
@@ -192,6 +205,11 @@ pub async fn diagnose(input: &DoctorInput) -> Report {
         format!("mcp-manager --port {manager_port} --start-all")
     };
     checks.push(manager::check_manager(manager_port, &ping, &start));
+    checks.extend(manager::check_launcher(
+        &ping,
+        input.service_file.as_deref(),
+    ));
+    checks.extend(manager::check_running_config(&ping, &config_file));
     checks.extend(claude::check_claude(input, &config, config_valid, &proxy));
     checks.push(version);
     Report::new(checks)

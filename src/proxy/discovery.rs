@@ -3,7 +3,8 @@
 //! In the original's order: something answering on the configured port, then
 //! the port in `NAME.lock`, then `POST /ensure` to the manager. With no
 //! manager running, the proxy starts one (detached, so it outlives the
-//! proxy) and asks again; if even that fails it starts the daemon itself,
+//! proxy; in the tool's home and without the session's own variables, so
+//! it is the same manager whichever session started it) and asks again; if even that fails it starts the daemon itself,
 //! under the same start guard as the manager ([`crate::daemon::launch`]), so exactly
 //! one daemon runs either way. A remote (`url`) entry needs no search. When
 //! nothing serves the name, the error says what was tried and what to run.
@@ -30,7 +31,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::config::{self, ServerConfig, TransportKind};
-use crate::control_api::{self, ApiClient, ApiError};
+use crate::control_api::{self, ApiClient, ApiError, LaunchedBy};
 use crate::daemon::identity::{self, Listener, Verdict};
 use crate::daemon::probe::{self, answers};
 use crate::daemon::{launch, record};
@@ -303,7 +304,7 @@ async fn ensure(
     match ping(api.port(), home).await {
         Ping::Manager => {}
         Ping::Nothing => {
-            if let Err(reason) = start_manager(&manager, api).await {
+            if let Err(reason) = start_manager(&manager, api, home).await {
                 tried.push(reason);
                 return launch_here(server, home, &manager, tried).await;
             }
@@ -380,22 +381,41 @@ async fn launch_here(
 /// Starts `mcp-manager --port P` detached and waits for it to answer. Many
 /// proxies may do this at once: one manager wins the instance lock, the
 /// others exit, and everyone waits for the winner.
-async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), Attempt> {
+///
+/// The manager is shared by every session, so nothing of this session
+/// goes with it: it runs in the tool's home (`home`, made now if it is
+/// not there yet), with `PWD` saying so, without the variables Claude
+/// Code sets for this session ([`is_session_variable`]), and with
+/// [`LaunchedBy::ENV`]`=proxy`. The rest of the environment (`PATH`, the
+/// user's own variables, which `${VAR}` in the config reads) is kept.
+async fn start_manager(manager: &Path, api: &ApiClient, home: &Path) -> Result<(), Attempt> {
     let port = api.port();
+    let not_started = |reason: String| Attempt::ManagerNotStarted {
+        port,
+        manager: manager.to_owned(),
+        reason,
+    };
+    paths::create_private_dir(home)
+        .map_err(|e| not_started(format!("cannot create {}: {e}", home.display())))?;
     let mut command = tokio::process::Command::new(manager);
     command
         .arg("--port")
         .arg(port.to_string())
+        .current_dir(home)
+        .env("PWD", home)
+        .env(paths::HOME_ENV, home)
+        .env(LaunchedBy::ENV, LaunchedBy::Proxy.as_str())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(false);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_session_variable) {
+            command.env_remove(&name);
+        }
+    }
     process::detach(&mut command);
-    let mut child = command.spawn().map_err(|e| Attempt::ManagerNotStarted {
-        port,
-        manager: manager.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let mut child = command.spawn().map_err(|e| not_started(e.to_string()))?;
     tracing::info!(port, "started the manager");
     let deadline = tokio::time::Instant::now() + MANAGER_START_TIMEOUT;
     loop {
@@ -421,6 +441,27 @@ async fn start_manager(manager: &Path, api: &ApiClient) -> Result<(), Attempt> {
     Ok(())
 }
 
+/// A variable of the Claude Code session that started this proxy, which a
+/// manager shared by every session must not inherit. What Claude Code
+/// 2.1.331 adds to its MCP servers' environment (read from a server's
+/// environment): `CLAUDECODE`, `CLAUDE_CODE_*` (the entry point, the
+/// session id, its notes directory, its SSE port in the IDE),
+/// `CLAUDE_PROJECT_DIR`, `AI_AGENT`, `COREPACK_ENABLE_AUTO_PIN` and
+/// `NoDefaultCurrentDirectoryInExePath`; also `CLAUDE_ENV_FILE` and the
+/// shell's `OLDPWD`. `PWD` is set to the manager's directory instead.
+pub(crate) fn is_session_variable(name: &str) -> bool {
+    const NAMES: [&str; 7] = [
+        "CLAUDECODE",
+        "CLAUDE_PROJECT_DIR",
+        "CLAUDE_ENV_FILE",
+        "AI_AGENT",
+        "COREPACK_ENABLE_AUTO_PIN",
+        "NoDefaultCurrentDirectoryInExePath",
+        "OLDPWD",
+    ];
+    name.starts_with("CLAUDE_CODE_") || NAMES.contains(&name)
+}
+
 /// `name` beside this program (the binaries are installed together), else
 /// `name` on PATH.
 fn sibling_program(name: &str) -> PathBuf {
@@ -435,5 +476,38 @@ fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {
         transport,
         socket: None,
         via,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_session_variable;
+
+    /// The session's own variables stay with the session; the user's
+    /// (what `${VAR}` in the config reads) go with the manager.
+    #[test]
+    fn only_the_sessions_own_variables_are_dropped() {
+        for name in [
+            "CLAUDECODE",
+            "CLAUDE_CODE_ENTRYPOINT",
+            "CLAUDE_CODE_SESSION_ID",
+            "CLAUDE_CODE_SSE_PORT",
+            "CLAUDE_PROJECT_DIR",
+            "AI_AGENT",
+            "OLDPWD",
+        ] {
+            assert!(is_session_variable(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "GITHUB_TOKEN",
+            "MCP_SESSION_MANAGER_HOME",
+            "CLAUDE_CONFIG_DIR",
+            "ANTHROPIC_API_KEY",
+            "PWD",
+        ] {
+            assert!(!is_session_variable(name), "{name}");
+        }
     }
 }

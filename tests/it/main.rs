@@ -11,7 +11,9 @@
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
-//! status shows) and `sdk_clients` (the Python and TypeScript SDK clients).
+//! status shows), `service` (`service install` in a throwaway HOME, and
+//! how a proxy starts the manager) and `sdk_clients` (the Python and
+//! TypeScript SDK clients).
 //! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
@@ -31,6 +33,8 @@ mod reload;
 mod restarts;
 mod safety;
 mod sdk_clients;
+#[cfg(unix)]
+mod service;
 mod sockets;
 mod transparency;
 mod util;

@@ -114,6 +114,7 @@ impl Setup {
             cwd: self.cwd.clone(),
             manager_port: None,
             proxy_exe: Some(self.proxy.clone()),
+            service_file: None,
         }
     }
 
@@ -515,4 +516,85 @@ fn quoted_values_are_masked() {
         mask_quoted("invalid type: integer `12`, expected a string \"x\""),
         "invalid type: integer `…`, expected a string \"…\""
     );
+}
+
+/// How the running manager was started: a proxy is a warning that names
+/// `mcp-manager service install`; the service is fine; an installed
+/// service beside another manager says how to switch; nothing running,
+/// nothing to say.
+#[test]
+fn a_manager_started_by_a_proxy_is_a_warning() {
+    use super::manager::{ManagerPing, check_launcher};
+    use crate::control_api::LaunchedBy;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("mcp-manager.service");
+    let ping = |launched_by| ManagerPing::Ours {
+        pid: Some(42),
+        version: Some(VERSION.into()),
+        launched_by,
+        config: None,
+    };
+    let by_proxy = check_launcher(&ping(Some(LaunchedBy::Proxy)), Some(&unit)).expect("a check");
+    assert_eq!(by_proxy.status, Status::Warning);
+    assert!(by_proxy.detail.contains("pid 42") && by_proxy.detail.contains("proxy"));
+    assert_eq!(
+        by_proxy.fix.as_deref(),
+        Some("`mcp-manager service install` (a manager started at login, in a stated environment)")
+    );
+    let by_service =
+        check_launcher(&ping(Some(LaunchedBy::Service)), Some(&unit)).expect("a check");
+    assert_eq!(by_service.status, Status::Ok);
+    std::fs::write(&unit, "").expect("write");
+    let beside = check_launcher(&ping(Some(LaunchedBy::Proxy)), Some(&unit)).expect("a check");
+    assert_eq!(beside.status, Status::Warning);
+    assert!(
+        beside
+            .fix
+            .is_some_and(|f| f.contains("mcp-manager shutdown"))
+    );
+    let older = check_launcher(&ping(None), None).expect("a check");
+    assert_eq!(older.status, Status::Ok);
+    assert!(check_launcher(&ManagerPing::Nothing, Some(&unit)).is_none());
+}
+
+/// `${VAR}`s the running manager lacks are a warning naming each; an
+/// older manager that does not say is "unknown", not a finding; a change
+/// waiting for a restart is a warning of its own.
+#[test]
+fn unset_variables_of_the_running_manager_are_a_warning() {
+    use super::manager::{ManagerPing, check_running_config};
+    use crate::control_api::ConfigStatus;
+    let file = Path::new("/h/config.json");
+    let ping = |config| ManagerPing::Ours {
+        pid: Some(42),
+        version: None,
+        launched_by: None,
+        config,
+    };
+    let unknown = check_running_config(&ping(None), file);
+    assert_eq!(unknown.len(), 1);
+    assert_eq!(unknown[0].status, Status::Ok);
+    assert!(unknown[0].detail.starts_with("unknown"));
+    let status = ConfigStatus {
+        path: Some(file.to_owned()),
+        loaded_at: 1,
+        reloaded_at: None,
+        error: None,
+        needs_restart: vec!["managerPort".into()],
+        unset_variables: vec!["GITHUB_TOKEN".into(), "API_KEY".into()],
+    };
+    let checks = check_running_config(&ping(Some(status)), file);
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(checks[0].status, Status::Warning);
+    assert!(checks[0].detail.contains("${GITHUB_TOKEN}, ${API_KEY}"));
+    assert!(checks[0].detail.contains("/h/config.json"));
+    assert!(
+        checks[0]
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("${NAME:-value}"))
+    );
+    assert_eq!(checks[1].name, "manager restart");
+    assert!(checks[1].detail.contains("managerPort"));
+    assert!(check_running_config(&ManagerPing::Nothing, file).is_empty());
 }
