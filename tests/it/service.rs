@@ -320,18 +320,15 @@ async fn a_manager_started_by_a_proxy_runs_in_the_home_without_the_session() {
         ),
         "{service}"
     );
-    // Until the manager reports its unset variables, "unknown"; then a
-    // warning that names the one this config uses.
+    // The manager reports the ${VAR} this config uses and it lacks.
     let variables = find("manager environment");
-    let detail = variables["detail"].as_str().unwrap_or_default();
-    if variables["status"] == "warning" {
-        assert!(
-            detail.contains("${MCP_TEST_SURELY_UNSET_VARIABLE}"),
-            "{variables}"
-        );
-    } else {
-        assert!(detail.starts_with("unknown"), "{variables}");
-    }
+    assert_eq!(variables["status"], "warning", "{variables}");
+    assert!(
+        variables["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("${MCP_TEST_SURELY_UNSET_VARIABLE}")),
+        "{variables}"
+    );
     drop(proxy);
     drop(manager);
 }
