@@ -3,8 +3,13 @@
 //! `restart`, `logs`); `generate-config` writes Claude's MCP config;
 //! `host NAME` serves one stdio server to many sessions.
 
-// The CLI subcommands print their results; logs go through tracing.
-#![allow(clippy::print_stdout)]
+// The CLI subcommands print their results through `outln!` (a closed
+// stdout ends quietly); logs go through tracing. No `println!`: it panics
+// on a closed pipe (the package denies it by lint).
+
+#[macro_use]
+#[path = "mcp-manager/output.rs"]
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -151,9 +156,10 @@ fn main() -> ExitCode {
                 Ok(commands::host::host(&home, &name, signals::stop_requested()).await?)
             }
             Some(Command::GenerateConfig { print, scope, dir }) => match scope {
-                None => generate_config::generate(port, print)
-                    .map(|generated| println!("{generated}"))
-                    .map_err(Into::into),
+                None => {
+                    outln!("{}", generate_config::generate(port, print)?);
+                    Ok(())
+                }
                 Some(scope) => register(port, print, scope, dir),
             },
             Some(Command::Status { json }) => status(port, json).await,
@@ -179,6 +185,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it has.
+        Err(error) if error.is::<output::StdoutClosed>() => ExitCode::SUCCESS,
         Err(error) if error.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("mcp-manager: {error:#}");
@@ -215,7 +223,7 @@ fn register(
         ClaudeScope::User => Destination::User,
         ClaudeScope::Project => Destination::Project(dir.unwrap_or_else(|| PathBuf::from("."))),
     };
-    println!("{}", register::register(port, print_only, destination)?);
+    outln!("{}", register::register(port, print_only, destination)?);
     Ok(())
 }
 
@@ -230,9 +238,9 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     let (_, port) = commands::load_config(port)?;
     let list: DaemonList = api(port)?.status().await?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{}", status::table(&list.daemons));
+        outln!("{}", status::table(&list.daemons));
     }
     Ok(())
 }
@@ -240,7 +248,7 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
 async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
     let (_, port) = commands::load_config(port)?;
     let status: DaemonStatus = api(port)?.act(action, name).await?;
-    println!("{}", status::table(std::slice::from_ref(&status)));
+    outln!("{}", status::table(std::slice::from_ref(&status)));
     match status::unmet(action, &status) {
         Some(unmet) => bail!(unmet),
         None => Ok(()),
@@ -257,9 +265,9 @@ fn import(
     use mcp_session_manager::commands::{import, undo as import_undo};
     let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run)?;
     if undo {
-        println!("{}", import_undo::undo(&options)?);
+        outln!("{}", import_undo::undo(&options)?);
     } else {
-        println!("{}", import::import(&options)?);
+        outln!("{}", import::import(&options)?);
     }
     Ok(())
 }
@@ -268,9 +276,9 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     use mcp_session_manager::commands::doctor::{self, DoctorInput};
     let report = doctor::diagnose(&DoctorInput::for_current_user(paths::home()?, port)).await;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
     }
     if report.healthy() {
         Ok(())
@@ -287,7 +295,10 @@ struct AlreadyReported;
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let (home, mut stdout) = (paths::home()?, tokio::io::stdout());
     let stop = signals::stop_requested();
-    Ok(commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await?)
+    match commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await {
+        Err(error) if output::has_broken_pipe(&error) => Err(output::StdoutClosed.into()),
+        shown => Ok(shown?),
+    }
 }
 
 /// Logs to stderr and, for the manager, to `manager.log` as well.
