@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::generate::Entries;
 use super::import::{ImportError, edit_error};
 use super::{NoUserHome, SetupError};
 use crate::claude::entries;
@@ -46,6 +47,8 @@ pub enum Registration {
         registered: Registered,
         /// When Claude Code picks the file up.
         reads: &'static str,
+        /// What was left out (a built-in whose runner is missing).
+        entries: Entries,
     },
 }
 
@@ -63,9 +66,13 @@ pub fn register(
 ) -> Result<Registration, RegisterError> {
     let (config, port) = super::load_config(port)?;
     let proxy = super::generate::proxy_path();
+    let entries = Entries::of(&config);
     if print_only {
+        entries.log();
         return Ok(Registration::Printed(super::generate::render(
-            &config, &proxy, port,
+            &entries.names,
+            &proxy,
+            port,
         )));
     }
     let (path, reads) = match destination {
@@ -78,19 +85,33 @@ pub fn register(
             "Claude Code reads it in that project after you approve its servers (it asks at the next start, or `/mcp`).",
         ),
     };
-    let names: Vec<String> = config.servers.keys().cloned().collect();
-    let registered = register_proxies(&path, &names, &proxy, port)?;
-    Ok(Registration::Registered { registered, reads })
+    let registered = register_proxies(&path, &entries.names, &proxy, port)?;
+    Ok(Registration::Registered {
+        registered,
+        reads,
+        entries,
+    })
 }
 
 impl fmt::Display for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Registration::Printed(document) => write!(f, "{document:#}"),
-            Registration::Registered { registered, reads } => write!(
-                f,
-                "{registered}\n{reads}\nDaemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
-            ),
+            Registration::Registered {
+                registered,
+                reads,
+                entries,
+            } => {
+                write!(
+                    f,
+                    "{registered}\n{reads}\nDaemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
+                )?;
+                let notes = entries.notes();
+                if !notes.is_empty() {
+                    write!(f, "\n{notes}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
