@@ -45,8 +45,31 @@ enum ClaudeScope {
     Project,
 }
 
+/// Who shares a hosted server (`add --scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ShareScope {
+    Shared,
+    Project,
+    Session,
+}
+
+/// How an added server speaks HTTP (`add --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    StreamableHttp,
+    Sse,
+    Http,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Add a server to config.json and register it in Claude Code (through
+    /// mcp-proxy), like `claude mcp add`; --port is the daemon's port here
+    #[command(after_help = ADD_HELP)]
+    Add(AddArgs),
+    /// Remove a server from config.json and its mcp-proxy entries from
+    /// Claude Code (the undo of `add`)
+    Remove { name: String },
     /// Write ~/.claude/mcp.json: every daemon through mcp-proxy
     GenerateConfig {
         /// Print it only; write nothing
@@ -126,6 +149,63 @@ Environment:
   MCP_SESSION_MANAGER_HOME  directory of config.json, locks and logs [default: ~/.mcp-session-manager]
   MCP_MANAGER_LOG           log filter [default: info]";
 
+/// `mcp-manager add`'s arguments.
+#[derive(Debug, clap::Args)]
+struct AddArgs {
+    name: String,
+    /// Who shares a hosted server [default: shared]
+    #[arg(long, value_enum, conflicts_with = "url")]
+    scope: Option<ShareScope>,
+    /// Environment of the server, KEY=VALUE (repeatable; `${VAR}` is
+    /// kept as written and expanded by the manager)
+    #[arg(
+        long = "env",
+        short = 'e',
+        value_name = "KEY=VALUE",
+        conflicts_with = "url"
+    )]
+    env: Vec<String>,
+    /// The server's working directory
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    cwd: Option<PathBuf>,
+    /// A remote server instead of a command
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    url: Option<String>,
+    /// An HTTP header for a --url server, 'Name: value' (repeatable)
+    #[arg(
+        long = "header",
+        short = 'H',
+        value_name = "NAME: VALUE",
+        requires = "url"
+    )]
+    headers: Vec<String>,
+    /// How the server speaks HTTP [default: a command is a stdio
+    /// server the manager hosts; a URL is guessed from its path]
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
+    /// Register it in this project's local scope of ~/.claude.json
+    /// instead of the user scope
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// The server to run, after `--`
+    #[arg(
+        last = true,
+        value_name = "COMMAND ARGS",
+        required_unless_present = "url"
+    )]
+    command: Vec<String>,
+}
+
+const ADD_HELP: &str = "\
+Examples:
+  mcp-manager add fs -- npx -y @modelcontextprotocol/server-filesystem /srv
+  mcp-manager add github --url https://api.example.com/mcp --header 'Authorization: Bearer ${TOKEN}'
+
+--port P is the daemon's port here (the manager is reached on config.json's
+managerPort). Without it a command is hosted on the first port of 3110-3189
+that no entry uses and nothing listens on. Without config.json the built-in daemons are written into it too (they
+were in force). A running manager is asked to reload.";
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let log_file = match &args.command {
@@ -162,6 +242,8 @@ fn main() -> ExitCode {
                 }
                 Some(scope) => register(port, print, scope, dir),
             },
+            Some(Command::Add(add_args)) => add(port, add_args).await,
+            Some(Command::Remove { name }) => remove(&name).await,
             Some(Command::Status { json }) => status(port, json).await,
             Some(Command::Start { name }) => daemon_command(port, DaemonAction::Start, &name).await,
             Some(Command::Stop { name }) => daemon_command(port, DaemonAction::Stop, &name).await,
@@ -224,6 +306,70 @@ fn register(
         ClaudeScope::Project => Destination::Project(dir.unwrap_or_else(|| PathBuf::from("."))),
     };
     outln!("{}", register::register(port, print_only, destination)?);
+    Ok(())
+}
+
+/// `add`: the entry, the proxy, then the manager's reload. `port` (the
+/// global `--port`) is the daemon's port here.
+async fn add(port: Option<u16>, args: AddArgs) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::add::{self, AddOptions, NewServer};
+    use mcp_session_manager::config::{Scope, TransportKind};
+    let transport = args.transport.map(|t| match t {
+        TransportArg::StreamableHttp => TransportKind::StreamableHttp,
+        TransportArg::Sse => TransportKind::Sse,
+        TransportArg::Http => TransportKind::Http,
+    });
+    let server = match args.url {
+        Some(url) => NewServer::Remote {
+            url,
+            headers: args.headers,
+            transport,
+        },
+        None => {
+            let mut command = args.command.into_iter();
+            NewServer::Command {
+                command: command
+                    .next()
+                    .context("give the server's command after --")?,
+                args: command.collect(),
+                env: args.env,
+                cwd: args.cwd,
+                port,
+                scope: args.scope.map(|s| match s {
+                    ShareScope::Shared => Scope::Shared,
+                    ShareScope::Project => Scope::Project,
+                    ShareScope::Session => Scope::Session,
+                }),
+                transport,
+            }
+        }
+    };
+    if port.is_some() && matches!(server, NewServer::Remote { .. }) {
+        bail!("--port is for a command the manager runs; a --url server has its own");
+    }
+    let home = paths::home()?;
+    let options = AddOptions {
+        name: args.name,
+        server,
+        home: home.clone(),
+        user_home: commands::user_home()?,
+        proxy: generate_config::proxy_path(),
+        project: args.project,
+        manager_port: None,
+    };
+    outln!("{}", add::add(&options)?);
+    let (_, manager_port) = commands::load_config(None)?;
+    outln!("{}", add::tell_manager(&home, manager_port).await);
+    Ok(())
+}
+
+/// `remove`: out of Claude Code and config.json, then the manager's reload.
+async fn remove(name: &str) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::{add, remove};
+    let home = paths::home()?;
+    outln!("{}", remove::remove(name, &home, &commands::user_home()?)?);
+    let (_, manager_port) = commands::load_config(None)?;
+    outln!("{}", add::tell_manager(&home, manager_port).await);
     Ok(())
 }
 
