@@ -25,6 +25,7 @@ mod faults;
 mod files;
 mod host;
 mod manager;
+mod managing;
 mod pipes;
 mod process;
 mod real_servers;
