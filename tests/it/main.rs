@@ -29,6 +29,7 @@ mod managing;
 mod pipes;
 mod process;
 mod real_servers;
+mod refusal;
 mod restarts;
 mod safety;
 mod sdk_clients;
