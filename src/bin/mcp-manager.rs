@@ -1,7 +1,8 @@
 //! `mcp-manager`: runs and supervises shared MCP daemons (in the
 //! foreground), and talks to a running one (`status`, `start`, `stop`,
 //! `restart`, `logs`); `generate-config` writes Claude's MCP config;
-//! `host NAME` serves one stdio server to many sessions.
+//! `add`/`remove` put one server into config.json and Claude Code and take
+//! it out; `host NAME` serves one stdio server to many sessions.
 
 // The CLI subcommands print their results through `outln!` (a closed
 // stdout ends quietly); logs go through tracing. No `println!`: it panics

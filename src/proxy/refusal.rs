@@ -244,7 +244,7 @@ mod tests {
         assert!(
             refusal
                 .message()
-                .starts_with("unknown --target \"memroy\": did you mean `memory`?"),
+                .starts_with("unknown target: did you mean `memory`?"),
             "{}",
             refusal.message()
         );
