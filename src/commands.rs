@@ -2,6 +2,8 @@
 //! and returns what to print (a report with `Display`, and for some
 //! `Serialize`) or a typed error; none prints.
 //!
+//! - [`add`], [`remove`]: one server into `config.json` and Claude Code
+//!   at once, and out of both; then the manager reloads;
 //! - [`doctor`]: checks the whole setup and says what to fix;
 //! - [`generate`]: `generate-config`, the original's `~/.claude/mcp.json`;
 //! - [`register`]: `generate-config --scope`, proxy entries where Claude
@@ -18,6 +20,7 @@
 //! Claude's files themselves (where they are, their entries, editing them
 //! byte for byte) are [`crate::claude`]'s.
 
+pub mod add;
 pub mod doctor;
 pub mod generate;
 pub mod host;
@@ -25,6 +28,7 @@ pub mod import;
 pub mod lifecycle;
 pub mod logs;
 pub mod register;
+pub mod remove;
 pub mod service;
 pub mod status;
 pub mod undo;

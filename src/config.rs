@@ -201,18 +201,26 @@ impl ConfigError {
                 key,
                 problem,
                 at,
-            } if key
-                .split('.')
-                .any(|part| part == "env" || part == "headers") =>
-            {
-                format!(
-                    "config {}: key `{key}`{at}: {}",
-                    path.display(),
-                    mask_quoted(problem)
-                )
-            }
+            } => format!(
+                "config {}: key `{key}`{at}: {}",
+                path.display(),
+                shown_problem(key, problem)
+            ),
             other => crate::http::error_chain(other),
         }
+    }
+}
+
+/// `problem` as it may be shown: with the quoted values masked when `key`
+/// is under `env` or `headers` (they may hold secrets).
+pub fn shown_problem(key: &str, problem: &str) -> String {
+    if key
+        .split('.')
+        .any(|part| part == "env" || part == "headers")
+    {
+        mask_quoted(problem)
+    } else {
+        problem.to_owned()
     }
 }
 

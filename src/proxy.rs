@@ -9,6 +9,7 @@
 //! get a bounded grace period, then the daemon session is ended (`DELETE`).
 
 pub mod discovery;
+pub mod refusal;
 pub mod router;
 
 use std::future::Future;

@@ -1,11 +1,18 @@
 //! `mcp-manager`: runs and supervises shared MCP daemons (in the
 //! foreground), and talks to a running one (`status`, `start`, `stop`,
 //! `restart`, `logs`); `generate-config` writes Claude's MCP config;
-//! `host NAME` serves one stdio server to many sessions; `service` runs
-//! the manager at login.
+//! `add`/`remove` put one server into config.json and Claude Code and take
+//! it out; `reload` and `shutdown` act on the running manager; `host NAME`
+//! serves one stdio server to many sessions; `service` runs the manager at
+//! login.
 
-// The CLI subcommands print their results; logs go through tracing.
-#![allow(clippy::print_stdout)]
+// The CLI subcommands print their results through `outln!` (a closed
+// stdout ends quietly); logs go through tracing. No `println!`: it panics
+// on a closed pipe (the package denies it by lint).
+
+#[macro_use]
+#[path = "mcp-manager/output.rs"]
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,8 +50,31 @@ enum ClaudeScope {
     Project,
 }
 
+/// Who shares a hosted server (`add --scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ShareScope {
+    Shared,
+    Project,
+    Session,
+}
+
+/// How an added server speaks HTTP (`add --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    StreamableHttp,
+    Sse,
+    Http,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Add a server to config.json and register it in Claude Code (through
+    /// mcp-proxy), like `claude mcp add`; --port is the daemon's port here
+    #[command(after_help = ADD_HELP)]
+    Add(AddArgs),
+    /// Remove a server from config.json and its mcp-proxy entries from
+    /// Claude Code (the undo of `add`)
+    Remove { name: String },
     /// Write ~/.claude/mcp.json: every daemon through mcp-proxy
     GenerateConfig {
         /// Print it only; write nothing
@@ -146,6 +176,63 @@ Environment:
   MCP_SESSION_MANAGER_HOME  directory of config.json, locks and logs [default: ~/.mcp-session-manager]
   MCP_MANAGER_LOG           log filter [default: info]";
 
+/// `mcp-manager add`'s arguments.
+#[derive(Debug, clap::Args)]
+struct AddArgs {
+    name: String,
+    /// Who shares a hosted server [default: shared]
+    #[arg(long, value_enum, conflicts_with = "url")]
+    scope: Option<ShareScope>,
+    /// Environment of the server, KEY=VALUE (repeatable; `${VAR}` is
+    /// kept as written and expanded by the manager)
+    #[arg(
+        long = "env",
+        short = 'e',
+        value_name = "KEY=VALUE",
+        conflicts_with = "url"
+    )]
+    env: Vec<String>,
+    /// The server's working directory
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    cwd: Option<PathBuf>,
+    /// A remote server instead of a command
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    url: Option<String>,
+    /// An HTTP header for a --url server, 'Name: value' (repeatable)
+    #[arg(
+        long = "header",
+        short = 'H',
+        value_name = "NAME: VALUE",
+        requires = "url"
+    )]
+    headers: Vec<String>,
+    /// How the server speaks HTTP [default: a command is a stdio
+    /// server the manager hosts; a URL is guessed from its path]
+    #[arg(long, value_enum)]
+    transport: Option<TransportArg>,
+    /// Register it in this project's local scope of ~/.claude.json
+    /// instead of the user scope
+    #[arg(long, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// The server to run, after `--`
+    #[arg(
+        last = true,
+        value_name = "COMMAND ARGS",
+        required_unless_present = "url"
+    )]
+    command: Vec<String>,
+}
+
+const ADD_HELP: &str = "\
+Examples:
+  mcp-manager add fs -- npx -y @modelcontextprotocol/server-filesystem /srv
+  mcp-manager add github --url https://api.example.com/mcp --header 'Authorization: Bearer ${TOKEN}'
+
+--port P is the daemon's port here (the manager is reached on config.json's
+managerPort). Without it a command is hosted on the first port of 3110-3189
+that no entry uses and nothing listens on. Without config.json the built-in daemons are written into it too (they
+were in force). A running manager is asked to reload.";
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let log_file = match &args.command {
@@ -178,11 +265,14 @@ fn main() -> ExitCode {
                 Ok(commands::host::host(&home, &name, signals::stop_requested()).await?)
             }
             Some(Command::GenerateConfig { print, scope, dir }) => match scope {
-                None => generate_config::generate(port, print)
-                    .map(|generated| println!("{generated}"))
-                    .map_err(Into::into),
+                None => {
+                    outln!("{}", generate_config::generate(port, print)?);
+                    Ok(())
+                }
                 Some(scope) => register(port, print, scope, dir),
             },
+            Some(Command::Add(add_args)) => add(port, add_args).await,
+            Some(Command::Remove { name }) => remove(&name).await,
             Some(Command::Status { json }) => status(port, json).await,
             Some(Command::Start { name }) => daemon_command(port, DaemonAction::Start, &name).await,
             Some(Command::Stop { name }) => daemon_command(port, DaemonAction::Stop, &name).await,
@@ -209,6 +299,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): what it wanted it has.
+        Err(error) if error.is::<output::StdoutClosed>() => ExitCode::SUCCESS,
         Err(error) if error.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("mcp-manager: {error:#}");
@@ -267,7 +359,71 @@ fn register(
         ClaudeScope::User => Destination::User,
         ClaudeScope::Project => Destination::Project(dir.unwrap_or_else(|| PathBuf::from("."))),
     };
-    println!("{}", register::register(port, print_only, destination)?);
+    outln!("{}", register::register(port, print_only, destination)?);
+    Ok(())
+}
+
+/// `add`: the entry, the proxy, then the manager's reload. `port` (the
+/// global `--port`) is the daemon's port here.
+async fn add(port: Option<u16>, args: AddArgs) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::add::{self, AddOptions, NewServer};
+    use mcp_session_manager::config::{Scope, TransportKind};
+    let transport = args.transport.map(|t| match t {
+        TransportArg::StreamableHttp => TransportKind::StreamableHttp,
+        TransportArg::Sse => TransportKind::Sse,
+        TransportArg::Http => TransportKind::Http,
+    });
+    let server = match args.url {
+        Some(url) => NewServer::Remote {
+            url,
+            headers: args.headers,
+            transport,
+        },
+        None => {
+            let mut command = args.command.into_iter();
+            NewServer::Command {
+                command: command
+                    .next()
+                    .context("give the server's command after --")?,
+                args: command.collect(),
+                env: args.env,
+                cwd: args.cwd,
+                port,
+                scope: args.scope.map(|s| match s {
+                    ShareScope::Shared => Scope::Shared,
+                    ShareScope::Project => Scope::Project,
+                    ShareScope::Session => Scope::Session,
+                }),
+                transport,
+            }
+        }
+    };
+    if port.is_some() && matches!(server, NewServer::Remote { .. }) {
+        bail!("--port is for a command the manager runs; a --url server has its own");
+    }
+    let home = paths::home()?;
+    let options = AddOptions {
+        name: args.name,
+        server,
+        home: home.clone(),
+        user_home: commands::user_home()?,
+        proxy: generate_config::proxy_path(),
+        project: args.project,
+        manager_port: None,
+    };
+    outln!("{}", add::add(&options)?);
+    let (_, manager_port) = commands::load_config(None)?;
+    outln!("{}", add::tell_manager(&home, manager_port).await);
+    Ok(())
+}
+
+/// `remove`: out of Claude Code and config.json, then the manager's reload.
+async fn remove(name: &str) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::{add, remove};
+    let home = paths::home()?;
+    outln!("{}", remove::remove(name, &home, &commands::user_home()?)?);
+    let (_, manager_port) = commands::load_config(None)?;
+    outln!("{}", add::tell_manager(&home, manager_port).await);
     Ok(())
 }
 
@@ -292,22 +448,22 @@ async fn status(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     let port = control_port(port)?;
     let list: DaemonList = api(port)?.status().await?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         if let Some(config) = &list.config {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            println!("{}\n", status::config_lines(config, now));
+            outln!("{}\n", status::config_lines(config, now));
         }
-        println!("{}", status::table(&list.daemons));
+        outln!("{}", status::table(&list.daemons));
     }
     Ok(())
 }
 
 async fn reload(port: Option<u16>) -> anyhow::Result<()> {
     let answer = api(control_port(port)?)?.reload().await?;
-    println!("{}", commands::lifecycle::reload_report(&answer));
+    outln!("{}", commands::lifecycle::reload_report(&answer));
     if answer.applied {
         Ok(())
     } else {
@@ -317,14 +473,14 @@ async fn reload(port: Option<u16>) -> anyhow::Result<()> {
 
 async fn shutdown(port: Option<u16>) -> anyhow::Result<()> {
     let api = api(control_port(port)?)?;
-    println!("{}", commands::lifecycle::shutdown(&api).await?);
+    outln!("{}", commands::lifecycle::shutdown(&api).await?);
     Ok(())
 }
 
 async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> anyhow::Result<()> {
     let port = control_port(port)?;
     let status: DaemonStatus = api(port)?.act(action, name).await?;
-    println!("{}", status::table(std::slice::from_ref(&status)));
+    outln!("{}", status::table(std::slice::from_ref(&status)));
     match status::unmet(action, &status) {
         Some(unmet) => bail!(unmet),
         None => Ok(()),
@@ -341,9 +497,9 @@ fn import(
     use mcp_session_manager::commands::{import, undo as import_undo};
     let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run)?;
     if undo {
-        println!("{}", import_undo::undo(&options)?);
+        outln!("{}", import_undo::undo(&options)?);
     } else {
-        println!("{}", import::import(&options)?);
+        outln!("{}", import::import(&options)?);
     }
     Ok(())
 }
@@ -352,9 +508,9 @@ async fn doctor(port: Option<u16>, as_json: bool) -> anyhow::Result<()> {
     use mcp_session_manager::commands::doctor::{self, DoctorInput};
     let report = doctor::diagnose(&DoctorInput::for_current_user(paths::home()?, port)).await;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{report}");
+        outln!("{report}");
     }
     if report.healthy() {
         Ok(())
@@ -382,14 +538,17 @@ async fn service(port: Option<u16>, action: ServiceAction) -> anyhow::Result<()>
         ServiceAction::Uninstall => service::uninstall(&input).await?,
         ServiceAction::Status => service::status(&input).await,
     };
-    println!("{report}");
+    outln!("{report}");
     Ok(())
 }
 
 async fn logs(name: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
     let (home, mut stdout) = (paths::home()?, tokio::io::stdout());
     let stop = signals::stop_requested();
-    Ok(commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await?)
+    match commands::logs::show(&home, name, lines, follow, &mut stdout, stop).await {
+        Err(error) if output::has_broken_pipe(&error) => Err(output::StdoutClosed.into()),
+        shown => Ok(shown?),
+    }
 }
 
 /// Logs to stderr and, for the manager, to `manager.log` as well (only

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use mcp_session_manager::config::{self, Config, TransportKind};
+use mcp_session_manager::proxy::refusal::{self, Refusal};
 use mcp_session_manager::proxy::{self, Options, SessionEnd, Target};
 use mcp_session_manager::transport::Endpoint;
 use mcp_session_manager::transport::recovery::DEFAULT_RECONNECT_TIMEOUT;
@@ -112,7 +113,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<SessionEnd> {
-    let target = target(&args)?;
+    let target = match target(&args)? {
+        Ok(target) => target,
+        Err(refusal) => return refuse(&refusal),
+    };
     let options = Options {
         target,
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
@@ -136,7 +140,26 @@ fn run(args: Args) -> anyhow::Result<SessionEnd> {
     Ok(outcome)
 }
 
-fn target(args: &Args) -> anyhow::Result<Target> {
+/// Serves the error mode: every request answered with `refusal` until
+/// stdin closes (the same text on stderr).
+fn refuse(refusal: &Refusal) -> anyhow::Result<SessionEnd> {
+    tracing::error!(data = %refusal.data(), "{}", refusal.message());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+        refusal::serve(refusal, stdin, stdout, signals::terminated()).await;
+    });
+    runtime.shutdown_background();
+    Ok(SessionEnd::NoDaemon)
+}
+
+/// Where to connect; a [`Refusal`] when the proxy cannot serve (the
+/// config does not load, the target is not configured); an error for bad
+/// arguments.
+fn target(args: &Args) -> anyhow::Result<Result<Target, Refusal>> {
     let mut headers = proxy::headers_from_args(args.headers.iter().map(String::as_str))
         .map_err(anyhow::Error::msg)
         .context("bad --header")?;
@@ -149,34 +172,30 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             Some(TransportArg::Http) => TransportKind::Http,
             None => TransportKind::guess_from_url(&url),
         };
-        return Ok(Target::Url(Endpoint {
+        return Ok(Ok(Target::Url(Endpoint {
             url,
             transport,
             headers: std::mem::take(&mut headers),
             socket: None,
-        }));
+        })));
     }
     let Some(name) = &args.target else {
         bail!("give --target NAME or --url URL");
     };
     let home = paths::home()?;
-    let config = Config::load(&home)?;
-    let Some(server) = config.servers.get(name) else {
-        let source = match &config.source {
-            Some(path) => format!("in {}", path.display()),
-            None => "built in (no config file)".to_owned(),
-        };
-        bail!(
-            "unknown target {name:?}; valid names ({source}): {}",
-            config.names().join(", ")
-        );
+    let config = match Config::load(&home) {
+        Ok(config) => config,
+        Err(error) => return Ok(Err(Refusal::config(&error))),
     };
-    Ok(Target::Named {
+    let Some(server) = config.servers.get(name) else {
+        return Ok(Err(Refusal::unknown_target(name, &config)));
+    };
+    Ok(Ok(Target::Named {
         server: Box::new(server.clone()),
         home,
         manager_port: args.manager_port.unwrap_or(config.manager_port),
         headers,
-    })
+    }))
 }
 
 fn init_logging() {

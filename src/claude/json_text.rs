@@ -145,33 +145,85 @@ pub fn insert_members(
     new: &[(String, Node<'_>)],
     step: &str,
 ) -> Result<String, EditError> {
-    let object = Node::Object(
-        new.iter()
-            .map(|(name, node)| (name.clone(), node.clone()))
-            .collect(),
-    );
+    insert_members_at(text, &[key], new, step)
+}
+
+/// As [`insert_members`], into the object at `path` (keys from the top:
+/// `["projects", DIR, "mcpServers"]`); the objects missing on the way are
+/// created.
+///
+/// # Errors
+/// An [`EditError`]: the text has no top-level object, or a member on
+/// the path is not an object.
+pub fn insert_members_at(
+    text: Option<&str>,
+    path: &[&str],
+    new: &[(String, Node<'_>)],
+    step: &str,
+) -> Result<String, EditError> {
+    // What to add where the path stops existing: the rest of the path
+    // around `new`.
+    let nest = |rest: &[&str]| -> Vec<(String, Node<'static>)> {
+        let mut members: Vec<(String, Node<'static>)> = new
+            .iter()
+            .map(|(name, node)| (name.clone(), node.to_owned_node()))
+            .collect();
+        for key in rest.iter().rev() {
+            members = vec![((*key).to_owned(), Node::Object(members))];
+        }
+        members
+    };
     let Some(text) = text else {
         let mut out = String::new();
-        Node::Object(vec![(key.to_owned(), object)]).pretty("", step, &mut out);
+        Node::Object(nest(path)).pretty("", step, &mut out);
         out.push('\n');
         return Ok(out);
     };
     let body = strip_bom(text);
-    let top = members(body).map_err(|_| EditError::NoTopObject)?;
-    let (target, members_to_add) = match get(&top, key) {
-        Some(raw) => (raw, new.to_vec()),
-        None => {
-            let raw: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
-            (raw, vec![(key.to_owned(), object)])
+    let mut target: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
+    members(target.get()).map_err(|_| EditError::NoTopObject)?;
+    let mut to_add = None;
+    for (depth, key) in path.iter().enumerate() {
+        let inside =
+            members(target.get()).map_err(|_| EditError::NotAnObject(path[..depth].join(".")))?;
+        match get(&inside, key) {
+            Some(raw) => target = raw,
+            None => {
+                // `key` is created, holding the rest of the path.
+                let rest = nest(&path[depth + 1..]);
+                to_add = Some(vec![((*key).to_owned(), Node::Object(rest))]);
+                break;
+            }
         }
+    }
+    let members_to_add = match to_add {
+        Some(members) => members,
+        None => new.to_vec(),
     };
+    let key = path.last().copied().unwrap_or("(the file)");
+    insert_into(text, target, &members_to_add, step, key)
+}
+
+/// `text` with `members_to_add` added at the end of the object `target`
+/// (a slice of `text`), indented like its members.
+fn insert_into(
+    text: &str,
+    target: &RawValue,
+    members_to_add: &[(String, Node<'_>)],
+    step: &str,
+    key: &str,
+) -> Result<String, EditError> {
     let span = span_of(text, target.get())?;
     let existing = members(target.get()).map_err(|_| EditError::NotAnObject(key.to_owned()))?;
     let mut out = text.to_owned();
     match existing.last() {
         None => {
             let mut rendered = String::new();
-            Node::Object(members_to_add).pretty(line_indent(text, span.start), step, &mut rendered);
+            Node::Object(members_to_add.to_vec()).pretty(
+                line_indent(text, span.start),
+                step,
+                &mut rendered,
+            );
             out.replace_range(span, &rendered);
         }
         Some((_, last)) => {
@@ -179,7 +231,7 @@ pub fn insert_members(
             let inner = &text[span.start + 1..];
             let lead = &inner[..inner.len() - inner.trim_start().len()];
             let mut insert = String::new();
-            for (name, node) in &members_to_add {
+            for (name, node) in members_to_add {
                 insert.push(',');
                 match lead.rfind('\n') {
                     Some(cut) => {
@@ -204,6 +256,87 @@ pub fn insert_members(
     Ok(out)
 }
 
+/// `text` without the member `name` of the object at `path` (its key, its
+/// value and one comma with the whitespace before it; the first member
+/// takes the whitespace up to the next key). Every other byte stays.
+/// `Ok(None)`: there is no such member.
+///
+/// # Errors
+/// An [`EditError`]: the text has no top-level object, a member on the
+/// path is not an object, or the edit would not be JSON.
+pub fn remove_member_at(
+    text: &str,
+    path: &[&str],
+    name: &str,
+) -> Result<Option<String>, EditError> {
+    let body = strip_bom(text);
+    let mut target: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
+    members(target.get()).map_err(|_| EditError::NoTopObject)?;
+    for (depth, key) in path.iter().enumerate() {
+        let inside =
+            members(target.get()).map_err(|_| EditError::NotAnObject(path[..depth].join(".")))?;
+        match get(&inside, key) {
+            Some(raw) => target = raw,
+            None => return Ok(None),
+        }
+    }
+    let object = span_of(text, target.get())?;
+    let inside = members(target.get()).map_err(|_| EditError::NotAnObject(path.join(".")))?;
+    let Some(index) = inside.iter().rposition(|(k, _)| k == name) else {
+        return Ok(None);
+    };
+    let value = span_of(text, inside[index].1.get())?;
+    let key_start = key_start(text, value.start).ok_or(EditError::OutsideText)?;
+    let cut = if index > 0 {
+        // From the end of the member before: its comma and this member.
+        span_of(text, inside[index - 1].1.get())?.end..value.end
+    } else if let Some((_, next)) = inside.get(1) {
+        // The first member: up to the next key.
+        let next_value = span_of(text, next.get())?;
+        key_start..key_start_of_next(text, value.end, next_value.start)?
+    } else {
+        // The only member: the object becomes `{}`.
+        object.start + 1..object.end - 1
+    };
+    replace_spans(text, vec![(cut, String::new())]).map(Some)
+}
+
+/// Where the key whose value starts at `value_start` starts: back over
+/// whitespace, the `:`, whitespace and the string literal.
+fn key_start(text: &str, value_start: usize) -> Option<usize> {
+    let before = text[..value_start].trim_end();
+    let before = before.strip_suffix(':')?.trim_end();
+    let bytes = before.as_bytes();
+    if bytes.last() != Some(&b'"') {
+        return None;
+    }
+    // The opening quote: the nearest earlier `"` not escaped by an odd
+    // number of backslashes.
+    let mut at = bytes.len() - 1;
+    while at > 0 {
+        at -= 1;
+        if bytes[at] == b'"' {
+            let slashes = bytes[..at]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            if slashes % 2 == 0 {
+                return Some(at);
+            }
+        }
+    }
+    None
+}
+
+/// The start of the key of the member after the one ending at `end`,
+/// whose value starts at `next_value`.
+fn key_start_of_next(text: &str, end: usize, next_value: usize) -> Result<usize, EditError> {
+    key_start(text, next_value)
+        .filter(|&start| start > end)
+        .ok_or(EditError::OutsideText)
+}
+
 /// A JSON value to write: objects and arrays in their given order, every
 /// scalar as its exact source text.
 #[derive(Debug, Clone)]
@@ -215,6 +348,20 @@ pub enum Node<'a> {
 }
 
 impl<'a> Node<'a> {
+    /// The same value, owning its text.
+    pub fn to_owned_node(&self) -> Node<'static> {
+        match self {
+            Node::Object(members) => Node::Object(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_owned_node()))
+                    .collect(),
+            ),
+            Node::Array(items) => Node::Array(items.iter().map(Node::to_owned_node).collect()),
+            Node::Text(text) => Node::Text(Cow::Owned(text.clone().into_owned())),
+        }
+    }
+
     /// A JSON string.
     pub fn string(text: &str) -> Node<'a> {
         Node::Text(Cow::Owned(json_string(text)))
@@ -402,5 +549,69 @@ mod tests {
         assert_eq!(span_of(text, &elsewhere), Err(EditError::OutsideText));
         assert_eq!(indent_step("{\n\t\"a\": 1\n}"), "\t");
         assert_eq!(line_indent("{\n    \"a\": 1", 8), "    ");
+    }
+
+    /// Members go into a nested object, creating what is missing on the
+    /// way, indented like the file.
+    #[test]
+    fn members_are_inserted_at_a_path() {
+        let text =
+            "{\n  \"projects\": {\n    \"/p\": {\n      \"allowedTools\": []\n    }\n  }\n}\n";
+        let out = insert_members_at(
+            Some(text),
+            &["projects", "/p", "mcpServers"],
+            &[("y".into(), entry())],
+            "  ",
+        )
+        .expect("inserted");
+        assert_eq!(
+            out,
+            "{\n  \"projects\": {\n    \"/p\": {\n      \"allowedTools\": [],\n      \"mcpServers\": {\n        \"y\": {\n          \"command\": \"p\"\n        }\n      }\n    }\n  }\n}\n"
+        );
+        let out = insert_members_at(
+            Some("{}"),
+            &["projects", "/q", "mcpServers"],
+            &[("y".into(), entry())],
+            "  ",
+        )
+        .expect("inserted");
+        let value: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(value["projects"]["/q"]["mcpServers"]["y"]["command"], "p");
+    }
+
+    /// A member is removed with one comma; every other byte stays; a
+    /// missing one is `None`.
+    #[test]
+    fn members_are_removed_keeping_every_other_byte() {
+        let text = "{\n  \"mcpServers\": {\n    \"a\": 1,\n    \"b\\\"\": {\"x\": [1]},\n    \"c\": 3\n  },\n  \"z\": 0\n}\n";
+        let path = ["mcpServers"];
+        let no_b = remove_member_at(text, &path, "b\"")
+            .expect("edit")
+            .expect("found");
+        assert_eq!(
+            no_b,
+            "{\n  \"mcpServers\": {\n    \"a\": 1,\n    \"c\": 3\n  },\n  \"z\": 0\n}\n"
+        );
+        let no_a = remove_member_at(text, &path, "a")
+            .expect("edit")
+            .expect("found");
+        assert_eq!(
+            no_a,
+            "{\n  \"mcpServers\": {\n    \"b\\\"\": {\"x\": [1]},\n    \"c\": 3\n  },\n  \"z\": 0\n}\n"
+        );
+        let no_c = remove_member_at(text, &path, "c")
+            .expect("edit")
+            .expect("found");
+        assert_eq!(
+            no_c,
+            "{\n  \"mcpServers\": {\n    \"a\": 1,\n    \"b\\\"\": {\"x\": [1]}\n  },\n  \"z\": 0\n}\n"
+        );
+        let only = remove_member_at("{\"mcpServers\": {\"a\": 1}}", &path, "a").expect("edit");
+        assert_eq!(only.as_deref(), Some("{\"mcpServers\": {}}"));
+        assert_eq!(remove_member_at(text, &path, "nope").expect("edit"), None);
+        assert_eq!(
+            remove_member_at(text, &["nothing", "here"], "a").expect("edit"),
+            None
+        );
     }
 }

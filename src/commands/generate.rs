@@ -2,6 +2,12 @@
 //! writes it, one entry per daemon, each running the installed `mcp-proxy`
 //! with `--target NAME`. An existing file is first copied to
 //! `mcp.json.backup.<ms>`; the file is then replaced atomically.
+//!
+//! A fresh start is green: without a config file (the built-in daemons),
+//! a built-in whose runner (`npx`, `uvx`, …) is not on `PATH` is left out
+//! and named with what to install ([`Entries`]), so the first
+//! `claude mcp list` shows no server the user never asked for failing. An
+//! entry of the user's own file is always written, with the same warning.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,7 +17,9 @@ use serde_json::{Value, json};
 use super::{NoUserHome, SetupError};
 use crate::claude::files::{self, read_optional};
 use crate::claude::{entries, write};
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::daemon::launch::missing_program;
+use crate::process::find_program;
 
 /// What was written.
 #[derive(Debug)]
@@ -47,11 +55,96 @@ pub enum GenerateError {
     },
 }
 
-/// The `mcpServers` document for `config`, with `proxy` as the command.
-pub fn render(config: &Config, proxy: &Path, manager_port: u16) -> Value {
-    let servers: serde_json::Map<String, Value> = config
-        .servers
-        .keys()
+/// The daemons of a config to write entries for, and those left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// The names to write, in the config's order.
+    pub names: Vec<String>,
+    /// Built-ins left out: their runner is not on `PATH`.
+    pub skipped: Vec<MissingRunner>,
+    /// Entries of the user's file written although their runner is not on
+    /// `PATH` (they fail until it is installed).
+    pub unrunnable: Vec<MissingRunner>,
+}
+
+/// A daemon whose runner is not installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingRunner {
+    pub name: String,
+    /// What is missing and what installs it.
+    pub problem: String,
+}
+
+impl Entries {
+    /// The entries to write for `config`: every daemon, except built-ins
+    /// whose runner `found` does not find (`process::find_program` in
+    /// [`Entries::of`]).
+    pub fn with(config: &Config, found: impl Fn(&str) -> bool) -> Entries {
+        let mut entries = Entries::default();
+        for (name, server) in &config.servers {
+            let missing = runner(server).filter(|runner| !found(runner));
+            match (missing, &config.source) {
+                (None, _) => entries.names.push(name.clone()),
+                (Some(runner), None) => entries.skipped.push(MissingRunner {
+                    name: name.clone(),
+                    problem: missing_program(runner),
+                }),
+                (Some(runner), Some(_)) => {
+                    entries.names.push(name.clone());
+                    entries.unrunnable.push(MissingRunner {
+                        name: name.clone(),
+                        problem: missing_program(runner),
+                    });
+                }
+            }
+        }
+        entries
+    }
+
+    /// [`Entries::with`] the programs on this `PATH`.
+    pub fn of(config: &Config) -> Entries {
+        Entries::with(config, |runner| find_program(runner).is_some())
+    }
+
+    /// One line per daemon left out or written without its runner (none:
+    /// the empty string).
+    pub fn notes(&self) -> String {
+        let skipped = self.skipped.iter().map(|m| {
+            format!(
+                "skipped {}: {} (then run generate-config again)",
+                m.name, m.problem
+            )
+        });
+        let unrunnable = self.unrunnable.iter().map(|m| {
+            format!(
+                "{} will fail until its runner is installed: {}",
+                m.name, m.problem
+            )
+        });
+        skipped.chain(unrunnable).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Logs [`Entries::notes`] (for `--print`, whose stdout is the
+    /// document alone).
+    pub fn log(&self) {
+        for missing in &self.skipped {
+            tracing::warn!(daemon = %missing.name, "skipped: {}", missing.problem);
+        }
+        for missing in &self.unrunnable {
+            tracing::warn!(daemon = %missing.name, "{}", missing.problem);
+        }
+    }
+}
+
+/// The program a daemon's entry runs (`None`: the manager starts nothing).
+fn runner(server: &ServerConfig) -> Option<&str> {
+    server.command.as_deref().filter(|_| server.url.is_none())
+}
+
+/// The `mcpServers` document for `names`, with `proxy` as the command.
+pub fn render(names: &[String], proxy: &Path, manager_port: u16) -> Value {
+    let servers: serde_json::Map<String, Value> = names
+        .iter()
         .map(|name| {
             (
                 name.clone(),
@@ -114,11 +207,12 @@ pub fn proxy_path() -> PathBuf {
 /// `Display` is the text to print (without a final newline).
 #[derive(Debug)]
 pub enum Generated {
-    /// `--print`: the document only.
+    /// `--print`: the document only (what was left out is logged).
     Printed(Value),
     Written {
         document: Value,
         written: Written,
+        entries: Entries,
     },
 }
 
@@ -130,23 +224,37 @@ pub enum Generated {
 /// system's error.
 pub fn generate(port: Option<u16>, print_only: bool) -> Result<Generated, GenerateError> {
     let (config, port) = super::load_config(port)?;
-    let document = render(&config, &proxy_path(), port);
+    let entries = Entries::of(&config);
+    let document = render(&entries.names, &proxy_path(), port);
     if print_only {
+        entries.log();
         return Ok(Generated::Printed(document));
     }
     let written = write(&target(&super::user_home()?), &document)?;
-    Ok(Generated::Written { document, written })
+    Ok(Generated::Written {
+        document,
+        written,
+        entries,
+    })
 }
 
 impl fmt::Display for Generated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (document, written) = match self {
+        let (document, written, entries) = match self {
             Generated::Printed(document) => return write!(f, "{document:#}"),
-            Generated::Written { document, written } => (document, written),
+            Generated::Written {
+                document,
+                written,
+                entries,
+            } => (document, written, entries),
         };
         writeln!(f, "{document:#}")?;
         writeln!(f)?;
         writeln!(f, "Wrote {}", written.path.display())?;
+        let notes = entries.notes();
+        if !notes.is_empty() {
+            writeln!(f, "{notes}")?;
+        }
         if let Some(backup) = &written.backup {
             writeln!(f, "The previous file is kept as {}", backup.display())?;
         }
@@ -168,16 +276,43 @@ mod tests {
     fn every_daemon_runs_the_proxy_with_its_target() {
         let config = Config::builtin();
         let proxy = Path::new("/opt/bin/mcp-proxy");
-        let document = render(&config, proxy, DEFAULT_MANAGER_PORT);
+        let names: Vec<String> = config.servers.keys().cloned().collect();
+        let document = render(&names, proxy, DEFAULT_MANAGER_PORT);
         let memory = &document["mcpServers"]["memory"];
         assert_eq!(memory["command"], "/opt/bin/mcp-proxy");
         assert_eq!(memory["args"], json!(["--target", "memory"]));
         assert_eq!(document["mcpServers"].as_object().map(|m| m.len()), Some(3));
-        let other_port = render(&config, proxy, 4000);
+        let other_port = render(&names, proxy, 4000);
         assert_eq!(
             other_port["mcpServers"]["memory"]["args"],
             json!(["--target", "memory", "--manager-port", "4000"])
         );
+    }
+
+    /// Without a config file, a built-in whose runner is missing is left
+    /// out and named with what installs it; an entry of the user's file is
+    /// kept, with the same warning.
+    #[test]
+    fn built_ins_without_their_runner_are_skipped() {
+        let config = Config::builtin();
+        let no_uvx = Entries::with(&config, |runner| runner != "uvx");
+        assert_eq!(no_uvx.names, ["ast-grep", "memory"]);
+        assert_eq!(no_uvx.skipped.len(), 1);
+        assert_eq!(no_uvx.skipped[0].name, "code-index");
+        assert!(no_uvx.notes().contains("install uv"), "{}", no_uvx.notes());
+        let everything = Entries::with(&config, |_| true);
+        assert_eq!(everything.names.len(), 3);
+        assert!(everything.notes().is_empty());
+        let file = Config::parse(
+            Path::new("/h/config.json"),
+            br#"{"mcpServers": {"mine": {"command": "uvx", "args": ["x"], "port": 3300},
+                "remote": {"url": "https://example.com/mcp"}}}"#,
+        )
+        .expect("valid");
+        let kept = Entries::with(&file, |runner| runner != "uvx");
+        assert_eq!(kept.names, ["mine", "remote"]);
+        assert!(kept.skipped.is_empty());
+        assert_eq!(kept.unrunnable[0].name, "mine");
     }
 
     #[test]

@@ -94,10 +94,8 @@ use crate::commands::{NoUserHome, user_home};
 use crate::config::{Config, Scope};
 use crate::paths::NoHome;
 use apply::Change;
-use plan::{
-    ConfigState, config_entry, definition, free_port, group_by_name, rewritten_sources, scope_name,
-    shown_url,
-};
+use plan::{ConfigState, config_entry, definition, group_by_name, rewritten_sources, shown_url};
+pub(crate) use plan::{free_port, scope_name};
 use report::list;
 pub use report::{FileChange, ImportReport, Outcome, ServerReport};
 use source::{Kind, check_scope_names, find_servers, load_sources};

@@ -1,6 +1,12 @@
 //! `mcp-manager generate-config --scope user|project`: proxy entries
 //! where Claude Code reads them, the `mcpServers` of `~/.claude.json` or of
 //! a project's `.mcp.json`, every other byte of the file kept.
+//!
+//! `add` and `remove` go through [`Slot`]: one proxy entry in the user
+//! scope (`mcpServers` of `~/.claude.json`) or a project's local scope
+//! (`projects[DIR].mcpServers` of the same file), planned first
+//! ([`plan_proxy`], [`plan_unregister`]) so that nothing is written when
+//! anything is refused, then written with a backup ([`apply`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,11 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::generate::Entries;
 use super::import::{ImportError, edit_error};
 use super::{NoUserHome, SetupError};
 use crate::claude::entries;
 use crate::claude::files::{self, read_optional, strip_bom};
 use crate::claude::json_text::{self, Node, indent_step};
+use crate::claude::projects::ProjectKeys;
 use crate::claude::write::{Tag, write_atomic, write_beside};
 use crate::config::strip_position;
 
@@ -46,6 +54,8 @@ pub enum Registration {
         registered: Registered,
         /// When Claude Code picks the file up.
         reads: &'static str,
+        /// What was left out (a built-in whose runner is missing).
+        entries: Entries,
     },
 }
 
@@ -63,9 +73,13 @@ pub fn register(
 ) -> Result<Registration, RegisterError> {
     let (config, port) = super::load_config(port)?;
     let proxy = super::generate::proxy_path();
+    let entries = Entries::of(&config);
     if print_only {
+        entries.log();
         return Ok(Registration::Printed(super::generate::render(
-            &config, &proxy, port,
+            &entries.names,
+            &proxy,
+            port,
         )));
     }
     let (path, reads) = match destination {
@@ -78,19 +92,33 @@ pub fn register(
             "Claude Code reads it in that project after you approve its servers (it asks at the next start, or `/mcp`).",
         ),
     };
-    let names: Vec<String> = config.servers.keys().cloned().collect();
-    let registered = register_proxies(&path, &names, &proxy, port)?;
-    Ok(Registration::Registered { registered, reads })
+    let registered = register_proxies(&path, &entries.names, &proxy, port)?;
+    Ok(Registration::Registered {
+        registered,
+        reads,
+        entries,
+    })
 }
 
 impl fmt::Display for Registration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Registration::Printed(document) => write!(f, "{document:#}"),
-            Registration::Registered { registered, reads } => write!(
-                f,
-                "{registered}\n{reads}\nDaemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
-            ),
+            Registration::Registered {
+                registered,
+                reads,
+                entries,
+            } => {
+                write!(
+                    f,
+                    "{registered}\n{reads}\nDaemons start on demand (the first proxy starts the manager); `claude mcp list` shows each as ✔ Connected."
+                )?;
+                let notes = entries.notes();
+                if !notes.is_empty() {
+                    write!(f, "\n{notes}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -235,6 +263,252 @@ impl fmt::Display for Registered {
         }
         Ok(())
     }
+}
+
+/// `path` read as a JSON object (`None`: no file): its bytes, text and
+/// value.
+type ClaudeFile = Option<(Vec<u8>, String, Value)>;
+
+fn read_object(path: &Path) -> Result<ClaudeFile, ImportError> {
+    let Some(bytes) = read_optional(path)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8(bytes.clone()).map_err(|_| ImportError::Config {
+        message: format!("{} is not UTF-8 text", path.display()),
+    })?;
+    let value: Value =
+        serde_json::from_str(strip_bom(&text)).map_err(|e| ImportError::NotJson {
+            path: path.to_owned(),
+            message: strip_position(&e.to_string()),
+            line: e.line(),
+            column: e.column(),
+        })?;
+    if !value.is_object() {
+        return Err(ImportError::NotAnObject {
+            path: path.to_owned(),
+            key: "(the file)".into(),
+        });
+    }
+    Ok(Some((bytes, text, value)))
+}
+
+/// One `mcpServers` object of `~/.claude.json`: the user scope or a
+/// project's local scope, as `claude mcp add -s user|local` writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// `~/.claude.json`.
+    pub path: PathBuf,
+    /// `None`: the user scope; else the project's key in `projects`.
+    pub project: Option<String>,
+}
+
+impl Slot {
+    /// The user scope of `~/.claude.json` under `user_home`.
+    pub fn user(user_home: &Path) -> Slot {
+        Slot {
+            path: files::user_config(user_home),
+            project: None,
+        }
+    }
+
+    /// The local scope of the project at `dir`: the key Claude Code
+    /// already has for it, else the absolute path it would write.
+    ///
+    /// # Errors
+    /// `~/.claude.json` cannot be read or is not a JSON object.
+    pub fn local(user_home: &Path, dir: &Path) -> Result<Slot, ImportError> {
+        let path = files::user_config(user_home);
+        let keys = ProjectKeys::of(dir);
+        let projects = read_object(&path)?.and_then(|(_, _, value)| value.get("projects").cloned());
+        let key = keys
+            .find(|key| projects.as_ref().and_then(|p| p.get(key)).map(|_| ()))
+            .map(|(key, ())| key.to_owned())
+            .or_else(|| keys.all().first().cloned())
+            .unwrap_or_else(|| dir.to_string_lossy().into_owned());
+        Ok(Slot {
+            path,
+            project: Some(key),
+        })
+    }
+
+    /// The keys from the top of the file to the `mcpServers` object.
+    fn keys(&self) -> Vec<&str> {
+        match &self.project {
+            None => vec!["mcpServers"],
+            Some(key) => vec!["projects", key.as_str(), "mcpServers"],
+        }
+    }
+
+    /// `user` or `local (DIR)`, as `claude mcp get` calls the scope.
+    pub fn describe(&self) -> String {
+        match &self.project {
+            None => format!("the user scope of {}", self.path.display()),
+            Some(key) => format!("the local scope of {key} in {}", self.path.display()),
+        }
+    }
+
+    /// The entry under `name` in `value` (the whole file), if any.
+    fn entry<'v>(&self, value: &'v Value, name: &str) -> Option<&'v Value> {
+        let mut at = value;
+        for key in self.keys() {
+            at = at.get(key)?;
+        }
+        at.get(name)
+    }
+}
+
+/// What registering one proxy entry will do.
+#[derive(Debug)]
+pub enum Planned {
+    /// The slot already runs `mcp-proxy --target NAME`: nothing to write.
+    Kept,
+    /// The file as read (`None`: it does not exist) and as it will be.
+    Write { old: Option<Vec<u8>>, new: String },
+}
+
+/// Plans the proxy entry `{"type": "stdio", "command": proxy, "args":
+/// ["--target", NAME, …], "env": {}}` (what `claude mcp add` writes) in
+/// `slot`, writing nothing.
+///
+/// # Errors
+/// [`ImportError`]: the file cannot be read or is not a JSON object, or a
+/// different server has this name there (it is named, and left alone).
+pub fn plan_proxy(
+    slot: &Slot,
+    name: &str,
+    proxy: &Path,
+    manager_port: u16,
+) -> Result<Planned, ImportError> {
+    let file = read_object(&slot.path)?;
+    if let Some((_, _, value)) = &file {
+        match slot.entry(value, name) {
+            None => {}
+            Some(entry)
+                if matches!(
+                    entries::classify(entry),
+                    entries::Entry::Proxy { target: Some(target), .. } if target == name
+                ) =>
+            {
+                return Ok(Planned::Kept);
+            }
+            Some(_) => {
+                return Err(ImportError::BadEntry {
+                    path: slot.path.clone(),
+                    name: name.to_owned(),
+                    problem: format!(
+                        "{} already has a different server under this name; nothing was changed: choose another name, or move that server with `mcp-manager import` (or `claude mcp remove {name}`) first",
+                        slot.describe()
+                    ),
+                });
+            }
+        }
+    }
+    let entry = Node::Object(vec![
+        ("type".to_owned(), Node::string("stdio")),
+        ("command".to_owned(), Node::string(&proxy.to_string_lossy())),
+        (
+            "args".to_owned(),
+            Node::strings(&entries::proxy_args(name, manager_port)),
+        ),
+        ("env".to_owned(), Node::Object(Vec::new())),
+    ]);
+    let text = file.as_ref().map(|(_, text, _)| text.as_str());
+    let step = text.map_or_else(|| "  ".to_owned(), indent_step);
+    let new = json_text::insert_members_at(text, &slot.keys(), &[(name.to_owned(), entry)], &step)
+        .map_err(|e| edit_error(e, &slot.path))?;
+    Ok(Planned::Write {
+        old: file.map(|(bytes, _, _)| bytes),
+        new,
+    })
+}
+
+/// What unregistering `NAME` will do in `~/.claude.json`.
+#[derive(Debug, Default)]
+pub struct Unregister {
+    /// The file as read, and as it will be (`None`: nothing to write).
+    pub old: Option<Vec<u8>>,
+    pub new: Option<String>,
+    /// The scopes whose proxy entry for `NAME` goes.
+    pub removed: Vec<String>,
+    /// Entries under `NAME` that are not our proxy for it: left, named.
+    pub left: Vec<String>,
+}
+
+/// Plans removing every proxy entry for `name` under that name from
+/// `~/.claude.json` (the user scope and every project's local scope),
+/// writing nothing. Any other server under that name is left and named.
+///
+/// # Errors
+/// [`ImportError`]: the file cannot be read or is not a JSON object.
+pub fn plan_unregister(user_home: &Path, name: &str) -> Result<Unregister, ImportError> {
+    let path = files::user_config(user_home);
+    let Some((bytes, text, value)) = read_object(&path)? else {
+        return Ok(Unregister::default());
+    };
+    let mut slots = vec![Slot::user(user_home)];
+    if let Some(projects) = value.get("projects").and_then(Value::as_object) {
+        slots.extend(projects.keys().map(|key| Slot {
+            path: path.clone(),
+            project: Some(key.clone()),
+        }));
+    }
+    let mut plan = Unregister::default();
+    let mut edited = text;
+    for slot in &slots {
+        let Some(entry) = slot.entry(&value, name) else {
+            continue;
+        };
+        let ours = matches!(
+            entries::classify(entry),
+            entries::Entry::Proxy { target: Some(target), .. } if target == name
+        );
+        if !ours {
+            plan.left.push(slot.describe());
+            continue;
+        }
+        if let Some(out) = json_text::remove_member_at(&edited, &slot.keys(), name)
+            .map_err(|e| edit_error(e, &path))?
+        {
+            edited = out;
+            plan.removed.push(slot.describe());
+        }
+    }
+    if !plan.removed.is_empty() {
+        plan.old = Some(bytes);
+        plan.new = Some(edited);
+    }
+    Ok(plan)
+}
+
+/// Writes a planned file: checked unchanged since it was read, the old
+/// content kept as `FILE.backup.<ms>` (a new file: an empty
+/// `FILE.created.<ms>` beside it), then replaced atomically; `private`:
+/// 0600 on unix. The backup's path.
+///
+/// # Errors
+/// [`ImportError::Changed`]: the file changed meanwhile (Claude Code
+/// writes it often); nothing written. Else the file system's error.
+pub fn apply(
+    path: &Path,
+    old: Option<&[u8]>,
+    new: &str,
+    private: bool,
+) -> Result<Option<PathBuf>, ImportError> {
+    if read_optional(path)?.as_deref() != old {
+        return Err(ImportError::Changed {
+            path: path.to_owned(),
+        });
+    }
+    let stamp = crate::paths::now_ms();
+    let backup = match old {
+        Some(bytes) => Some(write_beside(path, Tag::Backup, stamp, bytes)?),
+        None => {
+            write_beside(path, Tag::Created, stamp, b"")?;
+            None
+        }
+    };
+    write_atomic(path, new.as_bytes(), private)?;
+    Ok(backup)
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ pub(super) fn config_entry<'t>(site: &Site<'t>, port: u16, scope: Scope) -> Node
     Node::Object(members)
 }
 
-pub(super) fn scope_name(scope: Scope) -> &'static str {
+pub(crate) fn scope_name(scope: Scope) -> &'static str {
     match scope {
         Scope::Shared => "shared",
         Scope::Project => "project",
@@ -280,7 +280,8 @@ impl ConfigState {
     }
 }
 
-pub(super) fn free_port(used: &BTreeSet<u16>) -> Option<u16> {
+/// The first port of [`PORTS`] that no entry uses and nothing listens on now.
+pub(crate) fn free_port(used: &BTreeSet<u16>) -> Option<u16> {
     PORTS
         .filter(|port| !used.contains(port))
         .find(|&port| TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok())
