@@ -157,8 +157,10 @@ pub enum Listener {
     Nobody,
     /// This user's.
     Mine,
-    /// Another user's: `holder` names it for a message.
-    Stranger { uid: u32, holder: String },
+    /// Another user's: `holder` names it for a message. `uid` is `None`
+    /// where the platform hides it (macOS: a listener found among no
+    /// process this user may inspect).
+    Stranger { uid: Option<u32>, holder: String },
     /// The platform cannot tell (not Linux): treated as this user's.
     Unknown,
 }
@@ -176,7 +178,7 @@ pub fn listener(port: u16) -> Listener {
         (None, _) => Listener::Nobody,
         (Some(uid), Some(me)) if uid == me => Listener::Mine,
         (Some(uid), _) => Listener::Stranger {
-            uid,
+            uid: Some(uid),
             holder: describe_holder(port),
         },
     }
