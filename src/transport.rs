@@ -13,6 +13,7 @@
 //! It knows nothing of stdio: where answers go is the [`Inbound`]'s business.
 
 pub mod legacy_sse;
+pub mod listener_check;
 pub mod recovery;
 pub mod streamable_http;
 
@@ -180,6 +181,9 @@ pub(crate) struct Shared {
     /// The daemon is on this machine: a reset connection then proves that
     /// it never read the request ([`never_reached`]).
     pub loopback: bool,
+    /// The port every new TCP connection is checked against
+    /// ([`listener_check`]); `None` over a Unix socket or off this machine.
+    checked_port: Option<listener_check::DaemonPort>,
     /// Numbers the proxy's own requests.
     internal_ids: AtomicU64,
 }
@@ -192,8 +196,17 @@ impl Shared {
     ) -> Result<Shared, Error> {
         let kept = Arc::new(recovery::SessionState::default());
         inbound.observe_answers(Arc::clone(&kept));
+        let checked_port = (endpoint.socket.is_none() && http::is_loopback(&endpoint.url))
+            .then(|| endpoint.url.port_or_known_default())
+            .flatten()
+            .map(listener_check::DaemonPort::new);
         Ok(Shared {
-            http: http_client(&endpoint.url, endpoint.socket.as_deref()).map_err(Error::Client)?,
+            http: http_client(
+                &endpoint.url,
+                endpoint.socket.as_deref(),
+                checked_port.clone(),
+            )
+            .map_err(Error::Client)?,
             headers: endpoint.headers.clone(),
             inbound,
             order: Sequencer::default(),
@@ -201,8 +214,17 @@ impl Shared {
             kept,
             recovery,
             loopback: http::is_loopback(&endpoint.url),
+            checked_port,
             internal_ids: AtomicU64::new(0),
         })
+    }
+
+    /// The daemon was found at `url` (another port, maybe): new connections
+    /// are checked against its port from now on.
+    pub fn moved_to(&self, url: &Url) {
+        if let (Some(checked), Some(port)) = (&self.checked_port, url.port_or_known_default()) {
+            checked.set(port);
+        }
     }
 
     /// Notes a client message before it is sent: `initialize` for a replay,
@@ -302,8 +324,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The session's client: every request over `socket` when one is given
 /// (Unix; the URL's host and port then only fill the Host header), else
-/// over TCP.
-fn http_client(url: &Url, socket: Option<&std::path::Path>) -> reqwest::Result<reqwest::Client> {
+/// over TCP, each new connection to a daemon on this machine checked
+/// against the listener on `checked` ([`listener_check`]).
+fn http_client(
+    url: &Url,
+    socket: Option<&std::path::Path>,
+    checked: Option<listener_check::DaemonPort>,
+) -> reqwest::Result<reqwest::Client> {
     let mut builder = http::client_builder()
         // Never follow a redirect: it could carry the session to another host.
         .redirect(reqwest::redirect::Policy::none())
@@ -322,6 +349,9 @@ fn http_client(url: &Url, socket: Option<&std::path::Path>) -> reqwest::Result<r
     }
     #[cfg(not(unix))]
     let _ = socket;
+    if let Some(port) = checked {
+        builder = builder.connector_layer(listener_check::CheckListener::new(port));
+    }
     builder.build()
 }
 

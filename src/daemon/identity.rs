@@ -18,12 +18,14 @@
 //! nothing is sent to a listener of another user.
 //!
 //! Platforms: Linux (`/proc`) and macOS (`libproc`, `lsof`) tell all of
-//! this. Elsewhere (Windows) nothing can be told: a record is believed
-//! while its pid is alive, as before this rule, and every listener counts
-//! as this user's ([`Listener::Unknown`]).
+//! this (on macOS another user's listener is told as such but not named).
+//! Elsewhere (Windows, the other BSDs) nothing can be told: a record is
+//! believed while its pid is alive, as before this rule, and every
+//! listener counts as this user's ([`Listener::Unknown`]).
 
 use crate::daemon::record::DaemonRecord;
 use crate::process;
+use crate::process::socket::ListenerOwner;
 
 /// Whether this platform can read start times, owners and port holders.
 pub const CAN_TELL: bool = cfg!(any(target_os = "linux", target_os = "macos"));
@@ -157,30 +159,49 @@ pub enum Listener {
     Nobody,
     /// This user's.
     Mine,
-    /// Another user's: `holder` names it for a message.
-    Stranger { uid: u32, holder: String },
-    /// The platform cannot tell (not Linux): treated as this user's.
+    /// Another user's: `holder` names it for a message. `uid` is `None`
+    /// where the platform hides it (macOS: a listener found among no
+    /// process this user may inspect).
+    Stranger { uid: Option<u32>, holder: String },
+    /// The platform cannot tell (not Linux or macOS): treated as this
+    /// user's.
     Unknown,
 }
 
 /// Who listens on 127.0.0.1:`port` (or a wildcard address).
 ///
-/// Linux reads `/proc/net/tcp{,6}`; macOS and others cannot tell yet
-/// ([`Listener::Unknown`]; `lsof` names the holder's pid there, not its
-/// user's uid reliably, and a stranger's pid is hidden from it anyway).
+/// Linux reads `/proc/net/tcp{,6}`. macOS looks through the processes for
+/// the listening socket (`libproc`): found in one, that process's owner
+/// decides; found in none of those this user may look into while the port
+/// answers a connect (nothing is sent on it), it is another user's, whose
+/// name macOS hides. Elsewhere: [`Listener::Unknown`].
 pub fn listener(port: u16) -> Listener {
-    if !cfg!(target_os = "linux") {
-        return Listener::Unknown;
-    }
-    match (process::listener_uid(port), process::current_uid()) {
-        (None, _) => Listener::Nobody,
-        (Some(uid), Some(me)) if uid == me => Listener::Mine,
-        (Some(uid), _) => Listener::Stranger {
+    let me = process::current_uid();
+    match process::socket::listener_owner(port) {
+        ListenerOwner::CannotTell => Listener::Unknown,
+        ListenerOwner::Nobody => Listener::Nobody,
+        ListenerOwner::Owned { uid, .. } if Some(uid) == me => Listener::Mine,
+        ListenerOwner::Owned {
             uid,
+            pid: Some(pid),
+        } => Listener::Stranger {
+            uid: Some(uid),
+            holder: format!("{} of uid {uid}", process::describe(pid)),
+        },
+        ListenerOwner::Owned { uid, pid: None } => Listener::Stranger {
+            uid: Some(uid),
             holder: describe_holder(port),
+        },
+        ListenerOwner::Hidden => Listener::Stranger {
+            uid: None,
+            holder: HIDDEN_HOLDER.to_owned(),
         },
     }
 }
+
+/// The holder of a port found in none of this user's processes (macOS).
+const HIDDEN_HOLDER: &str =
+    "a program that is not among this user's processes (macOS does not name another user's)";
 
 /// The holder of `port` for a message: `pid 1234 (python3 -m http.server)
 /// of uid 1001`, `a process of uid 1001` (another user's pid is hidden

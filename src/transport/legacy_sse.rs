@@ -338,6 +338,7 @@ impl LegacySse {
                 let mut current = crate::sync::lock(&self.sse_url);
                 if *current != url {
                     tracing::info!(url = %redacted(&url), "the daemon moved");
+                    self.shared.moved_to(&url);
                     *current = url;
                 }
             }

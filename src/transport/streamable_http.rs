@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::listener_check::StrangerListener;
 use super::recovery::{self, InternalRequests, reconnect_backoff};
 use super::{
     Delivered, Shared, StreamCursor, StreamEnd, http_error_data, read_sse, reqwest_reason,
@@ -108,6 +109,9 @@ enum Failure {
         /// The daemon provably never got the request ([`super::never_reached`]).
         connect: bool,
     },
+    /// The port is now another user's: no connection was made.
+    #[error("{0}")]
+    Stranger(StrangerListener),
     #[error("the daemon answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status { status: StatusCode, body: String },
     #[error("the daemon no longer knows this session (HTTP 404)")]
@@ -675,6 +679,7 @@ impl StreamableHttp {
         let deadline = started + self.shared.recovery.timeout;
         let mut backoff = reconnect_backoff();
         let mut last = reason.to_owned();
+        let mut stranger = false;
         loop {
             if let Some(rediscover) = &self.shared.recovery.rediscover {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -694,7 +699,15 @@ impl StreamableHttp {
                         tracing::warn!(ms, "reconnected to the daemon");
                         return Ok(());
                     }
-                    Err(error) => last = error,
+                    Err(failed) if failed.stranger => {
+                        // Another user holds the port: waiting out the
+                        // bound would only delay the answer. The next
+                        // request checks again.
+                        stranger = true;
+                        last = failed.reason;
+                        break;
+                    }
+                    Err(failed) => last = failed.reason,
                 }
             }
             let delay = backoff.next_delay();
@@ -707,7 +720,11 @@ impl StreamableHttp {
             }
         }
         let timeout = self.shared.recovery.timeout;
-        let lost = format!("not back after {timeout:?} ({last})");
+        let lost = if stranger {
+            last
+        } else {
+            format!("not back after {timeout:?} ({last})")
+        };
         tracing::error!(%lost, "the daemon is lost; the next request tries again");
         self.session.send_modify(|s| {
             s.phase = Phase::Lost;
@@ -764,20 +781,25 @@ impl StreamableHttp {
 
     /// Opens a new session with the client's own `initialize` and sends its
     /// `initialized`; the phase stays `Initializing` for the caller.
-    async fn open_session(self: &Arc<Self>) -> Result<(), String> {
+    async fn open_session(self: &Arc<Self>) -> Result<(), OpenFailed> {
         let (id, raw, initialized) = self
             .shared
             .replay
             .replay()
-            .ok_or("the client has not initialized")?;
-        let message = jsonrpc::classify(raw).map_err(|e| e.to_string())?;
+            .ok_or_else(|| OpenFailed::from("the client has not initialized"))?;
+        let message = jsonrpc::classify(raw).map_err(|e| OpenFailed::from(e.to_string()))?;
         let answer = self.shared.inbound.begin_internal(id.clone());
         let replayed =
             tokio::time::timeout(REINITIALIZE_TIMEOUT, self.exchange(&message, &id, true)).await;
         self.shared.inbound.abandon_internal(&id);
         match replayed {
             Ok(Ok(())) => {}
-            Ok(Err(failure)) => return Err(failure.to_string()),
+            Ok(Err(failure)) => {
+                return Err(OpenFailed {
+                    stranger: matches!(failure, Failure::Stranger(_)),
+                    reason: failure.to_string(),
+                });
+            }
             Err(_) => return Err("the daemon did not answer initialize".into()),
         }
         if answer.await.is_err() {
@@ -788,11 +810,14 @@ impl StreamableHttp {
         let sent = self.shared.send(request.body(initialized)).await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!(
+            Ok(r) => Err(OpenFailed::from(format!(
                 "the daemon refused initialized (HTTP {})",
                 r.status()
-            )),
-            Err(e) => Err(reqwest_reason(&e)),
+            ))),
+            Err(e) => Err(OpenFailed {
+                stranger: StrangerListener::find(&e).is_some(),
+                reason: reqwest_reason(&e),
+            }),
         }
     }
 
@@ -833,6 +858,7 @@ impl StreamableHttp {
         let mut endpoint = crate::sync::lock(&self.endpoint);
         if *endpoint != url {
             tracing::info!(url = %redacted(&url), "the daemon moved");
+            self.shared.moved_to(&url);
             *endpoint = url;
         }
     }
@@ -865,10 +891,29 @@ impl StreamableHttp {
     }
 
     fn unreachable(&self, error: &reqwest::Error) -> Failure {
+        if let Some(refused) = StrangerListener::find(error) {
+            return Failure::Stranger(refused.clone());
+        }
         Failure::Unreachable {
             url: self.endpoint(),
             reason: reqwest_reason(error),
             connect: super::never_reached(error, self.shared.loopback),
+        }
+    }
+}
+
+/// Why a new session could not be opened on a recovered daemon.
+struct OpenFailed {
+    reason: String,
+    /// The port is another user's ([`Failure::Stranger`]): final for now.
+    stranger: bool,
+}
+
+impl<T: Into<String>> From<T> for OpenFailed {
+    fn from(reason: T) -> OpenFailed {
+        OpenFailed {
+            reason: reason.into(),
+            stranger: false,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! (`mcp-manager host`), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
-//! left behind), `sockets` (the hosts' and the manager's Unix sockets),
+//! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
 //! status shows), `service` (`service install` in a throwaway HOME, and
 //! how a proxy starts the manager) and `sdk_clients` (the Python and
@@ -22,6 +22,7 @@
 mod adoption;
 mod bounds;
 mod cli;
+mod connections;
 mod fake_daemon;
 mod faults;
 mod files;
