@@ -11,7 +11,7 @@
 //!
 //! Identity before trust: "something answers" is not enough. Before a
 //! session's first byte, the listener must be this user's
-//! ([`identity::listener`]; Linux tells, elsewhere it is assumed), or it
+//! ([`identity::listener`]; Linux and macOS tell, elsewhere it is assumed), or it
 //! gets nothing, not even a connect, and the client's `initialize` is
 //! answered with [`Attempt::ForeignListener`]. A hosted server must also
 //! prove it is the host: its record is believed ([`identity::verdict`]:
