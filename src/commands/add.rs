@@ -115,9 +115,9 @@ pub enum AddError {
     )]
     BuiltIn { name: String },
     #[error("{0}; fix config.json first (nothing was changed)")]
-    Broken(ConfigError),
+    Broken(Box<ConfigError>),
     #[error("the new entry is refused, nothing was changed: {0}")]
-    Invalid(ConfigError),
+    Invalid(Box<ConfigError>),
     #[error(
         "no free port left in 3110–3189 for \"{name}\"; give one with --port (nothing was changed)"
     )]
@@ -183,7 +183,8 @@ impl ConfigText {
         let (text, config) = match &bytes {
             None => (None, Config::builtin()),
             Some(bytes) => {
-                let config = Config::parse(&path, bytes).map_err(AddError::Broken)?;
+                let config =
+                    Config::parse(&path, bytes).map_err(|e| AddError::Broken(Box::new(e)))?;
                 let text = String::from_utf8(bytes.clone())
                     .map_err(|_| AddError::Args(format!("{} is not UTF-8 text", path.display())))?;
                 (Some(text), config)
@@ -251,8 +252,8 @@ pub fn add(options: &AddOptions) -> Result<Added, AddError> {
     let new_text =
         json_text::insert_members(current.text.as_deref(), "mcpServers", &members, &step)
             .map_err(|e| ImportError::Internal(format!("{e} in {}", current.path.display())))?;
-    let new_config =
-        Config::parse(&current.path, new_text.as_bytes()).map_err(AddError::Invalid)?;
+    let new_config = Config::parse(&current.path, new_text.as_bytes())
+        .map_err(|e| AddError::Invalid(Box::new(e)))?;
 
     // Claude Code's side, planned before the first write.
     let manager_port = options.manager_port.unwrap_or(new_config.manager_port);

@@ -39,7 +39,10 @@ pub enum RemoveError {
     #[error("{} is not valid JSON: {message}; fix it first (nothing was changed)", path.display())]
     NotJson { path: PathBuf, message: String },
     #[error("without \"{name}\" the config is refused, nothing was changed: {problem}")]
-    Invalid { name: String, problem: ConfigError },
+    Invalid {
+        name: String,
+        problem: Box<ConfigError>,
+    },
     #[error(transparent)]
     Files(Box<ImportError>),
     #[error(
@@ -144,7 +147,7 @@ pub fn remove(name: &str, home: &Path, user_home: &Path) -> Result<Removed, Remo
     if let Some(text) = &new_config {
         Config::parse(&path, text.as_bytes()).map_err(|problem| RemoveError::Invalid {
             name: name.to_owned(),
-            problem,
+            problem: Box::new(problem),
         })?;
     }
     let claude = register::plan_unregister(user_home, name)?;

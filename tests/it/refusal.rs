@@ -7,12 +7,15 @@
 //! 2.1.331) shows that message on the server's line ("✘ Failed to connect
 //! — -32603: …") instead of "Connection closed".
 
+#[cfg(unix)]
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHome, claude_bin, proxy_bin, start_proxy_logged};
+use crate::util::{TestHome, start_proxy_logged};
+#[cfg(unix)]
+use crate::util::{claude_bin, proxy_bin};
 
 /// The refusal a proxy on `home` gives to `initialize` and
 /// `server/discover` (raw lines, a notification between them), and its
