@@ -33,7 +33,7 @@ use mcp_session_manager::{paths, signals};
 #[derive(Debug, Parser)]
 #[command(name = "mcp-manager", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// The control API's port [default: the config's managerPort, else 3199]
+    /// The control API's port [default: the config's managerPort, else 3199]; for `add`, the daemon's port
     #[arg(long, global = true)]
     port: Option<u16>,
     /// Start every configured daemon at once
