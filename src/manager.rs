@@ -91,7 +91,14 @@ pub struct ManagerOptions {
     /// Why config.json could not be used at start (then `config` has no
     /// entry, and the first good save of the file is applied).
     pub config_error: Option<String>,
+    /// Wait while another manager runs for this home, and take over once it
+    /// is gone (the user service at login, when a session's proxy started
+    /// one first), instead of exiting.
+    pub wait_for_other: bool,
 }
+
+/// How often a waiting manager tries the instance guard again.
+const WAIT_POLL: Duration = Duration::from_secs(2);
 
 /// The running manager, as the control API sees it.
 #[derive(Debug)]
@@ -321,7 +328,22 @@ pub async fn run(
     options: ManagerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ManagerError> {
-    let _instance = guard::instance(&options.home)?;
+    tokio::pin!(shutdown);
+    let mut told = false;
+    let _instance = loop {
+        match guard::instance(&options.home) {
+            Err(InstanceError::AlreadyRunning { pid, .. }) if options.wait_for_other => {
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(%pid, "another manager runs for this home; taking over once it stops");
+                }
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(WAIT_POLL) => {}
+                }
+            }
+            other => break other?,
+        }
+    };
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, options.port));
     let listener =
         tokio::net::TcpListener::bind(addr)
@@ -402,7 +424,7 @@ pub async fn run(
     let serving = control::serve(Arc::clone(&manager), listener, unix, cancel.child_token());
     tokio::select! {
         () = serving => {}
-        () = shutdown => tracing::info!("stopping every daemon"),
+        () = &mut shutdown => tracing::info!("stopping every daemon"),
     }
     cancel.cancel();
     tasks.close();

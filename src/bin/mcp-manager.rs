@@ -341,6 +341,7 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
         start_all,
         manager_exe,
         config_error,
+        wait_for_other: LaunchedBy::of_this_process() == LaunchedBy::Service,
     };
     manager::run(options, signals::interrupted_or_terminated()).await?;
     tracing::info!("stopped");

@@ -418,3 +418,57 @@ async fn a_manager_started_by_the_service_logs_once_and_says_so() {
         "logged to stderr too:\n{printed}"
     );
 }
+
+/// At login the user service may find a manager a session's proxy started
+/// first: it waits (no exit, so no restart loop of the service) and takes
+/// over once that one is shut down.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_service_manager_waits_for_a_running_one_and_takes_over() {
+    use crate::util::{ManagerProcess, run_manager_cli, wait_until};
+    let home = TestHome::new();
+    let port = free_port();
+    home.write_config(&json!({"managerPort": port, "mcpServers": {}}));
+    let first = ManagerProcess::start(&home, port, &[]).await;
+    let mut service = Command::new(manager_bin())
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .env("MCP_MANAGER_LAUNCHED_BY", "service")
+        .env("MCP_MANAGER_LOG", "info")
+        .current_dir(home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the service's manager");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        service.try_wait().expect("try_wait").is_none(),
+        "the service's manager exited while another one ran"
+    );
+    let (code, out, err) = run_manager_cli(&home, &["shutdown"], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    drop(first);
+    let service_pid = service.id().expect("running");
+    wait_until(
+        Duration::from_secs(20),
+        "the service's manager answers",
+        || async {
+            let client = reqwest::Client::new();
+            let body = client
+                .get(format!("http://127.0.0.1:{port}/ping"))
+                .send()
+                .await
+                .ok()?
+                .bytes()
+                .await
+                .ok()?;
+            let ping: Value = serde_json::from_slice(&body).ok()?;
+            (ping["pid"] == json!(service_pid) && ping["launchedBy"] == "service").then_some(())
+        },
+    )
+    .await;
+    let mut manager = ManagerProcess::attach(&home, port).await;
+    manager.child = Some(service);
+    manager.stop().await;
+}
