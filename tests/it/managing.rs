@@ -153,7 +153,7 @@ async fn add_registers_a_server_claude_code_connects_to_and_remove_undoes_it() {
     assert!(value["mcpServers"]["kept"].is_object());
 
     let got = user.claude_get("everything", user.cwd.path()).await;
-    let _manager = ManagerProcess::attach(&user.home, user.manager_port).await;
+    let manager = ManagerProcess::attach(&user.home, user.manager_port).await;
     assert_eq!(got.code, 0, "claude mcp get: {got}");
     assert!(got.stdout.contains("User config"), "{got}");
     assert!(got.stdout.contains("✔ Connected"), "{got}");
@@ -205,9 +205,22 @@ async fn add_registers_a_server_claude_code_connects_to_and_remove_undoes_it() {
         .await;
     assert_eq!(local.code, 0, "add --project: {local}");
     assert!(
-        local.stdout.contains("the manager reloaded") || local.stdout.contains("no /reload"),
+        // The manager's own watch may have been first.
+        local
+            .stdout
+            .contains("the manager reloaded config.json: added local-one")
+            || local
+                .stdout
+                .contains("the manager reloaded config.json: nothing to change"),
         "add does not say what the manager did: {local}"
     );
+    let known: Vec<String> = manager
+        .daemons()
+        .await
+        .iter()
+        .filter_map(|d| d["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(known.contains(&"local-one".to_owned()), "{known:?}");
     let claude: Value = serde_json::from_str(&user.claude_text()).expect("json");
     let projects = claude["projects"].as_object().expect("projects");
     assert!(
