@@ -68,8 +68,6 @@ pub struct Options {
 
 /// How many client lines may wait while the daemon is being found.
 const LINE_QUEUE: usize = 1024;
-/// How long to wait for the client's `initialize` to report a missing daemon.
-const NO_DAEMON_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs one proxy session over `input`/`output` until EOF, `shutdown`, or a
 /// closed `output`.
@@ -100,11 +98,12 @@ where
     let (endpoint, rediscover) = match endpoint {
         Ok(found) => found,
         Err(not_found) => {
-            tracing::error!("{not_found}");
-            report_no_daemon(&router, &mut lines, &not_found).await;
+            let refusal = refusal::Refusal::no_daemon(&not_found);
+            tracing::error!(data = %refusal.data(), "{}", refusal.message());
+            refuse(&refusal, &router, &mut lines, &mut shutdown, &stdout_closed).await;
             drop(router);
             out.finish();
-            let _ = writer.await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
             return SessionEnd::NoDaemon;
         }
     };
@@ -117,7 +116,14 @@ where
     let upstream = match Upstream::connect(endpoint, Arc::clone(&router) as _, recovery) {
         Ok(upstream) => upstream,
         Err(error) => {
-            tracing::error!(%error, "cannot set up the connection to the daemon");
+            let refusal = refusal::Refusal::other(format!(
+                "cannot set up the connection to the daemon ({error}): `mcp-manager doctor` says why"
+            ));
+            tracing::error!("{}", refusal.message());
+            refuse(&refusal, &router, &mut lines, &mut shutdown, &stdout_closed).await;
+            drop(router);
+            out.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
             return SessionEnd::NoDaemon;
         }
     };
@@ -323,65 +329,27 @@ fn forward(
     completed
 }
 
-/// Answers the client's requests with the "no daemon" error, up to and
-/// including its `initialize` (or EOF, or a time limit).
-async fn report_no_daemon(
+/// Answers every request of the client with `refusal` (the error mode of
+/// [`refusal`]: `initialize`, `server/discover`, whatever follows) until
+/// stdin closes, `shutdown` resolves or stdout closes: never silence.
+async fn refuse(
+    refusal: &refusal::Refusal,
     router: &Router,
     lines: &mut mpsc::Receiver<Bytes>,
-    not_found: &NotFound,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    stdout_closed: &CancellationToken,
 ) {
-    let message = not_found.to_string();
-    let tried: Vec<String> = not_found.tried.iter().map(ToString::to_string).collect();
-    let data = serde_json::json!({ "target": not_found.name, "tried": tried });
-    let deadline = tokio::time::sleep(NO_DAEMON_WAIT);
-    tokio::pin!(deadline);
     loop {
         let line = tokio::select! {
             line = lines.recv() => line,
-            () = &mut deadline => return,
+            () = &mut *shutdown => return,
+            () = stdout_closed.cancelled() => return,
         };
         let Some(line) = line else { return };
-        let (items, is_batch) = match jsonrpc::parse_line(line) {
-            Ok(Incoming::Single(m)) => (vec![Ok(m)], false),
-            Ok(Incoming::Batch(items)) => (items, true),
-            Err(error) => {
-                let _ = router.reply(error.to_response()).await;
-                continue;
-            }
-        };
-        let mut saw_initialize = false;
-        let mut answers = Vec::new();
-        for item in items {
-            match item {
-                Ok(Message {
-                    kind: Kind::Request { id, method },
-                    ..
-                }) => {
-                    saw_initialize |= method == "initialize";
-                    answers.push(jsonrpc::error_response_with_data(
-                        Some(&id),
-                        jsonrpc::code::INTERNAL_ERROR,
-                        &message,
-                        Some(&data),
-                    ));
-                }
-                Ok(_) => {}
-                Err(error) => answers.push(error.to_response()),
-            }
-        }
-        // A batch gets one array (none if it held only notifications).
-        let replies = match answers.len() {
-            0 => Vec::new(),
-            _ if is_batch => vec![jsonrpc::batch(&answers)],
-            _ => answers,
-        };
-        for reply in replies {
-            if router.reply(reply).await.is_err() {
+        if let Some(answer) = refusal.answer(line) {
+            if router.reply(answer).await.is_err() {
                 return;
             }
-        }
-        if saw_initialize {
-            return;
         }
     }
 }

@@ -35,32 +35,39 @@ const READY_POLL: Duration = Duration::from_millis(100);
 /// SIGTERM to SIGKILL, for a daemon known only by its record.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Why a daemon could not be started. Every message says what to do.
+/// Why a daemon could not be started. Every message says what is wrong
+/// and what fixes it in its first ~150 characters, the detail after, and
+/// never needs the server's name to be read: Claude Code shows it with the
+/// name redacted (the name stays in the fields, for the logs).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LaunchError {
     #[error(
-        "{name} has no \"command\" in the config: start it by hand on its port, or add a command"
+        "nothing answers on {} and this server's entry in config.json has no \"command\": add one, or start the server yourself there",
+        port.map_or_else(|| "its port".to_owned(), |port| format!("127.0.0.1:{port}"))
     )]
-    NoCommand { name: String },
+    NoCommand { name: String, port: Option<u16> },
     #[error(
-        "port {port} is held by {holder}, which is not {name}'s daemon; it is left alone: stop that program or give {name} another \"port\""
+        "port {port} is held by {holder}, not this server; nothing was sent to it: stop that program, or give this server another \"port\" in config.json"
     )]
     PortTaken {
         name: String,
         port: u16,
         holder: String,
     },
-    #[error("cannot start {name}: {cause}")]
+    #[error("{cause}")]
     Spawn { name: String, cause: SpawnCause },
-    #[error("{name} exited while starting ({status}){last_line}")]
+    #[error(
+        "the server exited at start ({status}){last_line}; fix what it says in its entry in config.json (\"env\", \"args\"), then `mcp-manager reload`"
+    )]
     Exited {
         name: String,
         status: String,
-        /// ": <the log's last line>", or empty.
+        /// ": <its last lines of output, ` | ` between them>" (bounded), or
+        /// empty.
         last_line: String,
     },
     #[error(
-        "{name} did not answer HTTP on 127.0.0.1:{port} within {timeout:?} (stopped; see {log}; raise \"startTimeout\" if it needs longer)"
+        "the server did not answer on 127.0.0.1:{port} within its \"startTimeout\" ({timeout:?}) and was stopped: raise \"startTimeout\" in its entry in config.json if it needs longer (its log: {log})"
     )]
     NotReady {
         name: String,
@@ -86,12 +93,14 @@ pub enum SpawnCause {
     /// The program (or the runner a hosted server needs) is not installed.
     #[error("{}", missing_program(program))]
     MissingProgram { program: String },
-    #[error("cannot open {}: {error}", path.display())]
+    #[error("cannot open the server's log {}: {error}", path.display())]
     Log {
         path: PathBuf,
         error: Arc<std::io::Error>,
     },
-    #[error("cannot run `{program}`: {error}")]
+    #[error(
+        "cannot run `{program}` ({error}): fix \"command\" in config.json (is it an executable program?)"
+    )]
     Run {
         program: String,
         error: Arc<std::io::Error>,
@@ -135,6 +144,7 @@ impl Launch<'_> {
     fn port(&self) -> Result<u16, LaunchError> {
         self.server.port.ok_or_else(|| LaunchError::NoCommand {
             name: self.name().to_owned(),
+            port: None,
         })
     }
 
@@ -185,7 +195,7 @@ impl Launch<'_> {
                 holder: identity::describe_holder(port),
             });
         }
-        let mut child = self.spawn()?;
+        let (mut child, log_offset) = self.spawn()?;
         let pid = child.id().unwrap_or_default();
         let lock = DaemonRecord {
             pid,
@@ -201,7 +211,7 @@ impl Launch<'_> {
                 error: Arc::new(error),
             });
         }
-        match self.wait_ready(&mut child, port, stop).await {
+        match self.wait_ready(&mut child, port, log_offset, stop).await {
             Ok(()) => Ok(Running::Spawned {
                 lock,
                 child: Box::new(child),
@@ -288,23 +298,21 @@ impl Launch<'_> {
         Ok(None)
     }
 
-    /// Polls the port until it answers, the child exits, time is up or
-    /// `stop` is cancelled.
+    /// Polls the port until it answers, the child exits (then its exit
+    /// status and what it wrote to its log since `log_offset`), time is up
+    /// or `stop` is cancelled.
     async fn wait_ready(
         &self,
         child: &mut Child,
         port: u16,
+        log_offset: u64,
         stop: &CancellationToken,
     ) -> Result<(), LaunchError> {
         let deadline = Instant::now() + self.server.start_timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = paths::log_file(self.home, self.name());
-                let last_line = crate::daemon::log::tail(&log, 1)
-                    .ok()
-                    .and_then(|mut lines| lines.pop())
-                    .map(|line| format!(": {}", line.trim()))
-                    .unwrap_or_default();
+                let last_line = output_since(&log, log_offset);
                 return Err(LaunchError::Exited {
                     name: self.name().to_owned(),
                     status: status.to_string(),
@@ -338,8 +346,9 @@ impl Launch<'_> {
     }
 
     /// Spawns the daemon detached: its own session and process group, stdin
-    /// closed, stdout and stderr appended to `NAME.log`.
-    fn spawn(&self) -> Result<Child, LaunchError> {
+    /// closed, stdout and stderr appended to `NAME.log`; with the log's
+    /// length before it, where its own output starts.
+    fn spawn(&self) -> Result<(Child, u64), LaunchError> {
         let server = self.server;
         let spawn_error = |cause: SpawnCause| LaunchError::Spawn {
             name: self.name().to_owned(),
@@ -353,6 +362,7 @@ impl Launch<'_> {
                 .as_deref()
                 .ok_or_else(|| LaunchError::NoCommand {
                     name: self.name().to_owned(),
+                    port: server.port,
                 })?;
             if find_program(runner).is_none() {
                 return Err(spawn_error(SpawnCause::MissingProgram {
@@ -368,6 +378,7 @@ impl Launch<'_> {
                 .as_deref()
                 .ok_or_else(|| LaunchError::NoCommand {
                     name: self.name().to_owned(),
+                    port: server.port,
                 })?;
             let mut command = Command::new(program);
             command.args(&server.args).envs(&server.env);
@@ -384,6 +395,7 @@ impl Launch<'_> {
             })
         };
         let log = crate::daemon::log::open_append(&log_path).map_err(log_error)?;
+        let log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
         let log_err = log.try_clone().map_err(log_error)?;
         command
             .env(paths::HOME_ENV, self.home)
@@ -397,7 +409,7 @@ impl Launch<'_> {
             .get_program()
             .to_string_lossy()
             .into_owned();
-        command.spawn().map_err(|e| {
+        let child = command.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 spawn_error(SpawnCause::MissingProgram { program })
             } else {
@@ -406,22 +418,77 @@ impl Launch<'_> {
                     error: Arc::new(e),
                 })
             }
-        })
+        })?;
+        Ok((child, log_offset))
     }
 }
 
-/// A message for a program that is not on `PATH`, naming what to install.
+/// A message for a program that is not on `PATH` (or, given as a path,
+/// not there), naming what to install: a runner's package, else the
+/// program itself or its full path in `"command"`.
 pub fn missing_program(program: &str) -> String {
-    let base = Path::new(program)
+    let path = Path::new(program);
+    let base = path
         .file_stem()
         .map_or_else(|| program.to_owned(), |s| s.to_string_lossy().into_owned());
     let install = match base.as_str() {
         "npx" | "node" | "npm" => "; install Node.js (https://nodejs.org), which comes with npx",
         "uvx" | "uv" => "; install uv (https://docs.astral.sh/uv/), which comes with uvx",
         "python" | "python3" => "; install Python 3",
-        _ => "; install it or give the full path in \"command\"",
+        "docker" => "; install Docker (https://docs.docker.com/get-docker/)",
+        "bunx" | "bun" => "; install Bun (https://bun.sh)",
+        "deno" => "; install Deno (https://deno.com)",
+        _ if path.components().count() > 1 => {
+            return format!("`{program}` does not exist: fix \"command\" in config.json");
+        }
+        _ => "; install it, or give its full path in \"command\" in config.json",
     };
     format!("`{program}` was not found on PATH{install}")
+}
+
+/// How many of a server's last output lines an exit at start shows.
+const EXIT_LINES: usize = 3;
+/// How much of its output is read back for them (the end of what it wrote).
+const EXIT_READ: u64 = 64 * 1024;
+/// Characters of those lines shown, all together.
+const EXIT_CHARS: usize = 200;
+
+/// The last lines `path` (a daemon's log) got since it was `offset` bytes
+/// long, as `": a | b | c"` (bounded), or empty when it wrote nothing. A
+/// log truncated since (rotated) is read from its start.
+fn output_since(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = if len < offset { 0 } else { offset };
+    let from = from.max(len.saturating_sub(EXIT_READ));
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err()
+        || file.take(EXIT_READ).read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let shown = lines[lines.len().saturating_sub(EXIT_LINES)..].join(" | ");
+    if shown.is_empty() {
+        return String::new();
+    }
+    format!(": {}", cut(&shown, EXIT_CHARS))
+}
+
+/// `text` cut to `chars` characters, with an ellipsis when it was longer.
+pub fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
 }
 
 /// Stops a daemon this process spawned: SIGTERM to its group, SIGKILL after
@@ -459,8 +526,43 @@ mod tests {
     #[test]
     fn missing_runners_name_what_to_install() {
         assert!(missing_program("npx").contains("Node.js"));
-        assert!(missing_program("uvx").contains("uv"));
-        assert!(missing_program("/opt/x/bin/tool").contains("full path"));
+        assert!(missing_program("uvx").contains("install uv"));
+        assert!(missing_program("/opt/x/bin/uvx").contains("install uv"));
+        assert!(missing_program("/opt/x/bin/tool").contains("does not exist"));
+        assert!(missing_program("tool").contains("full path"));
+    }
+
+    /// An exit at start shows the last lines of this start's own output,
+    /// not an earlier run's, and never more than a bounded piece.
+    #[test]
+    fn an_exit_shows_its_own_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("x.log");
+        std::fs::write(&log, "an earlier run\n").expect("write");
+        let offset = std::fs::metadata(&log).expect("len").len();
+        assert_eq!(output_since(&log, offset), "");
+        let mut text = std::fs::read_to_string(&log).expect("read");
+        text.push_str("starting\n\nloading\nfatal: DATABASE_URL is not set\n");
+        std::fs::write(&log, &text).expect("write");
+        assert_eq!(
+            output_since(&log, offset),
+            ": starting | loading | fatal: DATABASE_URL is not set"
+        );
+        std::fs::write(&log, "x".repeat(5000)).expect("write");
+        assert!(output_since(&log, 1 << 20).chars().count() <= EXIT_CHARS + 3);
+        let error = LaunchError::Exited {
+            name: "crasher".into(),
+            status: "exit status: 3".into(),
+            last_line: ": fatal: DATABASE_URL is not set".into(),
+        };
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "the server exited at start (exit status: 3): fatal: DATABASE_URL is not set; fix"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("crasher"), "{message}");
     }
 
     #[tokio::test]

@@ -57,11 +57,18 @@ pub struct Found {
     pub via: &'static str,
 }
 
-/// One place the daemon was looked for, and why it was not there.
+/// One place the daemon was looked for, and why it was not there. The
+/// `Display` is the chain for the log and the error's `data`;
+/// [`Attempt::headline`] is what the client is told.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Attempt {
     #[error("nothing answers on 127.0.0.1:{port}")]
     NothingOnPort { port: u16 },
+    /// Something of this user answers on the port of an entry with a
+    /// `command`, and no believed record says it is the daemon: it gets no
+    /// session; the starter (the manager's `/ensure`) says who it is.
+    #[error("127.0.0.1:{port} answers, but no believed record says it is the daemon ({holder})")]
+    Unproven { port: u16, holder: String },
     #[error("the lock file {} names port {port}, where nothing answers", path.display())]
     StaleRecord { path: PathBuf, port: u16 },
     #[error("no lock file at {}", path.display())]
@@ -77,14 +84,18 @@ pub enum Attempt {
     },
     #[error("the manager started on 127.0.0.1:{port} does not answer: {what}")]
     ManagerSilent { port: u16, what: String },
-    #[error("127.0.0.1:{port} is held by something that is not mcp-manager ({what})")]
-    StrangerOnManagerPort { port: u16, what: String },
+    #[error("127.0.0.1:{port} is held by {holder}, which is not mcp-manager ({what})")]
+    StrangerOnManagerPort {
+        port: u16,
+        holder: String,
+        what: String,
+    },
     #[error("the manager could not start it: {0}")]
     ManagerRefused(ApiError),
     /// Another user's program listens where the daemon should: it was sent
     /// nothing.
     #[error(
-        "127.0.0.1:{port} is held by {holder}, a process of another user; nothing was sent to it: stop it, or give this server another \"port\""
+        "127.0.0.1:{port} is held by {holder}, a process of another user; nothing was sent to it"
     )]
     ForeignListener { port: u16, holder: String },
     /// A program of this user on a hosted server's port that is not its
@@ -99,7 +110,100 @@ pub enum Attempt {
     LaunchFailed(launch::LaunchError),
 }
 
-/// Nothing serves the name: what was tried, in order.
+/// How much an attempt says about why nothing serves: the highest one
+/// found is what the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Weight {
+    /// A step of the search that found nothing (the normal way to the
+    /// manager).
+    Step,
+    /// The manager could not be asked: worth a note, but the start here
+    /// that follows says more.
+    Manager,
+    /// Why the start failed.
+    Start,
+    /// The port is someone else's: nothing more was tried.
+    Port,
+}
+
+impl Attempt {
+    fn weight(&self) -> Weight {
+        match self {
+            Attempt::NothingOnPort { .. }
+            | Attempt::Unproven { .. }
+            | Attempt::StaleRecord { .. }
+            | Attempt::NoRecord { .. }
+            | Attempt::RecordNotBelieved { .. } => Weight::Step,
+            Attempt::NoClient(_)
+            | Attempt::ManagerNotStarted { .. }
+            | Attempt::ManagerSilent { .. }
+            | Attempt::StrangerOnManagerPort { .. } => Weight::Manager,
+            Attempt::ManagerRefused(_) | Attempt::LaunchFailed(_) => Weight::Start,
+            Attempt::ForeignListener { .. } | Attempt::NotTheHost { .. } => Weight::Port,
+        }
+    }
+
+    /// What the client is told when this is the cause: what is wrong and
+    /// the one fix first, the detail after, without the server's name.
+    fn headline(&self) -> String {
+        match self {
+            Attempt::ForeignListener { port, holder } => format!(
+                "127.0.0.1:{port} is held by {holder}, another user's program, not this server; nothing was sent to it: stop it, or give this server another \"port\" in config.json"
+            ),
+            Attempt::NotTheHost { port, holder } => format!(
+                "127.0.0.1:{port} is held by {holder}, not this server's host; nothing was sent to it: stop that program, or give this server another \"port\" in config.json"
+            ),
+            Attempt::LaunchFailed(error) => error.to_string(),
+            Attempt::ManagerRefused(error) => manager_refused(error),
+            Attempt::StrangerOnManagerPort { port, holder, .. } => format!(
+                "the manager's port {port} is held by {holder}, not mcp-manager: stop that program, or set another \"managerPort\" in config.json"
+            ),
+            Attempt::ManagerNotStarted {
+                manager, reason, ..
+            } => format!(
+                "no manager runs and it cannot be started ({}: {reason}): install mcp-manager beside mcp-proxy",
+                manager.display()
+            ),
+            Attempt::ManagerSilent { port, what } => format!(
+                "the manager started on 127.0.0.1:{port} did not answer within {}s: `mcp-manager doctor` says why ({what})",
+                MANAGER_START_TIMEOUT.as_secs()
+            ),
+            Attempt::NoClient(error) => error.to_string(),
+            Attempt::NothingOnPort { .. }
+            | Attempt::Unproven { .. }
+            | Attempt::StaleRecord { .. }
+            | Attempt::NoRecord { .. }
+            | Attempt::RecordNotBelieved { .. } => {
+                "nothing serves this server and nothing could start it: `mcp-manager status` and `mcp-manager doctor` say why".to_owned()
+            }
+        }
+    }
+}
+
+/// The manager's `/ensure` failed: its reason (the start's own error,
+/// written for this window), or why it could not be asked.
+fn manager_refused(error: &ApiError) -> String {
+    match error {
+        ApiError::Refused { status: 404, .. } => "the running manager does not know this server (its config.json is not this session's): run `mcp-manager reload`; `mcp-manager status` says why if that fails".to_owned(),
+        ApiError::Refused { message, .. } => message.clone(),
+        ApiError::NotRunning { port } => format!(
+            "the manager on 127.0.0.1:{port} stopped before it answered: start it with `mcp-manager --port {port}` (its log: manager.log in its home)"
+        ),
+        ApiError::Failed { port, reason } => format!(
+            "the manager on 127.0.0.1:{port} did not answer in time: `mcp-manager status` and `mcp-manager doctor` say why ({reason})"
+        ),
+        ApiError::Stranger { port, holder } => format!(
+            "the manager's port {port} is held by {holder}, another user's program, not mcp-manager; nothing was sent to it: stop it, or set another \"managerPort\" in config.json"
+        ),
+    }
+}
+
+/// The most a message for the client holds (Claude Code shows ~490
+/// characters in `claude mcp list`, fewer elsewhere).
+pub const MESSAGE_CHARS: usize = 400;
+
+/// Nothing serves the name: what was tried, in order. Its `Display` is
+/// [`NotFound::message`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct NotFound {
     pub name: String,
@@ -108,27 +212,35 @@ pub struct NotFound {
     pub manager_port: u16,
 }
 
+impl NotFound {
+    /// What the client is told: the headline of the attempt that says the
+    /// most (the last of them), then a note of the manager's trouble when
+    /// the start that followed it failed too; at most [`MESSAGE_CHARS`].
+    /// No `--start-all` advice, and nothing that needs the server's name.
+    pub fn message(&self) -> String {
+        let Some(cause) = self.tried.iter().rev().max_by_key(|a| a.weight()) else {
+            return "nothing serves this server: `mcp-manager status` says why".to_owned();
+        };
+        let mut message = cause.headline();
+        if cause.weight() == Weight::Start {
+            if let Some(note) = self.tried.iter().find(|a| a.weight() == Weight::Manager) {
+                message.push_str("; also: ");
+                message.push_str(&note.headline());
+            }
+        }
+        launch::cut(&message, MESSAGE_CHARS)
+    }
+
+    /// The error's `data`: the target and every attempt, in order.
+    pub fn data(&self) -> serde_json::Value {
+        let tried: Vec<String> = self.tried.iter().map(ToString::to_string).collect();
+        serde_json::json!({ "cause": "noDaemon", "target": self.name, "tried": tried })
+    }
+}
+
 impl fmt::Display for NotFound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "no daemon serves '{}': {}. ",
-            self.name,
-            self.tried
-                .iter()
-                .map(Attempt::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )?;
-        write!(
-            f,
-            "Start it with `mcp-manager --port {} --start-all`",
-            self.manager_port
-        )?;
-        if let Some(port) = self.port {
-            write!(f, " (or start the server yourself on 127.0.0.1:{port})")?;
-        }
-        write!(f, ", then reconnect the MCP server in Claude Code (/mcp)")
+        f.write_str(&self.message())
     }
 }
 
@@ -198,10 +310,24 @@ async fn find_local(
             return Err(refused(Attempt::ForeignListener { port, holder }));
         }
         if answers(port).await {
-            vet(server, home, port).await.map_err(refused)?;
-            return Ok(found(port, server.transport, "configured port"));
+            // An entry without a command is started by hand: what answers
+            // on its port is it. One the manager starts is proven by its
+            // record; anything else gets no session (a hosted server's host
+            // is checked by `vet`).
+            let proven = server.command.is_none()
+                || server.transport == TransportKind::Stdio
+                || believed_on(server, home, port);
+            if proven {
+                vet(server, home, port).await.map_err(refused)?;
+                return Ok(found(port, server.transport, "configured port"));
+            }
+            tried.push(Attempt::Unproven {
+                port,
+                holder: identity::describe_holder(port),
+            });
+        } else {
+            tried.push(Attempt::NothingOnPort { port });
         }
-        tried.push(Attempt::NothingOnPort { port });
     }
     let lock_path: PathBuf = paths::lock_file(home, &server.name);
     match record::read(&lock_path) {
@@ -241,6 +367,13 @@ async fn find_local(
     Err(not_found(server, tried, manager_port))
 }
 
+/// Does a believed record ([`identity::verdict`]) say `server`'s daemon
+/// holds `port`?
+fn believed_on(server: &ServerConfig, home: &Path, port: u16) -> bool {
+    record::read(&paths::lock_file(home, &server.name))
+        .is_some_and(|lock| lock.port == port && identity::verdict(&lock) == Verdict::Ours)
+}
+
 /// May a session be sent to whoever listens on `port` for `server`? Its
 /// listener is this user's (where the platform tells), and a hosted
 /// server's listener is its host.
@@ -251,9 +384,9 @@ async fn vet(server: &ServerConfig, home: &Path, port: u16) -> Result<(), Attemp
     if server.transport != TransportKind::Stdio {
         return Ok(());
     }
-    let recorded = record::read(&paths::lock_file(home, &server.name))
-        .is_some_and(|lock| lock.port == port && identity::verdict(&lock) == Verdict::Ours);
-    if recorded || probe::host_name(port).await.as_deref() == Some(server.name.as_str()) {
+    if believed_on(server, home, port)
+        || probe::host_name(port).await.as_deref() == Some(server.name.as_str())
+    {
         Ok(())
     } else {
         Err(Attempt::NotTheHost {
@@ -268,7 +401,8 @@ fn stranger_on_manager_port(port: u16) -> Option<Attempt> {
     match identity::listener(port) {
         Listener::Stranger { holder, .. } => Some(Attempt::StrangerOnManagerPort {
             port,
-            what: format!("{holder}, a process of another user; nothing was sent to it"),
+            holder,
+            what: "a process of another user; nothing was sent to it".to_owned(),
         }),
         Listener::Nobody | Listener::Mine | Listener::Unknown => None,
     }
@@ -316,6 +450,7 @@ async fn ensure(
         Ping::Stranger(what) => {
             tried.push(Attempt::StrangerOnManagerPort {
                 port: api.port(),
+                holder: identity::describe_holder(api.port()),
                 what,
             });
             return launch_here(server, home, &manager, tried).await;

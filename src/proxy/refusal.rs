@@ -14,8 +14,9 @@
 //! JSON-RPC gets the usual -32700/-32600. It ends when stdin closes (or on
 //! `shutdown`, or when stdout closes).
 //!
-//! What it does not cover: a daemon that cannot be found or started is
-//! [`super::discovery`]'s `NotFound`, reported by the session itself.
+//! A daemon that cannot be found or started ([`super::discovery`]'s
+//! `NotFound`, [`Refusal::no_daemon`]) is refused the same way, by the
+//! session itself once discovery has failed: the answers are the same.
 
 use std::future::Future;
 use std::path::Path;
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_util::sync::CancellationToken;
 
+use super::discovery::NotFound;
 use crate::config::{Config, ConfigError};
 use crate::jsonrpc::{self, Incoming, Kind, Message};
 use crate::stdio::{self, LineReader};
@@ -109,6 +111,23 @@ impl Refusal {
         Refusal { message, data }
     }
 
+    /// Nothing serves the target ([`NotFound::message`]: the cause and
+    /// the fix); `data` holds every attempt.
+    pub fn no_daemon(not_found: &NotFound) -> Refusal {
+        Refusal {
+            message: not_found.message(),
+            data: not_found.data(),
+        }
+    }
+
+    /// The session could not be set up at all (`why`, with the fix).
+    pub fn other(message: String) -> Refusal {
+        Refusal {
+            data: json!({ "cause": "setup", "message": message }),
+            message,
+        }
+    }
+
     /// The error message the client gets (also what the proxy logs).
     pub fn message(&self) -> &str {
         &self.message
@@ -121,7 +140,7 @@ impl Refusal {
 
     /// The answers to one line of input (none for notifications and
     /// responses; a batch gets one array).
-    fn answer(&self, line: bytes::Bytes) -> Option<bytes::Bytes> {
+    pub(crate) fn answer(&self, line: bytes::Bytes) -> Option<bytes::Bytes> {
         let (items, is_batch) = match jsonrpc::parse_line(line) {
             Ok(Incoming::Single(message)) => (vec![Ok(message)], false),
             Ok(Incoming::Batch(items)) => (items, true),
