@@ -5,7 +5,7 @@
 //! Prints a Markdown table on stdout, a cold-start breakdown and a one-line
 //! summary of the targets, then the host table (below) and its summary.
 //! `BENCH_QUICK=1` runs much smaller counts (a smoke test, well under 30 s
-//! once built). `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table
+//! once built). `BENCH_ONLY=proxy`, `host`, `manager`, `fanout` or `failures` runs one table
 //! (`host` with the log-routing table, `logs` that one alone).
 //!
 //! - **direct**: reqwest in this process, POST per message, minimal SSE parsing.
@@ -44,13 +44,17 @@
 //! the growth for one more session, and what is left once the daemons have
 //! stopped for idleness (Linux: `/proc`).
 //!
+//! The failures table (`BENCH_ONLY=failures`): a server that exits at
+//! start, direct and hosted: how long a fresh proxy's `initialize` waits
+//! for the error, beside the server's own time to exit.
+//!
 //! Every child is started with `kill_on_drop`; Ctrl-C drops them all (the
 //! host's child dies with the host). The host gets SIGTERM at the end. Nothing
 //! panics on an expected failure: errors are listed under the tables.
 //!
 //! Layout: one module per table, each measuring and printing it: `clients`
-//! (mcp-proxy vs direct and the original), `host`, `host_logs`, `manager`
-//! and `fanout`.
+//! (mcp-proxy vs direct and the original), `host`, `host_logs`, `manager`,
+//! `fanout` and `failures`.
 //! Under them, `mcp_clients` (the MCP clients the tables speak with),
 //! `servers` (server-everything, the stub, installing the original), `procs`
 //! (CPU time, process trees, the load average) and `report` (percentiles,
@@ -62,6 +66,7 @@
 #![allow(clippy::print_stdout)]
 
 mod clients;
+mod failures;
 mod fanout;
 mod host;
 mod host_logs;
@@ -85,6 +90,7 @@ use std::time::Duration;
 
 use crate::bins::everything_js;
 use crate::clients::run_proxy;
+use crate::failures::run_failures;
 use crate::fanout::run_fanout;
 use crate::host::run_host;
 use crate::host_logs::run_host_logs;
@@ -211,7 +217,7 @@ async fn run(plan: Plan) {
         );
         return;
     }
-    // `BENCH_ONLY=proxy`, `host`, `manager` or `fanout` runs one table
+    // `BENCH_ONLY=proxy`, `host`, `manager`, `fanout` or `failures` runs one table
     // (`host`: with the log-routing one; `logs`: that one alone).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "proxy" {
@@ -228,5 +234,8 @@ async fn run(plan: Plan) {
     }
     if only.is_empty() || only == "fanout" {
         run_fanout(plan).await;
+    }
+    if only.is_empty() || only == "failures" {
+        run_failures(plan).await;
     }
 }

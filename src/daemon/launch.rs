@@ -47,7 +47,7 @@ pub enum LaunchError {
     )]
     NoCommand { name: String, port: Option<u16> },
     #[error(
-        "port {port} is held by {holder}, not this server; nothing was sent to it: stop that program, or give this server another \"port\" in config.json"
+        "port {port} is taken by another program: stop it, or give this server another \"port\" in config.json; it is held by {holder}, not this server, and was sent nothing"
     )]
     PortTaken {
         name: String,
@@ -57,7 +57,7 @@ pub enum LaunchError {
     #[error("{cause}")]
     Spawn { name: String, cause: SpawnCause },
     #[error(
-        "the server exited at start ({status}){last_line}; fix what it says in its entry in config.json (\"env\", \"args\"), then `mcp-manager reload`"
+        "the server exited at start ({status}){last_line}; fix that in config.json (its \"env\", \"args\"), then `mcp-manager reload`"
     )]
     Exited {
         name: String,

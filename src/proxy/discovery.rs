@@ -7,13 +7,24 @@
 //! it is the same manager whichever session started it) and asks again; if even that fails it starts the daemon itself,
 //! under the same start guard as the manager ([`crate::daemon::launch`]), so exactly
 //! one daemon runs either way. A remote (`url`) entry needs no search. When
-//! nothing serves the name, the error says what was tried and what to run.
+//! nothing serves the name, [`NotFound::message`] says the cause and its fix
+//! in its first ~150 characters (at most [`MESSAGE_CHARS`], never the
+//! server's name, which Claude Code redacts): a port held by another
+//! program; the manager's trouble (it could not be asked); why the start
+//! failed (the manager's own reason, relayed as it is, or the start's here:
+//! a missing runner and what installs it, a missing command, the server's
+//! exit status and last output lines, `startTimeout`). What was tried, in
+//! order, goes to the error's `data` and to stderr.
 //!
 //! Identity before trust: "something answers" is not enough. Before a
 //! session's first byte, the listener must be this user's
 //! ([`identity::listener`]; Linux and macOS tell, elsewhere it is assumed), or it
 //! gets nothing, not even a connect, and the client's `initialize` is
-//! answered with [`Attempt::ForeignListener`]. A hosted server must also
+//! answered with [`Attempt::ForeignListener`]. A daemon the config starts
+//! (an entry with a `command`) is proven by its believed record: a port
+//! that answers without one gets no session, and the manager's `/ensure`
+//! (or the start here) names its holder. An entry without a command is
+//! started by hand, so what answers on its port is it. A hosted server must also
 //! prove it is the host: its record is believed ([`identity::verdict`]:
 //! the recorded process holds the port) or its `/health` names the entry
 //! (a host started by hand has no record). A record on another port is
@@ -110,18 +121,17 @@ pub enum Attempt {
     LaunchFailed(launch::LaunchError),
 }
 
-/// How much an attempt says about why nothing serves: the highest one
-/// found is what the client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What part an attempt plays in the message the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Weight {
     /// A step of the search that found nothing (the normal way to the
     /// manager).
     Step,
-    /// The manager could not be asked: worth a note, but the start here
-    /// that follows says more.
-    Manager,
-    /// Why the start failed.
+    /// Why the start (by the manager, or here) failed.
     Start,
+    /// The manager could not be asked: every server is then started
+    /// unsupervised, by the proxies; said first.
+    Manager,
     /// The port is someone else's: nothing more was tried.
     Port,
 }
@@ -148,15 +158,15 @@ impl Attempt {
     fn headline(&self) -> String {
         match self {
             Attempt::ForeignListener { port, holder } => format!(
-                "127.0.0.1:{port} is held by {holder}, another user's program, not this server; nothing was sent to it: stop it, or give this server another \"port\" in config.json"
+                "127.0.0.1:{port} is taken by another user's program: stop it, or give this server another \"port\" in config.json; it is held by {holder} and was sent nothing"
             ),
             Attempt::NotTheHost { port, holder } => format!(
-                "127.0.0.1:{port} is held by {holder}, not this server's host; nothing was sent to it: stop that program, or give this server another \"port\" in config.json"
+                "127.0.0.1:{port} is taken by a program that is not this server's host: stop it, or give this server another \"port\" in config.json; it is held by {holder} and was sent nothing"
             ),
             Attempt::LaunchFailed(error) => error.to_string(),
             Attempt::ManagerRefused(error) => manager_refused(error),
             Attempt::StrangerOnManagerPort { port, holder, .. } => format!(
-                "the manager's port {port} is held by {holder}, not mcp-manager: stop that program, or set another \"managerPort\" in config.json"
+                "the manager's port {port} is taken by a program that is not mcp-manager: stop it, or set another \"managerPort\" in config.json; it is held by {holder}"
             ),
             Attempt::ManagerNotStarted {
                 manager, reason, ..
@@ -193,7 +203,7 @@ fn manager_refused(error: &ApiError) -> String {
             "the manager on 127.0.0.1:{port} did not answer in time: `mcp-manager status` and `mcp-manager doctor` say why ({reason})"
         ),
         ApiError::Stranger { port, holder } => format!(
-            "the manager's port {port} is held by {holder}, another user's program, not mcp-manager; nothing was sent to it: stop it, or set another \"managerPort\" in config.json"
+            "the manager's port {port} is taken by another user's program: stop it, or set another \"managerPort\" in config.json; it is held by {holder} and was sent nothing"
         ),
     }
 }
@@ -213,21 +223,28 @@ pub struct NotFound {
 }
 
 impl NotFound {
-    /// What the client is told: the headline of the attempt that says the
-    /// most (the last of them), then a note of the manager's trouble when
-    /// the start that followed it failed too; at most [`MESSAGE_CHARS`].
+    /// What the client is told, at most [`MESSAGE_CHARS`]: a port held by
+    /// another program alone; else the manager's trouble (it could not be
+    /// asked), then why the start failed (by the manager, or here instead).
     /// No `--start-all` advice, and nothing that needs the server's name.
     pub fn message(&self) -> String {
-        let Some(cause) = self.tried.iter().rev().max_by_key(|a| a.weight()) else {
-            return "nothing serves this server: `mcp-manager status` says why".to_owned();
-        };
-        let mut message = cause.headline();
-        if cause.weight() == Weight::Start {
-            if let Some(note) = self.tried.iter().find(|a| a.weight() == Weight::Manager) {
-                message.push_str("; also: ");
-                message.push_str(&note.headline());
+        let of = |weight| self.tried.iter().filter(move |a| a.weight() == weight);
+        let message = if let Some(port) = of(Weight::Port).next() {
+            port.headline()
+        } else {
+            match (of(Weight::Manager).next(), of(Weight::Start).next_back()) {
+                (Some(manager), Some(start)) => format!(
+                    "{}; started here instead, it failed: {}",
+                    manager.headline(),
+                    start.headline()
+                ),
+                (Some(only), None) | (None, Some(only)) => only.headline(),
+                (None, None) => self.tried.last().map_or_else(
+                    || "nothing serves this server: `mcp-manager status` says why".to_owned(),
+                    Attempt::headline,
+                ),
             }
-        }
+        };
         launch::cut(&message, MESSAGE_CHARS)
     }
 
@@ -616,7 +633,75 @@ fn found(port: u16, transport: TransportKind, via: &'static str) -> Found {
 
 #[cfg(test)]
 mod tests {
-    use super::is_session_variable;
+    use super::*;
+
+    fn not_found(tried: Vec<Attempt>) -> NotFound {
+        NotFound {
+            name: "secret-name".into(),
+            tried,
+            port: Some(3100),
+            manager_port: 3199,
+        }
+    }
+
+    /// The client is told the cause and its fix first, not the search:
+    /// the manager's own reason as it is; the manager's trouble before the
+    /// start here that followed; a port held by another program alone.
+    #[test]
+    fn the_message_leads_with_the_cause_and_its_fix() {
+        let search = || {
+            vec![
+                Attempt::NothingOnPort { port: 3100 },
+                Attempt::NoRecord {
+                    path: "/h/secret-name.lock".into(),
+                },
+            ]
+        };
+        let mut tried = search();
+        tried.push(Attempt::ManagerRefused(ApiError::Refused {
+            status: 500,
+            message: "`uvx` was not found on PATH; install uv".into(),
+        }));
+        let refused = not_found(tried);
+        assert_eq!(refused.message(), "`uvx` was not found on PATH; install uv");
+        assert_eq!(refused.data()["tried"].as_array().map(Vec::len), Some(3));
+
+        let mut tried = search();
+        tried.push(Attempt::StrangerOnManagerPort {
+            port: 3199,
+            holder: "pid 7 (python3 -m http.server 3199)".into(),
+            what: "HTTP 404".into(),
+        });
+        tried.push(Attempt::LaunchFailed(launch::LaunchError::Exited {
+            name: "secret-name".into(),
+            status: "exit status: 3".into(),
+            last_line: ": fatal: DATABASE_URL is not set".into(),
+        }));
+        let message = not_found(tried).message();
+        assert!(
+            message.starts_with("the manager's port 3199 is taken by a program that is not mcp-manager: stop it, or set another \"managerPort\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("fatal: DATABASE_URL is not set"),
+            "{message}"
+        );
+
+        let held = not_found(vec![Attempt::NotTheHost {
+            port: 3100,
+            holder: "pid 8 (nginx)".into(),
+        }]);
+        for message in [message, held.message()] {
+            assert!(!message.contains("secret-name"), "{message}");
+            assert!(!message.contains("start-all"), "{message}");
+            assert!(message.chars().count() <= MESSAGE_CHARS, "{message}");
+        }
+        let long = not_found(vec![Attempt::ManagerRefused(ApiError::Refused {
+            status: 500,
+            message: "x".repeat(2000),
+        })]);
+        assert_eq!(long.message().chars().count(), MESSAGE_CHARS + 1);
+    }
 
     /// The session's own variables stay with the session; the user's
     /// (what `${VAR}` in the config reads) go with the manager.

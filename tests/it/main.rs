@@ -5,7 +5,8 @@
 //! `cli` (flags, config errors, finding the daemon), `real_servers` (the MCP
 //! feature list through `--url`), `transparency` (byte-for-byte answers),
 //! `process` (signals, end of input, framing), `faults` (fault injection
-//! against `fake_daemon`), `restarts` (surviving daemon restarts), `host`
+//! against `fake_daemon`), `failures` (each way the proxy cannot serve, as
+//! the client and `claude mcp list` see it), `restarts` (surviving daemon restarts), `host`
 //! (`mcp-manager host`), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
@@ -23,6 +24,7 @@ mod adoption;
 mod bounds;
 mod cli;
 mod connections;
+mod failures;
 mod fake_daemon;
 mod faults;
 mod files;
