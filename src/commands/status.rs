@@ -172,6 +172,7 @@ mod tests {
             last_error: error.map(str::to_owned),
             adopted: false,
             log_tail: None,
+            child: None,
         }
     }
 
