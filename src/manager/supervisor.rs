@@ -75,7 +75,9 @@ pub const GIVE_UP_AFTER: u32 = 8;
 const RETIRE_POLL: Duration = Duration::from_millis(500);
 /// How often a running hosted server's host is asked about its child: a
 /// `/health` of a few hundred bytes, over its Unix socket where it has one.
-pub const HOST_POLL: Duration = Duration::from_secs(2);
+/// Every second: a child restarted after its host's first 1 s back-off is
+/// seen `restarting` before it serves again.
+pub const HOST_POLL: Duration = Duration::from_secs(1);
 
 /// A daemon's restarts: one immediate retry, then 1 s doubling to 60 s.
 fn restart_backoff() -> Backoff {

@@ -122,7 +122,7 @@ impl Shown {
         // were all set before this host started.
         let last_error = child
             .as_ref()
-            .and_then(|c| c.last_reason.clone())
+            .and_then(child_error)
             .or_else(|| self.last_error.clone());
         DaemonStatus {
             name: self.name.clone(),
@@ -143,6 +143,18 @@ impl Shown {
             child,
         }
     }
+}
+
+/// A child's last reason, with its last stderr line when its host gives
+/// one the reason does not already contain.
+fn child_error(child: &ChildStatus) -> Option<String> {
+    let reason = child.last_reason.as_deref()?;
+    Some(match child.last_stderr.last().map(|l| l.trim()) {
+        Some(line) if !line.is_empty() && !reason.contains(line) => {
+            format!("{reason}; its last stderr: {line}")
+        }
+        _ => reason.to_owned(),
+    })
 }
 
 /// A running daemon's state: `running`, unless it is a hosted server
