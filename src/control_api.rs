@@ -69,6 +69,8 @@ impl DaemonState {
 #[serde(rename_all = "camelCase")]
 pub struct DaemonStatus {
     pub name: String,
+    /// Its process runs (a hosted server's host, whatever its child does:
+    /// `state` says that).
     pub running: bool,
     pub state: DaemonState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,9 +81,13 @@ pub struct DaemonStatus {
     /// Milliseconds since it started answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime: Option<u64>,
-    /// Starts after the first one (crashes, failed checks, restarts asked).
+    /// Starts after the first one (crashes, failed checks, restarts
+    /// asked), plus, for a hosted server, every start of its child after
+    /// the first (`child.restarts` is the running host's share).
     #[serde(default)]
     pub restarts: u32,
+    /// The last failure; for a running hosted server whose child has
+    /// ended, the child's last reason (its host's words).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Started by an earlier manager and taken over from its lock.
