@@ -29,6 +29,8 @@ mod files;
 mod host;
 mod manager;
 mod managing;
+#[cfg(unix)]
+mod one_voice;
 mod pipes;
 mod process;
 mod real_servers;
