@@ -494,9 +494,13 @@ impl Backend {
             Ok(()) => {
                 lock(&self.health).running(process);
                 tracing::info!(backend = %self.label, pid, "server process ready");
+                let mut exited = false;
                 let end = tokio::select! {
                     status = child.wait() => Some(match status {
-                        Ok(status) => format!("it exited ({status})"),
+                        Ok(status) => {
+                            exited = true;
+                            format!("it exited ({status})")
+                        }
                         Err(e) => format!("cannot wait for it: {e}"),
                     }),
                     _ = &mut reader => Some("it closed its stdout".to_owned()),
@@ -505,6 +509,10 @@ impl Backend {
                 };
                 *lock(&self.stdin) = None;
                 reader.abort();
+                if exited {
+                    // Its last words, for `/health`.
+                    child.stderr_read(STDERR_GRACE).await;
+                }
                 if end.is_none() {
                     lock(&self.health).state = ChildState::Stopped(process);
                 }

@@ -342,3 +342,55 @@ async fn the_error_reaches_the_client_through_the_proxy_unchanged() {
         assert_eq!(value["jsonrpc"], "2.0", "{line}");
     }
 }
+
+/// `claude mcp list` (the real Claude Code CLI, in a throwaway `HOME`)
+/// shows the crasher's cause on its line: the status and its own words,
+/// nothing that needs the server's name.
+#[tokio::test]
+async fn claude_mcp_list_shows_why_the_server_fails_at_start() {
+    let home = TestHome::new();
+    let manager_port = free_port();
+    let port = free_port();
+    let entry = crasher_entry(&home, port, "fatal", 0.0);
+    home.write_config(&manager_config(manager_port, json!({"crasher": entry})));
+    let _manager = ManagerProcess::start(&home, manager_port, &["--start-all"]).await;
+    wait_for_port(port, BOUND).await;
+    let user = tempfile::tempdir().expect("HOME");
+    let proxy = crate::util::proxy_bin().to_string_lossy().into_owned();
+    std::fs::write(
+        user.path().join(".claude.json"),
+        json!({"mcpServers": {"crasher": {"command": proxy,
+            "args": ["--target", "crasher", "--manager-port", manager_port.to_string()]}}})
+        .to_string(),
+    )
+    .expect("write ~/.claude.json");
+    let output = tokio::process::Command::new(crate::util::claude_bin())
+        .args(["mcp", "list"])
+        .current_dir(user.path())
+        .env("HOME", user.path())
+        .env("MCP_SESSION_MANAGER_HOME", home.path())
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let started = Instant::now();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("claude mcp list finished")
+        .expect("run claude");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("crasher: "))
+        .unwrap_or_else(|| panic!("no line for the server: {stdout}"));
+    assert!(
+        line.contains("Failed to connect")
+            && line.contains("exited at start (exit status: 3): starting up | fatal: DATABASE_URL is not set; next try in "),
+        "{line}"
+    );
+    eprintln!("claude mcp list took {:?}: {line}", started.elapsed());
+}
