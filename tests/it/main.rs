@@ -6,7 +6,8 @@
 //! feature list through `--url`), `transparency` (byte-for-byte answers),
 //! `process` (signals, end of input, framing), `faults` (fault injection
 //! against `fake_daemon`), `restarts` (surviving daemon restarts), `host`
-//! (`mcp-manager host`), `manager` (the supervisor and its control API),
+//! (`mcp-manager host`), `host_failures` (a hosted server that fails at
+//! start), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
@@ -27,6 +28,7 @@ mod fake_daemon;
 mod faults;
 mod files;
 mod host;
+mod host_failures;
 mod manager;
 mod managing;
 #[cfg(unix)]
