@@ -122,7 +122,9 @@ async fn a_hosted_server_that_exits_at_start_is_a_crash_loop_in_every_view() {
     );
     let error = looping["lastError"].as_str().unwrap_or_default().to_owned();
     assert!(error.contains("exit status: 3"), "{looping}");
-    assert!(looping["restarts"].as_u64() >= Some(3), "{looping}");
+    // The host says it is a crash loop after the first failed start (an
+    // older host: the manager counts three).
+    assert!(looping["restarts"].as_u64() >= Some(1), "{looping}");
     assert_eq!(looping["child"]["state"], "crash-loop", "{looping}");
     assert!(looping["child"]["lastReason"].is_string(), "{looping}");
     // A host that says its child's stderr: the manager says it too.

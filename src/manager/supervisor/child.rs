@@ -81,7 +81,10 @@ impl ChildReport {
                 .and_then(Value::as_u64)
                 .and_then(|p| u32::try_from(p).ok()),
             restarts: json.get("restarts").and_then(Value::as_u64).unwrap_or(0),
-            reason: text("lastRestartReason").or_else(|| text("lastReason")),
+            // A newer host words a failed start itself (cause, status, stderr).
+            reason: text("startError")
+                .or_else(|| text("lastRestartReason"))
+                .or_else(|| text("lastReason")),
             sessions: json.get("sessions").and_then(Value::as_u64).unwrap_or(0),
             crash_loop: json.get("crashLoop").and_then(Value::as_bool),
             next_try_at: json.get("nextTryAt").and_then(Value::as_u64),
