@@ -96,6 +96,10 @@ pub enum EnsureError {
     /// The manager is shutting down.
     #[error("the manager is stopping")]
     ManagerStopping,
+    /// Its last start failed and the next is not due yet: a new session
+    /// is told at once instead of waiting for another failed start.
+    #[error("{reason}; it is tried again in {retry_in_s} s")]
+    Failing { reason: String, retry_in_s: u64 },
 }
 
 /// What the control API asks of a daemon.
@@ -460,6 +464,23 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     async fn on_command(&mut self, command: Command) {
+        // A session while a daemon that failed to start waits out its
+        // back-off: told why at once (a start now would fail the same way
+        // and make every session wait for it); a person's `start` retries.
+        let command = match (command, &self.phase) {
+            (Command::Ensure(reply), Phase::Backoff { until }) if self.failed_starts > 0 => {
+                let retry_in = until.saturating_duration_since(Instant::now());
+                let _ = reply.send(Err(EnsureError::Failing {
+                    reason: self
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "it failed to start".to_owned()),
+                    retry_in_s: retry_in.as_secs() + u64::from(retry_in.subsec_nanos() > 0),
+                }));
+                return;
+            }
+            (command, _) => command,
+        };
         // Asked by a person (or a proxy): no back-off owed.
         self.backoff.reset();
         if let Phase::Running(up) = &mut self.phase {

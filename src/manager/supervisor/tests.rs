@@ -875,3 +875,29 @@ async fn a_port_held_by_a_stranger_is_shown_failed_until_it_is_free() {
     let up = h.handle.start().await;
     assert_eq!(up.state, DaemonState::Running);
 }
+
+/// A session asking for a daemon whose start just failed is told why at
+/// once, with the time of the next try, and starts nothing; a person's
+/// `start` tries again now.
+#[tokio::test(start_paused = true)]
+async fn a_session_during_a_failed_starts_back_off_is_told_at_once() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.world.world().failures.push_back(LaunchError::Exited {
+        name: "web".into(),
+        status: "exit status: 3".into(),
+        last_line: ": fatal: DATABASE_URL is not set".into(),
+    });
+    let first = h.handle.start().await;
+    assert_eq!(first.state, DaemonState::Backoff, "{first:?}");
+    let asked = Instant::now();
+    let error = h.handle.ensure().await.expect_err("failing");
+    assert_eq!(asked.elapsed(), Duration::ZERO, "told at once");
+    let text = error.to_string();
+    assert!(
+        text.contains("DATABASE_URL") && text.contains("tried again in 1 s"),
+        "{text}"
+    );
+    assert_eq!(h.world.world().starts.len(), 1, "no start for the session");
+    let up = h.handle.start().await;
+    assert_eq!(up.state, DaemonState::Running, "{up:?}");
+}
