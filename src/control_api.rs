@@ -33,6 +33,17 @@ pub enum DaemonState {
     Failed,
     /// A `url` entry: lives elsewhere, never started here.
     Remote,
+    /// A hosted server whose host runs but whose child is being started
+    /// again (it exited or stopped answering); see `child`.
+    Restarting,
+    /// A hosted server whose child keeps ending (it exits at start, say):
+    /// its host starts it again after a back-off, and `lastError` is the
+    /// child's last reason; see `child`.
+    #[serde(rename = "crash-loop")]
+    CrashLoop,
+    /// A hosted server with several children (scope `project` or
+    /// `session`) some of which run and some not; see `child`.
+    Degraded,
 }
 
 impl DaemonState {
@@ -46,6 +57,9 @@ impl DaemonState {
             DaemonState::Idle => "idle",
             DaemonState::Failed => "failed",
             DaemonState::Remote => "remote",
+            DaemonState::Restarting => "restarting",
+            DaemonState::CrashLoop => "crash-loop",
+            DaemonState::Degraded => "degraded",
         }
     }
 }
@@ -55,6 +69,8 @@ impl DaemonState {
 #[serde(rename_all = "camelCase")]
 pub struct DaemonStatus {
     pub name: String,
+    /// Its process runs (a hosted server's host, whatever its child does:
+    /// `state` says that).
     pub running: bool,
     pub state: DaemonState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,9 +81,13 @@ pub struct DaemonStatus {
     /// Milliseconds since it started answering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime: Option<u64>,
-    /// Starts after the first one (crashes, failed checks, restarts asked).
+    /// Starts after the first one (crashes, failed checks, restarts
+    /// asked), plus, for a hosted server, every start of its child after
+    /// the first (`child.restarts` is the running host's share).
     #[serde(default)]
     pub restarts: u32,
+    /// The last failure; for a running hosted server whose child has
+    /// ended, the child's last reason (its host's words).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Started by an earlier manager and taken over from its lock.
@@ -76,6 +96,76 @@ pub struct DaemonStatus {
     /// The log's last lines (`GET /status/NAME` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<Vec<String>>,
+    /// A running hosted server: its child as its host's `/health` says
+    /// (absent before the first look, for other transports, and when the
+    /// host does not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ChildStatus>,
+}
+
+/// Where a hosted server's child is, as its host says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChildState {
+    /// Initialized and serving.
+    Running,
+    /// Its first start, not answering `initialize` yet.
+    Starting,
+    /// Stopped (its host is stopping).
+    Stopped,
+    /// It ended and is being started again.
+    Restarting,
+    /// It keeps ending without serving: started again after a back-off.
+    #[serde(rename = "crash-loop")]
+    CrashLoop,
+}
+
+impl ChildState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildState::Running => "running",
+            ChildState::Starting => "starting",
+            ChildState::Stopped => "stopped",
+            ChildState::Restarting => "restarting",
+            ChildState::CrashLoop => "crash-loop",
+        }
+    }
+}
+
+/// A hosted server's child (`child` in a [`DaemonStatus`]). With scope
+/// `project` or `session` a host runs one child per key: then `pid`,
+/// `state`, `lastReason`, `nextTryAt` and `lastStderr` are the worst
+/// one's, `restarts` and `sessions` the sum, and `states` counts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildStatus {
+    pub state: ChildState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How many times its host started a child again.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Why it was last started again (the host's words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reason: Option<String>,
+    /// Sessions its host serves.
+    #[serde(default)]
+    pub sessions: u64,
+    /// When its host tries it again (ms since the Unix epoch), if it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_try_at: Option<u64>,
+    /// Its last lines on stderr, if its host says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_stderr: Vec<String>,
+    /// The host's scope: `shared`, `project` or `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// How many children the host runs.
+    #[serde(default)]
+    pub children: u32,
+    /// Children per state, when there is more than one.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub states: std::collections::BTreeMap<ChildState, u32>,
 }
 
 /// `{"daemons": [...]}`; `/status` adds `config`.

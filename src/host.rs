@@ -23,18 +23,25 @@
 //! - this module: the HTTP endpoint (routes, per-request checks) and [`run`];
 //! - `session`: client sessions (ids, idle timeouts, GET streams);
 //! - `backend`: one child's life (start, restart, readiness, health);
+//! - `readiness`: whether a session is served, waits or is refused at
+//!   once (the crash-loop rule), pure;
+//! - `failure`: why a start failed, as a session is told;
 //! - `health`: the child's state as `/health` reports it;
 //! - `mux`: the multiplexing state, pure (ids, pending requests,
 //!   subscriptions and log levels per session);
 //! - `sink`: where messages for a session go;
-//! - `child`: spawning the child process and its stdio.
+//! - `child`: spawning the child process and its stdio;
+//! - `stderr`: the child's stderr, appended to its log, its last lines kept.
 
 mod backend;
 mod child;
+mod failure;
 mod health;
 mod mux;
+mod readiness;
 mod session;
 mod sink;
+mod stderr;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -160,15 +167,15 @@ impl Host {
                 name = self.options.name
             ));
         }
-        let spec = self.child_spec(scope_key);
         let label = format!("{}[{}]", self.options.name, short(scope_key));
+        let spec = self.child_spec(scope_key, &label);
         let backend = Backend::start(label, spec, self.options.timing);
         backends.insert(scope_key.to_owned(), Arc::clone(&backend));
         Ok(backend)
     }
 
     /// The command with `{project}` and `{projectHash}` filled in.
-    fn child_spec(&self, scope_key: &str) -> ChildSpec {
+    fn child_spec(&self, scope_key: &str, label: &str) -> ChildSpec {
         let o = &self.options;
         let project = match (o.scope, scope_key) {
             (Scope::Project, "default") | (Scope::Shared | Scope::Session, _) => "",
@@ -190,6 +197,7 @@ impl Host {
                 .as_ref()
                 .map(|c| PathBuf::from(fill(&c.to_string_lossy()))),
             log: o.log.clone(),
+            label: label.to_owned(),
         }
     }
 
@@ -233,13 +241,19 @@ impl Host {
         Ok(())
     }
 
+    /// `/health`: `state` is "ok" when every child runs, else "degraded"
+    /// (as it always was); `crashLoop` (added for issue 15) says whether a
+    /// child's last start failed, each child's entry saying more (see
+    /// [`health`]).
     fn health(&self) -> Response<Body> {
         let mut all_running = true;
+        let mut crash_loop = false;
         let backends: Vec<serde_json::Value> = lock(&self.backends)
             .iter()
             .map(|(key, b)| {
                 let health = b.health();
                 all_running &= health.is_running();
+                crash_loop |= health.is_crash_loop();
                 let mut v = serde_json::to_value(health).unwrap_or_default();
                 v["scopeKey"] = serde_json::Value::String(key.clone());
                 v["sessions"] = b.session_count().into();
@@ -258,6 +272,7 @@ impl Host {
                 "sessions": self.sessions.count(),
                 "uptimeMs": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "children": backends,
+                "crashLoop": crash_loop,
             }),
         )
     }

@@ -20,11 +20,14 @@
 //! 8. when the manager runs: it was started by the user service (a
 //!    warning when a proxy started it), and every `${VAR}` the config uses
 //!    is set for it (from `/status`'s `config.unsetVariables`; unknown for
-//!    an older manager), and no config change waits for its restart.
+//!    an older manager), and no config change waits for its restart;
+//! 9. when the manager runs: no daemon is failing as its `/status` says
+//!    (a hosted server whose child keeps exiting, a port held by a
+//!    stranger, a start that failed), each with its reason and the fix.
 //!
 //! Only problems make the report unhealthy ([`Report::healthy`]).
 //!
-//! One module per concern: `config` (1), `daemons` (2–4), `manager` (3,
+//! One module per concern: `config` (1), `daemons` (2–4 and 9), `manager` (3,
 //! 5 and 8, over `sockets/manager.sock` when it is ours, else TCP), `claude` (6; where Claude's files are and how a project is
 //! keyed are [`crate::claude`]'s, shared with `import`), `version` (7),
 //! and `report`, the text and JSON of the findings.
@@ -210,6 +213,7 @@ pub async fn diagnose(input: &DoctorInput) -> Report {
         input.service_file.as_deref(),
     ));
     checks.extend(manager::check_running_config(&ping, &config_file));
+    checks.extend(daemons::check_states(&ping, &config_file));
     checks.extend(claude::check_claude(input, &config, config_valid, &proxy));
     checks.push(version);
     Report::new(checks)

@@ -1,12 +1,13 @@
 //! `mcp-manager status`, `start`, `stop`, `restart`: the running manager's
 //! daemons as a table a person reads.
 
-use crate::control_api::{ConfigStatus, DaemonAction, DaemonStatus};
+use crate::control_api::{ChildStatus, ConfigStatus, DaemonAction, DaemonState, DaemonStatus};
 
 /// The status table: one row per daemon, columns padded to their widest
-/// cell, the last error unpadded at the end.
+/// cell, the last error unpadded at the end; below it, for a hosted server
+/// whose child is not serving, what to do.
 pub fn table(daemons: &[DaemonStatus]) -> String {
-    let rows: Vec<[String; 8]> = daemons
+    let rows: Vec<[String; 9]> = daemons
         .iter()
         .map(|d| {
             [
@@ -17,6 +18,10 @@ pub fn table(daemons: &[DaemonStatus]) -> String {
                 d.transport.as_str().to_owned(),
                 d.uptime.map(human).unwrap_or_else(|| "-".into()),
                 d.restarts.to_string(),
+                d.child
+                    .as_ref()
+                    .map(child_cell)
+                    .unwrap_or_else(|| "-".into()),
                 d.last_error.clone().unwrap_or_default(),
             ]
         })
@@ -29,6 +34,7 @@ pub fn table(daemons: &[DaemonStatus]) -> String {
         "TRANSPORT",
         "UPTIME",
         "RESTARTS",
+        "CHILD",
         "LAST ERROR",
     ];
     let mut widths = header.map(str::len);
@@ -37,10 +43,10 @@ pub fn table(daemons: &[DaemonStatus]) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 8]| {
+    let line = |cells: [&str; 9]| {
         let mut out = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i == 7 {
+            if i == 8 {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
@@ -53,7 +59,55 @@ pub fn table(daemons: &[DaemonStatus]) -> String {
         text.push('\n');
         text.push_str(&line(row.each_ref().map(String::as_str)));
     }
+    for daemon in daemons {
+        if let Some(advice) = advice(daemon) {
+            text.push('\n');
+            text.push_str(&advice);
+        }
+    }
     text
+}
+
+/// A hosted server's child in one cell: `running pid 4242`, `crash-loop`,
+/// or with several children their count per state.
+fn child_cell(child: &ChildStatus) -> String {
+    if child.states.len() > 1 || child.children > 1 {
+        return child
+            .states
+            .iter()
+            .rev()
+            .map(|(state, n)| format!("{n} {}", state.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    match child.pid {
+        Some(pid) => format!("{} pid {pid}", child.state.as_str()),
+        None => child.state.as_str().to_owned(),
+    }
+}
+
+/// What to do about a hosted server whose child is not serving (`None`
+/// for any other): its log says why.
+pub fn advice(daemon: &DaemonStatus) -> Option<String> {
+    let name = &daemon.name;
+    let what = match daemon.state {
+        DaemonState::CrashLoop => "its server keeps exiting",
+        DaemonState::Degraded => "some of its server's processes keep failing",
+        DaemonState::Restarting => "its server ended and is being started again",
+        _ => return None,
+    };
+    let next = daemon
+        .child
+        .as_ref()
+        .and_then(|c| c.next_try_at)
+        .map(|at| {
+            let now = crate::paths::now_ms();
+            format!(" (next try in {})", human(at.saturating_sub(now)))
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "{name}: {what}{next}; see why with `mcp-manager logs {name}`, fix it, then `mcp-manager restart {name}`"
+    ))
 }
 
 /// The lines above the table: which config is in force, since when, the
@@ -99,7 +153,9 @@ pub fn config_lines(config: &ConfigStatus, now: u64) -> String {
 /// "NAME is STATE: last error".
 pub fn unmet(action: DaemonAction, status: &DaemonStatus) -> Option<String> {
     let wanted_running = action != DaemonAction::Stop;
-    (status.running != wanted_running).then(|| {
+    // A host whose child keeps exiting runs, but serves nothing.
+    let serving = status.running && status.state != DaemonState::CrashLoop;
+    (serving != wanted_running).then(|| {
         format!(
             "{} is {}{}",
             status.name,
@@ -157,7 +213,6 @@ mod tests {
         );
     }
     use crate::config::TransportKind;
-    use crate::control_api::DaemonState;
 
     fn status(name: &str, state: DaemonState, error: Option<&str>) -> DaemonStatus {
         DaemonStatus {
@@ -172,6 +227,7 @@ mod tests {
             last_error: error.map(str::to_owned),
             adopted: false,
             log_tail: None,
+            child: None,
         }
     }
 
@@ -192,7 +248,7 @@ mod tests {
         assert_eq!(lines.len(), 3, "{text}");
         assert!(lines[0].starts_with("NAME         STATE    PID"), "{text}");
         assert!(lines[1].contains("1h 02m"), "{text}");
-        assert!(lines[2].ends_with("1         port taken"), "{text}");
+        assert!(lines[2].ends_with("1         -      port taken"), "{text}");
         assert!(!lines[1].ends_with(' '), "no trailing padding: {text:?}");
     }
 
@@ -206,5 +262,39 @@ mod tests {
         assert_eq!(unmet(DaemonAction::Stop, &failed), None);
         let running = status("db", DaemonState::Running, None);
         assert_eq!(unmet(DaemonAction::Restart, &running), None);
+    }
+
+    /// A crash-looping hosted server says so in its row, with its child's
+    /// reason, and the line below the table says the fix; a start that
+    /// ends in a crash loop did not do what was asked.
+    #[test]
+    fn a_crash_loop_shows_its_reason_and_the_fix() {
+        let why = "it exited during start-up (exit status: 3)";
+        let mut looping = status("crasher", DaemonState::CrashLoop, Some(why));
+        looping.running = true;
+        looping.child = Some(ChildStatus {
+            state: crate::control_api::ChildState::CrashLoop,
+            pid: None,
+            restarts: 5,
+            last_reason: Some(why.into()),
+            sessions: 0,
+            next_try_at: None,
+            last_stderr: Vec::new(),
+            scope: Some("shared".into()),
+            children: 1,
+            states: Default::default(),
+        });
+        let text = table(&[looping.clone()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].contains("crash-loop"), "{text}");
+        assert!(lines[1].ends_with(why), "{text}");
+        assert_eq!(
+            lines[2],
+            "crasher: its server keeps exiting; see why with `mcp-manager logs crasher`, fix it, then `mcp-manager restart crasher`"
+        );
+        assert!(
+            unmet(DaemonAction::Start, &looping).is_some_and(|u| u.contains(why)),
+            "{looping:?}"
+        );
     }
 }

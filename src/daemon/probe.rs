@@ -120,8 +120,13 @@ async fn host_health(port: u16) -> Option<serde_json::Value> {
     host_health_at(port, None).await
 }
 
-/// A host's `/health` JSON over TCP or its Unix `socket`.
-async fn host_health_at(port: u16, socket: Option<&std::path::Path>) -> Option<serde_json::Value> {
+/// A host's `/health` JSON over TCP or its Unix `socket` (the URL names
+/// `port`, for the host's Host check); `None` if it does not answer with
+/// JSON within the probe's limit, or sends more than a host would.
+pub async fn host_health_at(
+    port: u16,
+    socket: Option<&std::path::Path>,
+) -> Option<serde_json::Value> {
     let builder = http::loopback_client_builder().timeout(PROBE_TIMEOUT);
     #[cfg(unix)]
     let builder = match socket {

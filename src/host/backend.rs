@@ -5,7 +5,9 @@
 //! with back-off when it dies or stops answering `ping` while requests wait,
 //! and re-set, once initialized, to the log level and subscriptions its
 //! sessions had. Its [`Readiness`] says whether requests can go to the child
-//! now, and its [`ChildHealth`] what `/health` reports. What goes where
+//! now, wait, or are refused at once (a crash loop: the last start failed
+//! before the child was ready), and its [`ChildHealth`] what `/health`
+//! reports. What goes where
 //! between the sessions and the child is the [`Mux`]'s business; the backend
 //! does the I/O the mux asks for.
 
@@ -17,8 +19,10 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::child::{Child, ChildSpec, SpawnError};
+use super::failure::{Cause, StartFailure, refusal_excerpt};
 use super::health::{ChildHealth, ChildProcess, ChildState};
 use super::mux::{ClientCapabilities, Mux, ServerRequestRoute, SessionId};
+use super::readiness::{End, Readiness, Verdict};
 use super::sink::{Outbound, Sink};
 use crate::jsonrpc::{self, Kind, Message, rewrite};
 use crate::stdio::Output;
@@ -50,6 +54,9 @@ impl Default for SupervisionTiming {
 pub enum BackendError {
     #[error("the server process is not ready: {0}")]
     NotReady(String),
+    /// Its last start failed (a crash loop): why, and when the next try is.
+    #[error("{0}")]
+    StartFailed(String),
     #[error("the server process restarted; the request may or may not have run ({0})")]
     Restarted(String),
 }
@@ -65,7 +72,8 @@ pub struct Backend {
     mux: Mutex<Mux>,
     /// The running child's stdin.
     stdin: Mutex<Option<Output>>,
-    /// The child's `initialize` result (raw JSON), while a child is ready.
+    /// Whether sessions are served, wait or are refused (see
+    /// [`super::readiness`]).
     ready: watch::Sender<Readiness>,
     health: Mutex<ChildHealth>,
     cancel: CancellationToken,
@@ -73,17 +81,13 @@ pub struct Backend {
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Can requests go to the child now?
-#[derive(Debug, Clone)]
-enum Readiness {
-    Starting,
-    Ready(Bytes),
-    /// Ended; being started again.
-    Down(String),
-    /// Cannot be started at all (the command is missing): clients are told
-    /// at once instead of waiting for a start that will not come.
-    Unstartable(String),
-}
+/// How long, after a child exited at start, its stderr is still read for
+/// its last words (a child of its own may hold the pipe open).
+const STDERR_GRACE: Duration = Duration::from_millis(300);
+
+/// How long a child that closed its stdout at start is given to exit, so
+/// that its exit status can be told.
+const EXIT_GRACE: Duration = Duration::from_millis(300);
 
 impl Backend {
     /// Starts the child (in the background) and returns the handle.
@@ -128,23 +132,25 @@ impl Backend {
         lock(&self.health).clone()
     }
 
-    /// The child's `initialize` result, waiting up to `timeout` for it.
+    /// The child's `initialize` result, waiting up to `timeout` for it
+    /// while a child starts (or restarts after it ran); refused at once
+    /// while the last start failed.
     ///
     /// # Errors
-    /// [`BackendError::NotReady`] with the reason when no child is ready in time.
+    /// [`BackendError::StartFailed`] with the failure and the next try when
+    /// the last start failed (at once, or as soon as the start waited for
+    /// fails); [`BackendError::NotReady`] with the reason when no child is
+    /// ready in time.
     pub async fn initialize_result(&self, timeout: Duration) -> Result<Bytes, BackendError> {
         let mut ready = self.ready.subscribe();
-        let wait = ready.wait_for(|r| matches!(r, Readiness::Ready(_) | Readiness::Unstartable(_)));
+        let wait = ready.wait_for(|r| r.verdict(Instant::now()) != Verdict::Wait);
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(r)) => match &*r {
-                Readiness::Ready(result) => Ok(result.clone()),
-                Readiness::Unstartable(reason) => Err(BackendError::NotReady(reason.clone())),
-                _ => Err(BackendError::NotReady("it is still starting".into())),
+            Ok(Ok(r)) => match r.verdict(Instant::now()) {
+                Verdict::Serve(result) => Ok(result),
+                Verdict::Refuse(message) => Err(BackendError::StartFailed(message)),
+                Verdict::Wait => Err(BackendError::NotReady(r.waited_in_vain())),
             },
-            _ => Err(BackendError::NotReady(match &*self.ready.borrow() {
-                Readiness::Down(reason) | Readiness::Unstartable(reason) => reason.clone(),
-                _ => "it is still starting".into(),
-            })),
+            _ => Err(BackendError::NotReady(self.ready.borrow().waited_in_vain())),
         }
     }
 
@@ -387,86 +393,137 @@ impl Backend {
             crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
         loop {
             let started = Instant::now();
-            let reason = self.run_child().await;
-            let Some(reason) = reason else { return };
-            tracing::warn!(backend = %self.label, reason, "the server process ended; starting it again");
-            self.ready.send_if_modified(|r| {
-                if matches!(r, Readiness::Unstartable(_)) {
-                    return false; // keep saying why it cannot start
+            self.ready.send_modify(Readiness::trying);
+            let (end, child) = self.run_child().await;
+            let Some(end) = end else {
+                // Stopped: the process (if any) goes, for good.
+                if let Some(child) = child {
+                    child.terminate().await;
                 }
-                *r = Readiness::Down(reason.clone());
-                true
-            });
-            // Every request waiting on the child that just ended fails.
-            let message = BackendError::Restarted(reason.clone()).to_string();
-            lock(&self.mux).fail_all(&message);
-            lock(&self.health).restarting(reason);
+                return;
+            };
             if started.elapsed() > Duration::from_secs(60) {
                 backoff.reset();
             }
+            let delay = backoff.next_delay();
+            let next_try = tokio::time::Instant::now() + delay;
+            let stderr = child.as_ref().map(Child::stderr_lines).unwrap_or_default();
+            self.ended(&end, stderr, delay, next_try.into_std());
+            // Told first, stopped after: a child that ignores SIGTERM
+            // delays no session (nor the next try it was told of).
+            if let Some(child) = child {
+                child.terminate().await;
+            }
             tokio::select! {
-                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = tokio::time::sleep_until(next_try) => {}
                 () = self.cancel.cancelled() => return,
             }
         }
     }
 
-    /// Runs one child to its end; the reason it ended, or `None` on stop.
-    async fn run_child(self: &Arc<Self>) -> Option<String> {
+    /// Tells the sessions and `/health` how the child's run ended; the next
+    /// try is `delay` from now, at `next_try`.
+    fn ended(&self, end: &End, stderr: Vec<String>, delay: Duration, next_try: Instant) {
+        let next_try_at = crate::paths::now_ms()
+            .saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        let (reason, start_error) = match end {
+            End::Ran(reason) => (reason.clone(), None),
+            End::FailedStart(failure) => (failure.reason(), Some(failure.message())),
+        };
+        tracing::warn!(backend = %self.label, reason, next_try_in = ?delay, "the server process ended; starting it again");
+        self.ready.send_modify(|r| r.ended(end, next_try));
+        // Every request waiting on the child that just ended fails.
+        let message = match end {
+            End::Ran(reason) => BackendError::Restarted(reason.clone()).to_string(),
+            End::FailedStart(failure) => failure.message_with_next_try(Some(delay)),
+        };
+        lock(&self.mux).fail_all(&message);
+        lock(&self.health).ended(reason, start_error, stderr, next_try_at);
+    }
+
+    /// Runs one child to its end: how it ended (`None` on stop) and the
+    /// process, still to be terminated (`None` if none was spawned).
+    async fn run_child(self: &Arc<Self>) -> (Option<End>, Option<Child>) {
+        let failed = |cause| Some(End::FailedStart(StartFailure::new(cause)));
         let mut child = match Child::spawn(&self.spec) {
             Ok(child) => child,
             Err(SpawnError::Unstartable(reason)) => {
-                self.ready
-                    .send_replace(Readiness::Unstartable(reason.clone()));
-                return Some(reason);
+                return (failed(Cause::Unstartable(reason)), None);
             }
-            Err(error @ SpawnError::NoStdio) => return Some(error.to_string()),
+            Err(SpawnError::NoStdio) => return (failed(Cause::NoStdio), None),
         };
         let pid = child.pid;
         *lock(&self.stdin) = Some(child.stdin.clone());
         let this = Arc::clone(self);
         let Some(mut reader) = child.read_stdout(move |line| this.on_child_message(line)) else {
-            return Some(SpawnError::NoStdio.to_string());
+            *lock(&self.stdin) = None;
+            return (failed(Cause::NoStdio), Some(child));
         };
         let process = ChildProcess {
             pid,
             started_at: crate::paths::now_ms(),
         };
-        lock(&self.health).state = ChildState::Starting(Some(process));
-        let end = tokio::select! {
-            ready = self.initialize_child() => match ready {
-                Ok(()) => {
-                    lock(&self.health).state = ChildState::Running(process);
-                    tracing::info!(backend = %self.label, pid, "server process ready");
-                    tokio::select! {
-                        status = child.wait() => Some(match status {
-                            Ok(status) => format!("it exited ({status})"),
-                            Err(e) => format!("cannot wait for it: {e}"),
-                        }),
-                        _ = &mut reader => Some("it closed its stdout".to_owned()),
-                        reason = self.watchdog() => Some(reason),
-                        () = self.cancel.cancelled() => None,
-                    }
+        lock(&self.health).starting(process);
+        let start = tokio::select! {
+            ready = self.initialize_child() => ready,
+            status = child.wait() => Err(exit_cause(status)),
+            _ = &mut reader => {
+                // Its exit (if it comes at once) says more than the pipe.
+                match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                    Ok(status) => Err(exit_cause(status)),
+                    Err(_) => Err(Cause::ClosedStdout),
                 }
-                Err(reason) => Some(reason),
-            },
-            status = child.wait() => Some(match status {
-                Ok(status) => format!("it exited during start-up ({status}); see {}", self.spec.log.display()),
-                Err(e) => format!("cannot wait for it: {e}"),
-            }),
-            () = self.cancel.cancelled() => None,
+            }
+            () = self.cancel.cancelled() => {
+                *lock(&self.stdin) = None;
+                reader.abort();
+                lock(&self.health).state = ChildState::Stopped(process);
+                return (None, Some(child));
+            }
         };
-        *lock(&self.stdin) = None;
-        reader.abort();
-        child.terminate().await;
-        if end.is_none() {
-            lock(&self.health).state = ChildState::Stopped(process);
-        }
-        end
+        let end = match start {
+            Err(cause) => {
+                *lock(&self.stdin) = None;
+                reader.abort();
+                if matches!(cause, Cause::Exited(_)) {
+                    child.stderr_read(STDERR_GRACE).await;
+                }
+                let stderr = child.stderr_lines();
+                Some(End::FailedStart(StartFailure { cause, stderr }))
+            }
+            Ok(()) => {
+                lock(&self.health).running(process);
+                tracing::info!(backend = %self.label, pid, "server process ready");
+                let mut exited = false;
+                let end = tokio::select! {
+                    status = child.wait() => Some(match status {
+                        Ok(status) => {
+                            exited = true;
+                            format!("it exited ({status})")
+                        }
+                        Err(e) => format!("cannot wait for it: {e}"),
+                    }),
+                    _ = &mut reader => Some("it closed its stdout".to_owned()),
+                    reason = self.watchdog() => Some(reason),
+                    () = self.cancel.cancelled() => None,
+                };
+                *lock(&self.stdin) = None;
+                reader.abort();
+                if exited {
+                    // Its last words, for `/health`.
+                    child.stderr_read(STDERR_GRACE).await;
+                }
+                if end.is_none() {
+                    lock(&self.health).state = ChildState::Stopped(process);
+                }
+                end.map(End::Ran)
+            }
+        };
+        (end, Some(child))
     }
 
     /// `initialize` + `initialized`, then the state the sessions had set.
-    async fn initialize_child(&self) -> Result<(), String> {
+    async fn initialize_child(&self) -> Result<(), Cause> {
         let params = serde_json::json!({
             "protocolVersion": CHILD_PROTOCOL_VERSION,
             "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
@@ -478,19 +535,10 @@ impl Backend {
         self.to_child(Bytes::from(request.to_string())).await;
         let answer = tokio::time::timeout(self.timing.initialize, rx)
             .await
-            .map_err(|_| {
-                format!(
-                    "it did not answer initialize within {:?}",
-                    self.timing.initialize
-                )
-            })?
-            .map_err(|_| "it did not answer initialize".to_owned())?;
-        let result = init_result(&answer).ok_or_else(|| {
-            format!(
-                "it refused initialize: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)])
-            )
-        })?;
+            .map_err(|_| Cause::NoAnswer(self.timing.initialize))?
+            .map_err(|_| Cause::Unanswered)?;
+        let result =
+            init_result(&answer).ok_or_else(|| Cause::Refused(refusal_excerpt(&answer)))?;
         self.to_child(Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
         ))
@@ -527,6 +575,14 @@ impl Backend {
                 );
             }
         }
+    }
+}
+
+/// Why a child that exited at start ended, from its wait.
+fn exit_cause(status: std::io::Result<std::process::ExitStatus>) -> Cause {
+    match status {
+        Ok(status) => Cause::Exited(status.to_string()),
+        Err(error) => Cause::Unwaitable(error.to_string()),
     }
 }
 

@@ -2,12 +2,15 @@
 //!
 //! A [`ChildSpec`] says how to start the child; [`Child::spawn`] starts it in
 //! a process group of its own (so stopping it stops its whole tree: `npx`
-//! runs node, which may run more), its stderr appended to its log, its stdin
-//! owned by the one line writer of [`crate::stdio`] and its stdout read line
-//! by line. Messages are not interpreted here: that is the backend's job.
+//! runs node, which may run more), its stderr read by the host, appended to
+//! its log and its last lines kept ([`super::stderr`]), its stdin owned by
+//! the one line writer of [`crate::stdio`] and its stdout read line by line.
+//! Messages are not interpreted here: that is the backend's job.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::BufReader;
@@ -15,7 +18,9 @@ use tokio::process::{ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::stderr::{StderrTail, pump};
 use crate::stdio::{LineReader, Output};
+use crate::sync::lock;
 
 /// How to start the child.
 #[derive(Debug, Clone)]
@@ -26,6 +31,8 @@ pub struct ChildSpec {
     pub cwd: Option<PathBuf>,
     /// The child's stderr is appended here.
     pub log: PathBuf,
+    /// Who it is, for the host's own log lines.
+    pub label: String,
 }
 
 /// Why a child did not start.
@@ -51,6 +58,11 @@ pub struct Child {
     pub stdin: Output,
     writer: JoinHandle<()>,
     stdout: Option<ChildStdout>,
+    /// The last lines it wrote to stderr.
+    stderr_tail: Arc<Mutex<StderrTail>>,
+    /// The task reading its stderr (it ends when every holder of the pipe,
+    /// the child's own children included, has closed it).
+    stderr_pump: JoinHandle<()>,
 }
 
 impl Child {
@@ -74,7 +86,7 @@ impl Child {
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
@@ -84,9 +96,15 @@ impl Child {
             .spawn()
             .map_err(|e| SpawnError::Unstartable(not_started(&spec.command, &e)))?;
         let pid = process.id();
-        let (Some(stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        ) else {
             return Err(SpawnError::NoStdio);
         };
+        let stderr_tail = Arc::new(Mutex::new(StderrTail::default()));
+        let stderr_pump = pump(stderr, log, Arc::clone(&stderr_tail), spec.label.clone());
         // A child that closes its stdin is seen ending by `wait` or its stdout.
         let (stdin, writer) =
             crate::stdio::spawn_line_writer(stdin, STDIN_QUEUE, CancellationToken::new());
@@ -96,6 +114,8 @@ impl Child {
             stdin,
             writer,
             stdout: Some(stdout),
+            stderr_tail,
+            stderr_pump,
         })
     }
 
@@ -112,6 +132,20 @@ impl Child {
                 on_line(line);
             }
         }))
+    }
+
+    /// The last lines it wrote to stderr, oldest first.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        lock(&self.stderr_tail).lines()
+    }
+
+    /// Waits, up to `within`, until its stderr is read to the end (after it
+    /// exited: its last words are in the tail then; a child of its own may
+    /// hold the pipe open longer).
+    pub async fn stderr_read(&mut self, within: Duration) {
+        if !self.stderr_pump.is_finished() {
+            let _ = tokio::time::timeout(within, &mut self.stderr_pump).await;
+        }
     }
 
     /// Waits for the process to exit (cancel-safe).

@@ -22,10 +22,23 @@
 //! `/ensure`. At startup a daemon an earlier manager left running is
 //! adopted from its lock; at shutdown every running daemon is stopped.
 //!
+//! One voice: a running hosted server's host is asked for its `/health`
+//! every [`HOST_POLL`] (over its Unix socket when it has one), and what it
+//! says of its child (pid, state, restarts, last reason, sessions) is
+//! published with the phase, so `/status` and `/events` follow the child
+//! within a few seconds: a child that keeps exiting makes it
+//! `crash-loop`, never `running` (see `phase`). A poll, not a read in
+//! `/status`, because `/events` must see the change when it happens, not
+//! when someone asks. A daemon that is not running, whose port a program
+//! that is not its daemon holds (a proxy may have found it first), is
+//! shown `failed` with that program named, at startup and on every health
+//! tick, until the port is free.
+//!
 //! The process side (spawn, adopt, wait, probe, stop) is behind the
 //! `process::Launcher` trait: the manager runs `process::OsLauncher`,
 //! the tests a fake under paused time.
 
+mod child;
 mod phase;
 mod process;
 #[cfg(test)]
@@ -42,7 +55,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backoff::Backoff;
 use crate::config::{ServerConfig, TransportKind};
-use crate::control_api::DaemonStatus;
+use crate::control_api::{ChildStatus, DaemonStatus};
 use crate::daemon::launch::LaunchError;
 use crate::daemon::record::DaemonRecord;
 use phase::{Live, Phase, Shown};
@@ -60,6 +73,11 @@ pub const GIVE_UP_AFTER: u32 = 8;
 /// How often a retiring hosted server is asked whether its sessions are
 /// gone.
 const RETIRE_POLL: Duration = Duration::from_millis(500);
+/// How often a running hosted server's host is asked about its child: a
+/// `/health` of a few hundred bytes, over its Unix socket where it has one.
+/// Every second: a child restarted after its host's first 1 s back-off is
+/// seen `restarting` before it serves again.
+pub const HOST_POLL: Duration = Duration::from_secs(1);
 
 /// A daemon's restarts: one immediate retry, then 1 s doubling to 60 s.
 fn restart_backoff() -> Backoff {
@@ -78,6 +96,10 @@ pub enum EnsureError {
     /// The manager is shutting down.
     #[error("the manager is stopping")]
     ManagerStopping,
+    /// Its last start failed and the next is not due yet: a new session
+    /// is told at once instead of waiting for another failed start.
+    #[error("{reason}; it is tried again in {retry_in_s} s")]
+    Failing { reason: String, retry_in_s: u64 },
 }
 
 /// What the control API asks of a daemon.
@@ -204,6 +226,7 @@ fn spawn_with<L: Launcher>(
         transport: server.transport,
         phase: first_phase(&server),
         restarts: 0,
+        child_restarts: 0,
         last_error: None,
     });
     let (commands_tx, commands_rx) = mpsc::channel(16);
@@ -219,6 +242,7 @@ fn spawn_with<L: Launcher>(
         supervision,
         launcher,
         restarts: 0,
+        child_restarts: 0,
         failed_starts: 0,
         last_error: None,
         backoff: restart_backoff(),
@@ -240,7 +264,7 @@ enum Retry {
     Never,
 }
 
-/// Health ticks every `every`, the first one `every` from now.
+/// Ticks every `every`, the first one `every` from now.
 fn health_ticks(every: Duration) -> tokio::time::Interval {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -266,6 +290,10 @@ struct Up<P> {
     failed_checks: u32,
     /// Since when its host has reported no session.
     idle_since: Option<Instant>,
+    /// What its host last said of its child (a hosted server).
+    child: Option<ChildStatus>,
+    /// Per scope key, the child's restarts when it was last seen serving.
+    serving: std::collections::HashMap<String, u64>,
 }
 
 impl<P: DaemonProcess> Up<P> {
@@ -275,6 +303,8 @@ impl<P: DaemonProcess> Up<P> {
             since: Instant::now(),
             failed_checks: 0,
             idle_since: None,
+            child: None,
+            serving: std::collections::HashMap::new(),
         }
     }
 
@@ -283,6 +313,7 @@ impl<P: DaemonProcess> Up<P> {
             pid: self.process.record().pid,
             adopted: self.process.adopted(),
             since: self.since,
+            child: self.child.clone(),
         }
     }
 }
@@ -294,6 +325,8 @@ struct Supervisor<L: Launcher> {
     launcher: L,
     phase: Phase<Up<L::Process>>,
     restarts: u32,
+    /// Restarts of the children of its hosts that have ended.
+    child_restarts: u64,
     /// Starts in a row that failed (reset once one answers).
     failed_starts: u32,
     last_error: Option<String>,
@@ -327,16 +360,25 @@ impl<L: Launcher> Supervisor<L> {
                     self.last_error = Some(why);
                     self.enter(Phase::Stopped);
                 }
-                Adoption::Nothing => {}
+                Adoption::Nothing => self.look_at_port().await,
             }
         }
         let shutdown = self.supervision.shutdown.clone();
         let mut every = self.supervision.health_check_interval.clone();
         let mut health = health_ticks(*every.borrow_and_update());
+        let mut host_poll = health_ticks(HOST_POLL);
+        let hosted = self.server.transport == TransportKind::Stdio && !self.is_remote();
+        let mut was_polling = false;
         let mut retunable = true;
         let mut retired = None;
         loop {
             let retry_at = self.phase.retry_at();
+            let polling = hosted && matches!(self.phase, Phase::Running(_));
+            if polling && !was_polling {
+                // A new host: first asked one poll after it answers.
+                host_poll.reset();
+            }
+            was_polling = polling;
             let running = match &mut self.phase {
                 Phase::Running(up) => Some(&mut up.process),
                 _ => None,
@@ -367,6 +409,7 @@ impl<L: Launcher> Supervisor<L> {
                     let _ = self.start().await;
                 }
                 _ = health.tick() => self.on_health_tick().await,
+                _ = host_poll.tick(), if polling => self.on_host_poll().await,
             }
         }
         // The manager is stopping (or the entry is gone): so is the
@@ -421,6 +464,23 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     async fn on_command(&mut self, command: Command) {
+        // A session while a daemon that failed to start waits out its
+        // back-off: told why at once (a start now would fail the same way
+        // and make every session wait for it); a person's `start` retries.
+        let command = match (command, &self.phase) {
+            (Command::Ensure(reply), Phase::Backoff { until }) if self.failed_starts > 0 => {
+                let retry_in = until.saturating_duration_since(Instant::now());
+                let _ = reply.send(Err(EnsureError::Failing {
+                    reason: self
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "it failed to start".to_owned()),
+                    retry_in_s: retry_in.as_secs() + u64::from(retry_in.subsec_nanos() > 0),
+                }));
+                return;
+            }
+            (command, _) => command,
+        };
         // Asked by a person (or a proxy): no back-off owed.
         self.backoff.reset();
         if let Phase::Running(up) = &mut self.phase {
@@ -469,6 +529,7 @@ impl<L: Launcher> Supervisor<L> {
         let Phase::Running(up) = std::mem::replace(&mut self.phase, Phase::Stopped) else {
             return;
         };
+        self.keep_child(&up);
         tracing::warn!(daemon = self.name(), reason = %why, "the daemon died");
         self.fail(Retry::Backoff, why, Some(up.since));
     }
@@ -478,6 +539,10 @@ impl<L: Launcher> Supervisor<L> {
     /// back-off) or has been idle its `idleTimeout`.
     async fn on_health_tick(&mut self) {
         self.launcher.rotate_log();
+        if matches!(self.phase, Phase::Stopped | Phase::Idle | Phase::Blocked) {
+            self.look_at_port().await;
+            return;
+        }
         let Phase::Running(up) = &mut self.phase else {
             return;
         };
@@ -496,6 +561,62 @@ impl<L: Launcher> Supervisor<L> {
                     let ran_since = self.stop_process().await;
                     self.fail(Retry::Backoff, reason, ran_since);
                 }
+            }
+        }
+    }
+
+    /// Asks a running host about its child and publishes what changed.
+    async fn on_host_poll(&mut self) {
+        let Phase::Running(up) = &mut self.phase else {
+            return;
+        };
+        // A host that does not answer keeps its last view: the health
+        // checks deal with a host gone silent.
+        let Some(health) = up.process.health().await else {
+            return;
+        };
+        let child = child::summarise(&health, &mut up.serving);
+        if child != up.child {
+            if let Some(now) = &child
+                && up.child.as_ref().is_none_or(|was| was.state != now.state)
+            {
+                tracing::info!(
+                    daemon = self.server.name.as_str(),
+                    child = now.state.as_str(),
+                    restarts = now.restarts,
+                    reason = now.last_reason.as_deref().unwrap_or(""),
+                    "its host's child"
+                );
+            }
+            up.child = child;
+            self.publish();
+        }
+    }
+
+    /// A daemon that is not running: is its port held by a program that is
+    /// not its daemon? Then it is shown as such (`failed`, the holder
+    /// named) until the port is free again.
+    async fn look_at_port(&mut self) {
+        match self.launcher.stranger_on_port().await {
+            Some(why) => {
+                if self.last_error.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(daemon = self.name(), "{why}");
+                }
+                self.last_error = Some(why);
+                self.enter(Phase::Blocked);
+            }
+            None if matches!(self.phase, Phase::Blocked) => self.enter(Phase::Stopped),
+            None => {}
+        }
+    }
+
+    /// Its host is gone: what it said of its child outlives it (its
+    /// restarts still count; its last reason is the last error).
+    fn keep_child(&mut self, up: &Up<L::Process>) {
+        if let Some(child) = &up.child {
+            self.child_restarts = self.child_restarts.saturating_add(child.restarts);
+            if child.last_reason.is_some() {
+                self.last_error.clone_from(&child.last_reason);
             }
         }
     }
@@ -613,10 +734,12 @@ impl<L: Launcher> Supervisor<L> {
         let Phase::Running(up) = std::mem::replace(&mut self.phase, Phase::Stopped) else {
             return None;
         };
+        self.keep_child(&up);
         let live = up.live();
+        let since = live.since;
         self.enter(Phase::Stopping(live));
         up.process.stop().await;
-        Some(live.since)
+        Some(since)
     }
 
     /// The status now.
@@ -628,6 +751,12 @@ impl<L: Launcher> Supervisor<L> {
     /// event.
     fn enter(&mut self, phase: Phase<Up<L::Process>>) {
         self.phase = phase;
+        self.publish();
+    }
+
+    /// Publishes the phase and what outlives it; a change of status is
+    /// also an event.
+    fn publish(&mut self) {
         let phase = self.phase.shown(Up::live);
         let now = Instant::now();
         let mut before = None;
@@ -635,6 +764,7 @@ impl<L: Launcher> Supervisor<L> {
             before = Some(shown.status(now));
             shown.phase = phase;
             shown.restarts = self.restarts;
+            shown.child_restarts = self.child_restarts;
             shown.last_error.clone_from(&self.last_error);
         });
         let after = self.shown.borrow().status(now);

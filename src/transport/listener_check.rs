@@ -17,6 +17,12 @@
 //! (it was checked when it was made, and a connection cannot change hands).
 //! Where the platform cannot tell (Windows) every connection goes ahead.
 //!
+//! A burst of connections (64 requests at once, each on its own HTTP/1
+//! connection) shares one check: checks run one at a time, and a
+//! connection whose check waited behind another one that found the port to
+//! be this user's takes that answer (a reading made while it waited, so
+//! never older than its own request). A refusal is never shared.
+//!
 //! Connections over a Unix socket (a host's `sockets/NAME.sock`) need no
 //! check: the socket is in this user's 0700 directory and its owner checked
 //! before use; the transport adds this layer for TCP only.
@@ -97,24 +103,46 @@ fn admit(port: u16, listener: Listener) -> Result<(), StrangerListener> {
     }
 }
 
-/// Checks the listener on `port`, off the runtime thread.
-async fn check(port: u16) -> Result<(), BoxError> {
-    let listener = tokio::task::spawn_blocking(move || identity::listener(port))
+/// Who listens on a port ([`identity::listener`]; a counter in tests).
+type Look = fn(u16) -> Listener;
+
+/// The last port found to be this user's, and when; one check at a time.
+type Admitted = Arc<tokio::sync::Mutex<Option<(u16, tokio::time::Instant)>>>;
+
+/// Checks the listener on `port`, off the runtime thread, unless a check
+/// that ended while this one waited found it to be this user's.
+async fn check(port: u16, admitted: &Admitted, look: Look) -> Result<(), BoxError> {
+    let asked = tokio::time::Instant::now();
+    let mut last = admitted.lock().await;
+    if let Some((at_port, at)) = *last {
+        if at_port == port && at >= asked {
+            return Ok(());
+        }
+    }
+    let listener = tokio::task::spawn_blocking(move || look(port))
         .await
         .map_err(|error| format!("cannot check who listens on port {port}: {error}"))?;
-    admit(port, listener).map_err(Into::into)
+    admit(port, listener)?;
+    *last = Some((port, tokio::time::Instant::now()));
+    Ok(())
 }
 
 /// The connector layer: see the module documentation.
 #[derive(Debug, Clone)]
 pub struct CheckListener {
     port: DaemonPort,
+    admitted: Admitted,
+    look: Look,
 }
 
 impl CheckListener {
     /// Checks every connection against the listener on `port` (now).
     pub fn new(port: DaemonPort) -> CheckListener {
-        CheckListener { port }
+        CheckListener {
+            port,
+            admitted: Admitted::default(),
+            look: identity::listener,
+        }
     }
 }
 
@@ -125,6 +153,8 @@ impl<S> tower_layer::Layer<S> for CheckListener {
         Checked {
             inner,
             port: self.port.clone(),
+            admitted: Arc::clone(&self.admitted),
+            look: self.look,
         }
     }
 }
@@ -135,6 +165,8 @@ impl<S> tower_layer::Layer<S> for CheckListener {
 pub struct Checked<S> {
     inner: S,
     port: DaemonPort,
+    admitted: Admitted,
+    look: Look,
 }
 
 impl<S, R> tower_service::Service<R> for Checked<S>
@@ -158,8 +190,9 @@ where
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
         let port = self.port.get();
+        let (admitted, look) = (Arc::clone(&self.admitted), self.look);
         Box::pin(async move {
-            check(port).await?;
+            check(port, &admitted, look).await?;
             ready.call(request).await.map_err(Into::into)
         })
     }
@@ -225,5 +258,42 @@ mod tests {
             .expect("ready");
         assert_eq!(checked.call("dst").await.expect("connected"), "dst");
         assert_eq!(connector.0.load(Ordering::SeqCst), 1);
+    }
+
+    static LOOKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counted_mine(_port: u16) -> Listener {
+        LOOKS.fetch_add(1, Ordering::SeqCst);
+        Listener::Mine
+    }
+
+    fn counted_stranger(_port: u16) -> Listener {
+        LOOKS.fetch_add(1, Ordering::SeqCst);
+        Listener::Stranger {
+            uid: Some(1001),
+            holder: "pid 7 (nc) of uid 1001".into(),
+        }
+    }
+
+    /// A burst of 64 connections reads the socket table about once (the
+    /// first reading is shared by all that waited for it); a later
+    /// connection reads it again; a refusal is looked at every time.
+    #[tokio::test]
+    async fn a_burst_of_connections_shares_one_check() {
+        let admitted = Admitted::default();
+        let before = LOOKS.load(Ordering::SeqCst);
+        let burst = (0..64).map(|_| check(3100, &admitted, counted_mine));
+        for result in futures_util::future::join_all(burst).await {
+            assert!(result.is_ok());
+        }
+        let burst = LOOKS.load(Ordering::SeqCst) - before;
+        assert!(burst <= 2, "{burst} readings for one burst");
+        check(3100, &admitted, counted_mine).await.expect("mine");
+        assert_eq!(LOOKS.load(Ordering::SeqCst) - before, burst + 1);
+        let strangers = Admitted::default();
+        for _ in 0..2 {
+            assert!(check(3100, &strangers, counted_stranger).await.is_err());
+        }
+        assert_eq!(LOOKS.load(Ordering::SeqCst) - before, burst + 3);
     }
 }

@@ -446,6 +446,13 @@ impl StreamableHttp {
             }
             other => return Err(Failure::ContentType(other.unwrap_or("none").to_owned())),
         };
+        let refused = answer.as_deref().is_some_and(is_error_response);
+        if is_initialize && refused && !is_replay && new_session_id.is_none() {
+            // The daemon refused the session (a hosted server that fails at
+            // start): the client has its error; nothing is open, so no GET
+            // stream and no recovery. The phase goes back to `New`.
+            return Ok(());
+        }
         if is_initialize {
             let version = answer
                 .as_deref()
@@ -976,3 +983,13 @@ fn media_type(response: &Response) -> Option<String> {
 }
 
 fn ignore(_event: &str, _data: &str) {}
+
+/// Is `answer` a JSON-RPC error response (an `error`, no `result`)?
+fn is_error_response(answer: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Option<serde::de::IgnoredAny>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Answer>(answer).is_ok_and(|a| a.result.is_none() && a.error.is_some())
+}

@@ -6,8 +6,9 @@
 //! feature list through `--url`), `transparency` (byte-for-byte answers),
 //! `process` (signals, end of input, framing), `faults` (fault injection
 //! against `fake_daemon`), `failures` (each way the proxy cannot serve, as
-//! the client and `claude mcp list` see it), `restarts` (surviving daemon restarts), `host`
-//! (`mcp-manager host`), `manager` (the supervisor and its control API),
+//! the client and `claude mcp list` see it), `restarts` (surviving daemon
+//! restarts), `host` (`mcp-manager host`), `host_failures` (a hosted server
+//! that fails at start), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
@@ -29,8 +30,11 @@ mod fake_daemon;
 mod faults;
 mod files;
 mod host;
+mod host_failures;
 mod manager;
 mod managing;
+#[cfg(unix)]
+mod one_voice;
 mod pipes;
 mod process;
 mod real_servers;

@@ -403,10 +403,11 @@ async fn next_event(
         .expect("the event stream is open")
 }
 
-/// `/events` reports every state change of a stop and a start.
+/// `/events` reports every state change of a stop and a start, and a
+/// config that cannot be applied.
 #[tokio::test]
 async fn events_report_state_changes() {
-    let (_home, manager, _web) = manager_with_web(&["--start-all"]).await;
+    let (home, manager, _web) = manager_with_web(&["--start-all"]).await;
     manager.wait_running("web").await;
     let response = manager
         .request(Method::GET, "/events")
@@ -492,6 +493,16 @@ async fn events_report_state_changes() {
         }
         let want = &expected[..seen.len()];
         assert_eq!(seen, want, "state events out of order");
+    }
+    // A config that does not parse is an `event: config` with its error.
+    home.write_raw_config("{\"mcpServers\": {},}");
+    loop {
+        let (name, data) = next_event(&mut events).await;
+        if name == "config" && data["error"].is_string() {
+            let error = data["error"].as_str().unwrap_or_default();
+            assert!(error.contains("trailing comma"), "{data}");
+            break;
+        }
     }
     reader.abort();
 }

@@ -463,7 +463,7 @@ async fn the_service_manager_waits_for_a_running_one_and_takes_over() {
                 .bytes()
                 .await
                 .ok()?;
-            let ping: Value = serde_json::from_slice(&body).ok()?;
+            let ping: serde_json::Value = serde_json::from_slice(&body).ok()?;
             (ping["pid"] == json!(service_pid) && ping["launchedBy"] == "service").then_some(())
         },
     )

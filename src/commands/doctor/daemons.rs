@@ -1,12 +1,16 @@
-//! Checks 2 to 4, the daemons: the program of every entry with a
+//! Checks 2 to 4 and 9, the daemons: the program of every entry with a
 //! `command` is on `PATH`; every configured port is free or served by its
-//! daemon (a live lock on it); no lock file names a process that is gone.
+//! daemon (a live lock on it); no lock file names a process that is gone;
+//! and, when the manager runs, no daemon fails as its `/status` says (a
+//! hosted server's state there is its child's, as its host says).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::Check;
+use super::manager::ManagerPing;
 use crate::config::{Config, ServerConfig};
+use crate::control_api::{DaemonState, DaemonStatus};
 use crate::daemon::{launch, record};
 use crate::{paths, process};
 
@@ -161,4 +165,89 @@ pub(super) fn check_locks(home: &Path) -> Vec<Check> {
         checks.push(Check::ok("locks", format!("none stale ({live} live)")));
     }
     checks
+}
+
+/// Check 9: one problem per daemon the running manager shows failing
+/// (`crash-loop`, `degraded`, `failed`) and one warning per daemon on its
+/// way back (`restarting`, `backoff`), each with its last error and the
+/// fix; else one ok counting them. Nothing when no manager answers.
+pub(super) fn check_states(ping: &ManagerPing, config_file: &Path) -> Vec<Check> {
+    let ManagerPing::Ours { daemons, .. } = ping else {
+        return Vec::new();
+    };
+    let mut checks: Vec<Check> = daemons
+        .iter()
+        .filter_map(|d| check_state(d, config_file))
+        .collect();
+    if checks.is_empty() && !daemons.is_empty() {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for daemon in daemons {
+            *counts.entry(daemon.state.as_str()).or_default() += 1;
+        }
+        let counts: Vec<String> = counts
+            .into_iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        checks.push(Check::ok(
+            "daemons",
+            format!("none failing ({})", counts.join(", ")),
+        ));
+    }
+    checks
+}
+
+/// The finding for one daemon's status, if it is not well.
+fn check_state(daemon: &DaemonStatus, config_file: &Path) -> Option<Check> {
+    let name = &daemon.name;
+    let check = format!("daemon {name}");
+    let why = daemon
+        .last_error
+        .as_deref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    let restarts = match daemon.restarts {
+        1 => " (1 restart)".to_owned(),
+        n => format!(" ({n} restarts)"),
+    };
+    let logs = format!(
+        "see why with `mcp-manager logs {name}`, fix it, then `mcp-manager restart {name}`"
+    );
+    Some(match daemon.state {
+        DaemonState::CrashLoop => Check::problem(
+            check,
+            format!("crash-loop: its server keeps exiting{restarts}{why}"),
+            logs,
+        ),
+        DaemonState::Degraded => Check::problem(
+            check,
+            format!("degraded: some of its server's processes keep failing{restarts}{why}"),
+            logs,
+        ),
+        DaemonState::Failed => {
+            let port_taken = daemon
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(" is held by "));
+            let fix = if port_taken {
+                format!(
+                    "stop that program, or give {name} another \"port\" in {}; then `mcp-manager start {name}`",
+                    config_file.display()
+                )
+            } else {
+                format!(
+                    "see why with `mcp-manager logs {name}`, fix it, then `mcp-manager start {name}`"
+                )
+            };
+            Check::problem(check, format!("failed{why}"), fix)
+        }
+        DaemonState::Restarting | DaemonState::Backoff => Check::warning(
+            check,
+            format!(
+                "{}: it ended and is started again{restarts}{why}",
+                daemon.state.as_str()
+            ),
+            format!("nothing if it comes back; if not, {logs}"),
+        ),
+        _ => return None,
+    })
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{Check, VERSION};
-use crate::control_api::{ApiClient, ConfigStatus, LaunchedBy, Ping};
+use crate::control_api::{ApiClient, ConfigStatus, DaemonStatus, LaunchedBy, Ping};
 use crate::process;
 
 /// How long the manager may take to answer `/ping` (it answers at once)
@@ -29,6 +29,8 @@ pub(super) enum ManagerPing {
         launched_by: Option<LaunchedBy>,
         /// `/status`'s `config`; `None`: unknown (an older manager).
         config: Option<ConfigStatus>,
+        /// `/status`'s daemons (empty if it did not answer).
+        daemons: Vec<DaemonStatus>,
     },
     /// Nothing listens.
     Nothing,
@@ -46,12 +48,17 @@ pub(super) async fn ping_manager(port: u16, home: &Path) -> ManagerPing {
             pid,
             version,
             launched_by,
-        } => ManagerPing::Ours {
-            pid: pid.map(u64::from),
-            version,
-            launched_by,
-            config: client.status().await.ok().and_then(|list| list.config),
-        },
+        } => {
+            let list = client.status().await.ok();
+            let (config, daemons) = list.map_or((None, Vec::new()), |l| (l.config, l.daemons));
+            ManagerPing::Ours {
+                pid: pid.map(u64::from),
+                version,
+                launched_by,
+                config,
+                daemons,
+            }
+        }
         Ping::Nothing => ManagerPing::Nothing,
         Ping::Stranger(what) => ManagerPing::Stranger(what),
     }

@@ -533,6 +533,7 @@ fn a_manager_started_by_a_proxy_is_a_warning() {
         version: Some(VERSION.into()),
         launched_by,
         config: None,
+        daemons: Vec::new(),
     };
     let by_proxy = check_launcher(&ping(Some(LaunchedBy::Proxy)), Some(&unit)).expect("a check");
     assert_eq!(by_proxy.status, Status::Warning);
@@ -570,6 +571,7 @@ fn unset_variables_of_the_running_manager_are_a_warning() {
         version: None,
         launched_by: None,
         config,
+        daemons: Vec::new(),
     };
     let unknown = check_running_config(&ping(None), file);
     assert_eq!(unknown.len(), 1);
@@ -597,4 +599,80 @@ fn unset_variables_of_the_running_manager_are_a_warning() {
     assert_eq!(checks[1].name, "manager restart");
     assert!(checks[1].detail.contains("managerPort"));
     assert!(check_running_config(&ManagerPing::Nothing, file).is_empty());
+}
+
+/// A daemon the running manager shows failing is a finding of its own: a
+/// crash-looping hosted server a problem with its reason and the fix (its
+/// log), a port held by a stranger a problem naming the holder, one on its
+/// way back a warning; all well, one ok.
+#[test]
+fn a_failing_daemon_of_the_running_manager_is_a_problem_with_its_fix() {
+    use super::daemons::check_states;
+    use super::manager::ManagerPing;
+    use crate::config::TransportKind;
+    use crate::control_api::{DaemonState, DaemonStatus};
+    let file = Path::new("/h/config.json");
+    let daemon = |name: &str, state, error: Option<&str>| DaemonStatus {
+        name: name.into(),
+        running: matches!(state, DaemonState::Running | DaemonState::CrashLoop),
+        state,
+        pid: None,
+        port: Some(3100),
+        transport: TransportKind::Stdio,
+        uptime: None,
+        restarts: 5,
+        last_error: error.map(str::to_owned),
+        adopted: false,
+        log_tail: None,
+        child: None,
+    };
+    let ping = |daemons| ManagerPing::Ours {
+        pid: Some(42),
+        version: None,
+        launched_by: None,
+        config: None,
+        daemons,
+    };
+    let why = "it exited during start-up (exit status: 3)";
+    let held =
+        "port 3100 is held by pid 7 (python3 -m http.server 3100), which is not memory's daemon";
+    let checks = check_states(
+        &ping(vec![
+            daemon("crasher", DaemonState::CrashLoop, Some(why)),
+            daemon("memory", DaemonState::Failed, Some(held)),
+            daemon("web", DaemonState::Restarting, Some("it exited")),
+            daemon("fine", DaemonState::Running, None),
+        ]),
+        file,
+    );
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    assert_eq!(checks[0].name, "daemon crasher");
+    assert_eq!(checks[0].status, Status::Problem);
+    assert!(checks[0].detail.contains(why), "{:?}", checks[0]);
+    assert!(
+        checks[0].detail.starts_with("crash-loop"),
+        "{:?}",
+        checks[0]
+    );
+    assert_eq!(
+        checks[0].fix.as_deref(),
+        Some("see why with `mcp-manager logs crasher`, fix it, then `mcp-manager restart crasher`")
+    );
+    assert_eq!(checks[1].status, Status::Problem);
+    assert!(checks[1].detail.contains("python3 -m http.server"));
+    assert!(
+        checks[1]
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.starts_with("stop that program"))
+    );
+    assert_eq!(checks[2].status, Status::Warning);
+    let well = check_states(
+        &ping(vec![daemon("fine", DaemonState::Running, None)]),
+        file,
+    );
+    assert_eq!(well.len(), 1);
+    assert_eq!(well[0].status, Status::Ok);
+    assert_eq!(well[0].detail, "none failing (1 running)");
+    assert!(check_states(&ManagerPing::Nothing, file).is_empty());
 }

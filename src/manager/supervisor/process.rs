@@ -13,6 +13,7 @@ use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 use super::Supervision;
+use super::child::HostHealth;
 use crate::config::{ServerConfig, TransportKind};
 use crate::daemon::identity::{self, Verdict};
 use crate::daemon::launch::{self, Launch, LaunchError, Running};
@@ -43,6 +44,13 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// Housekeeping on every health tick (the log is kept under its cap).
     fn rotate_log(&self);
+
+    /// While it is not running: a program that is not its daemon holds its
+    /// port? Then why it cannot start, in the words of
+    /// [`LaunchError::PortTaken`] (naming the holder). Nothing is sent to
+    /// that program (who listens is read from the system where it can
+    /// tell; elsewhere a bare connect).
+    fn stranger_on_port(&self) -> impl Future<Output = Option<String>> + Send;
 }
 
 /// What a supervisor finds at startup.
@@ -74,6 +82,10 @@ pub trait DaemonProcess: Send + Sync + 'static {
 
     /// How many sessions its host serves; `None` if it does not say.
     fn sessions(&self) -> impl Future<Output = Option<u64>> + Send;
+
+    /// What its host's `/health` says of its children; `None` if it is no
+    /// host or does not answer.
+    fn health(&self) -> impl Future<Output = Option<HostHealth>> + Send;
 
     /// [`DaemonProcess::sessions`] under the start guard, so that no proxy
     /// is half-way through starting (and about to use) it.
@@ -171,6 +183,48 @@ impl Launcher for OsLauncher {
             tracing::warn!(daemon = self.server.name, %error, "cannot rotate the log");
         }
     }
+
+    async fn stranger_on_port(&self) -> Option<String> {
+        // Without a command it is started by hand: whoever holds the port
+        // is meant to.
+        self.server.command.as_ref()?;
+        let port = self.server.port?;
+        let home = self.home.clone();
+        let name = self.server.name.clone();
+        // `/proc` reads and process scans: off the runtime thread. `None`:
+        // the platform cannot tell who listens.
+        let seen = tokio::task::spawn_blocking(move || {
+            let lock = record::read(&paths::lock_file(&home, &name));
+            // Its own daemon (started by a proxy, say) is no stranger.
+            if lock.is_some_and(|lock| {
+                lock.port == port && matches!(identity::verdict(&lock), Verdict::Ours)
+            }) {
+                return Some(None);
+            }
+            match identity::listener(port) {
+                identity::Listener::Nobody => Some(None),
+                identity::Listener::Mine => Some(Some(identity::describe_holder(port))),
+                identity::Listener::Stranger { holder, .. } => Some(Some(holder)),
+                identity::Listener::Unknown => None,
+            }
+        })
+        .await
+        .ok()?;
+        let holder = match seen {
+            Some(holder) => holder?,
+            // A bare connect: nothing is sent on it.
+            None if probe::answers(port).await => "another program".to_owned(),
+            None => return None,
+        };
+        Some(
+            LaunchError::PortTaken {
+                name: self.server.name.clone(),
+                port,
+                holder,
+            }
+            .to_string(),
+        )
+    }
 }
 
 /// A daemon process: our child (its exit is seen at once) or adopted (its
@@ -231,6 +285,14 @@ impl DaemonProcess for OsProcess {
 
     async fn sessions(&self) -> Option<u64> {
         probe::host_sessions(self.record.port).await
+    }
+
+    async fn health(&self) -> Option<HostHealth> {
+        // Over the host's own socket when it is ours (no TCP at all).
+        let socket = paths::host_socket(&self.home, &self.name);
+        let socket = crate::http::server::socket::is_ours(&socket).then_some(socket);
+        let json = probe::host_health_at(self.record.port, socket.as_deref()).await?;
+        HostHealth::parse(&json)
     }
 
     async fn sessions_under_guard(&self) -> Option<u64> {

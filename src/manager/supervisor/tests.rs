@@ -32,6 +32,12 @@ struct World {
     refused: Option<String>,
     /// How long each start takes (spawn to answering).
     start_takes: Duration,
+    /// What every host's `/health` says (`None`: no answer).
+    health: Option<serde_json::Value>,
+    /// How often a `/health` was asked for.
+    health_asked: u32,
+    /// Who holds the port, if not its daemon (why it cannot start).
+    stranger: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -111,6 +117,10 @@ impl Launcher for FakeLauncher {
     }
 
     fn rotate_log(&self) {}
+
+    async fn stranger_on_port(&self) -> Option<String> {
+        self.world().stranger.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -153,6 +163,12 @@ impl DaemonProcess for FakeProcess {
         self.world.world().sessions
     }
 
+    async fn health(&self) -> Option<child::HostHealth> {
+        let mut world = self.world.world();
+        world.health_asked += 1;
+        child::HostHealth::parse(world.health.as_ref()?)
+    }
+
     async fn stop(self) {
         let mut world = self.world.world();
         world.stops.push(self.record.pid);
@@ -184,6 +200,7 @@ fn server(name: &str, transport: TransportKind) -> ServerConfig {
 /// One supervisor of a fake daemon.
 struct Harness {
     handle: DaemonHandle,
+    events: broadcast::Sender<DaemonStatus>,
     world: FakeLauncher,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -206,9 +223,11 @@ impl Harness {
             events: broadcast::channel(256).0,
             shutdown: shutdown.clone(),
         });
+        let events = supervision.events.clone();
         let handle = spawn_with(server, supervision, world.clone(), &tasks);
         Harness {
             handle,
+            events,
             world,
             shutdown,
             tasks,
@@ -231,6 +250,11 @@ impl Harness {
             Ok(Ok(_)) => self.handle.status(),
             _ => panic!("never {what}: {:?}", self.handle.status()),
         }
+    }
+
+    /// Every status change from now on.
+    fn handle_events(&self) -> broadcast::Receiver<DaemonStatus> {
+        self.events.subscribe()
     }
 
     /// Waits for a running process other than `old`.
@@ -724,4 +748,159 @@ async fn a_new_health_check_interval_applies_without_a_restart() {
         sick_at.elapsed()
     );
     shutdown.cancel();
+}
+
+/// A host's `/health` with one child.
+fn host_health(
+    state: &str,
+    pid: Option<u32>,
+    restarts: u64,
+    reason: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": "db", "state": if state == "running" { "ok" } else { "degraded" },
+        "scope": "shared", "pid": pid, "sessions": 1, "uptimeMs": 1000,
+        "children": [{
+            "state": state, "pid": pid, "restarts": restarts, "lastRestartReason": reason,
+            "startedAt": null, "scopeKey": "shared", "sessions": 1,
+        }],
+    })
+}
+
+/// One voice: a hosted server whose child keeps exiting at start is
+/// `crash-loop` within [`HOST_POLL`], never `running`; its `lastError` is
+/// the child's reason, its restarts count the child's, and `/events` hears
+/// of it.
+#[tokio::test(start_paused = true)]
+async fn a_hosted_server_whose_child_keeps_exiting_is_a_crash_loop() {
+    let h = Harness::new(server("db", TransportKind::Stdio), HOUR);
+    let mut events = h.handle_events();
+    let up = h.handle.start().await;
+    assert_eq!(up.state, DaemonState::Running, "{up:?}");
+    let why = "it exited during start-up (exit status: 3); see db.log";
+    h.world.world().health = Some(host_health("restarting", None, 5, Some(why)));
+    let seen_at = Instant::now();
+    let looping = h
+        .until("crash-loop", |s| s.state == DaemonState::CrashLoop)
+        .await;
+    assert!(Instant::now() - seen_at <= HOST_POLL, "seen within a poll");
+    assert!(looping.running, "its host runs: {looping:?}");
+    assert_eq!(looping.last_error.as_deref(), Some(why));
+    assert_eq!(looping.restarts, 5, "the child's restarts count");
+    let child = looping.child.expect("the child view");
+    assert_eq!(child.state, crate::control_api::ChildState::CrashLoop);
+    assert_eq!((child.restarts, child.sessions), (5, 1));
+    let mut heard = None;
+    while let Ok(status) = events.try_recv() {
+        heard = Some(status);
+    }
+    assert_eq!(heard.map(|s| s.state), Some(DaemonState::CrashLoop));
+    // It serves again: running, with its history.
+    h.world.world().health = Some(host_health("running", Some(88), 5, Some(why)));
+    let back = h
+        .until("running", |s| s.state == DaemonState::Running)
+        .await;
+    assert_eq!(back.restarts, 5);
+    assert_eq!(back.child.and_then(|c| c.pid), Some(88));
+}
+
+/// A child that ended once is `restarting` (not a crash loop), then
+/// `running` with the restart counted.
+#[tokio::test(start_paused = true)]
+async fn a_hosted_server_whose_child_was_killed_is_restarting_then_running() {
+    let h = Harness::new(server("db", TransportKind::Stdio), HOUR);
+    h.handle.start().await;
+    h.world.world().health = Some(host_health("running", Some(10), 0, None));
+    h.until("child running", |s| s.child.is_some()).await;
+    let why = "it exited (signal: 9 (SIGKILL))";
+    h.world.world().health = Some(host_health("restarting", None, 1, Some(why)));
+    let again = h
+        .until("restarting", |s| s.state == DaemonState::Restarting)
+        .await;
+    assert_eq!(again.last_error.as_deref(), Some(why));
+    h.world.world().health = Some(host_health("running", Some(11), 1, Some(why)));
+    let back = h
+        .until("running", |s| s.state == DaemonState::Running)
+        .await;
+    assert_eq!(back.restarts, 1, "{back:?}");
+    // The host itself dies: its child's restarts and reason outlive it.
+    let pid = h.world.crash();
+    h.world.world().health = None;
+    let later = h.running_other_than(pid).await;
+    assert_eq!(
+        later.restarts, 2,
+        "the host's restart and its child's: {later:?}"
+    );
+    assert_eq!(later.child, None, "a new host, not asked yet");
+}
+
+/// Only hosted servers are asked about a child; a host that does not
+/// answer keeps its last view.
+#[tokio::test(start_paused = true)]
+async fn only_a_running_hosted_server_is_asked_about_its_child() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.handle.start().await;
+    tokio::time::sleep(HOST_POLL * 10).await;
+    assert_eq!(h.world.world().health_asked, 0);
+    let h = Harness::new(server("db", TransportKind::Stdio), HOUR);
+    tokio::time::sleep(HOST_POLL * 10).await;
+    assert_eq!(h.world.world().health_asked, 0, "not running: not asked");
+    h.handle.start().await;
+    tokio::time::sleep(HOST_POLL * 5 + Duration::from_millis(1)).await;
+    assert_eq!(h.world.world().health_asked, 5);
+    assert_eq!(h.handle.status().state, DaemonState::Running);
+}
+
+/// A port held by a program that is not its daemon is shown as the
+/// daemon's state and error while it is not running: at startup, and on
+/// the health ticks until the port is free.
+#[tokio::test(start_paused = true)]
+async fn a_port_held_by_a_stranger_is_shown_failed_until_it_is_free() {
+    let world = FakeLauncher::default();
+    let why = "port 3100 is held by pid 9 (python3 -m http.server 3100), which is not web's daemon";
+    world.world().stranger = Some(why.into());
+    let every = Duration::from_secs(5);
+    let h = Harness::with(server("web", TransportKind::StreamableHttp), every, world);
+    let failed = h.until("failed", |s| s.state == DaemonState::Failed).await;
+    assert_eq!(failed.last_error.as_deref(), Some(why));
+    assert!(!failed.running);
+    tokio::time::sleep(every * 3).await;
+    assert!(h.world.world().starts.is_empty(), "never started by itself");
+    h.world.world().stranger = None;
+    let free = h
+        .until("stopped", |s| s.state == DaemonState::Stopped)
+        .await;
+    assert_eq!(
+        free.last_error.as_deref(),
+        Some(why),
+        "the last failure stays"
+    );
+    let up = h.handle.start().await;
+    assert_eq!(up.state, DaemonState::Running);
+}
+
+/// A session asking for a daemon whose start just failed is told why at
+/// once, with the time of the next try, and starts nothing; a person's
+/// `start` tries again now.
+#[tokio::test(start_paused = true)]
+async fn a_session_during_a_failed_starts_back_off_is_told_at_once() {
+    let h = Harness::new(server("web", TransportKind::StreamableHttp), HOUR);
+    h.world.world().failures.push_back(LaunchError::Exited {
+        name: "web".into(),
+        status: "exit status: 3".into(),
+        last_line: ": fatal: DATABASE_URL is not set".into(),
+    });
+    let first = h.handle.start().await;
+    assert_eq!(first.state, DaemonState::Backoff, "{first:?}");
+    let asked = Instant::now();
+    let error = h.handle.ensure().await.expect_err("failing");
+    assert_eq!(asked.elapsed(), Duration::ZERO, "told at once");
+    let text = error.to_string();
+    assert!(
+        text.contains("DATABASE_URL") && text.contains("tried again in 1 s"),
+        "{text}"
+    );
+    assert_eq!(h.world.world().starts.len(), 1, "no start for the session");
+    let up = h.handle.start().await;
+    assert_eq!(up.state, DaemonState::Running, "{up:?}");
 }
