@@ -101,6 +101,24 @@ impl Message {
     }
 }
 
+/// The `error.message` of a JSON-RPC error response (`None` for a result,
+/// or anything else).
+pub fn error_message(response: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        error: Option<ErrorObject>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObject {
+        #[serde(default)]
+        message: String,
+    }
+    serde_json::from_slice::<Response>(response)
+        .ok()?
+        .error
+        .map(|error| error.message)
+}
+
 /// Builds `{"jsonrpc":"2.0","id":ID,"error":{"code":C,"message":M}}`.
 ///
 /// `id` is spliced in as raw JSON text, so it is byte-exact; `None` gives `null`.
@@ -158,6 +176,21 @@ pub fn to_single_line(raw: Bytes) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_message_of_an_error_response_is_read() {
+        assert_eq!(
+            super::error_message(
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"it exited"}}"#
+            ),
+            Some("it exited".to_owned())
+        );
+        assert_eq!(
+            super::error_message(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            None
+        );
+        assert_eq!(super::error_message(b"not json"), None);
+    }
+
     use super::*;
 
     #[test]

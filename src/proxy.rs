@@ -27,7 +27,7 @@ use crate::config::{ServerConfig, TransportKind};
 use crate::jsonrpc::{self, Incoming, Kind, Message, ParseError};
 use crate::mcp::PROJECT_PATH_HEADER;
 use crate::stdio::{self, LineReader};
-use crate::transport::recovery::{Recovery, Rediscover};
+use crate::transport::recovery::{self, Recovery, Rediscover};
 use crate::transport::{Endpoint, Upstream};
 use discovery::NotFound;
 use router::{Batch, Router};
@@ -228,7 +228,13 @@ async fn resolve(target: Target) -> Result<(Endpoint, Option<Rediscover>), NotFo
                     discovery::find(&server, &home, manager_port)
                         .await
                         .map(|found| found.url)
-                        .map_err(|not_found| not_found.into())
+                        .map_err(|not_found| {
+                            if not_found.is_final() {
+                                Box::new(recovery::Final(not_found.message())) as _
+                            } else {
+                                not_found.into()
+                            }
+                        })
                 })
             });
             Ok((endpoint, Some(rediscover)))

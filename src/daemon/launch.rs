@@ -480,7 +480,18 @@ fn output_since(path: &Path, offset: u64) -> String {
     if shown.is_empty() {
         return String::new();
     }
-    format!(": {}", cut(&shown, EXIT_CHARS))
+    match shown.char_indices().nth(EXIT_CHARS) {
+        // Said with how much is left out (of what it wrote since it
+        // started, the part not read included).
+        Some((at, _)) => {
+            let skipped = from.saturating_sub(offset);
+            let more = u64::try_from(shown.len() - at)
+                .unwrap_or(u64::MAX)
+                .saturating_add(skipped);
+            format!(": {}… ({more} more bytes)", &shown[..at])
+        }
+        None => format!(": {shown}"),
+    }
 }
 
 /// `text` cut to `chars` characters, with an ellipsis when it was longer.
@@ -549,7 +560,9 @@ mod tests {
             ": starting | loading | fatal: DATABASE_URL is not set"
         );
         std::fs::write(&log, "x".repeat(5000)).expect("write");
-        assert!(output_since(&log, 1 << 20).chars().count() <= EXIT_CHARS + 3);
+        let long = output_since(&log, 1 << 20);
+        assert!(long.chars().count() <= EXIT_CHARS + 30, "{long}");
+        assert!(long.ends_with("… (4800 more bytes)"), "{long}");
         let error = LaunchError::Exited {
             name: "crasher".into(),
             status: "exit status: 3".into(),

@@ -248,6 +248,15 @@ impl NotFound {
         launch::cut(&message, MESSAGE_CHARS)
     }
 
+    /// Whether waiting would not change it: the port is someone else's, or
+    /// the start was tried and failed (a recovery then ends at once; the
+    /// next request tries again).
+    pub fn is_final(&self) -> bool {
+        self.tried
+            .iter()
+            .any(|a| matches!(a.weight(), Weight::Port | Weight::Start))
+    }
+
     /// The error's `data`: the target and every attempt, in order.
     pub fn data(&self) -> serde_json::Value {
         let tried: Vec<String> = self.tried.iter().map(ToString::to_string).collect();

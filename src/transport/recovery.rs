@@ -39,6 +39,21 @@ pub type Rediscover = Arc<
 /// the transport only shows it).
 pub type RediscoverError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A [`RediscoverError`] that waiting will not change (the daemon cannot
+/// be started, its port is someone else's): the recovery ends at once and
+/// the requests waiting for it get this message; the next request tries
+/// again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Final(pub String);
+
+impl Final {
+    /// Whether `error` is one.
+    pub fn is(error: &(dyn std::error::Error + 'static)) -> bool {
+        error.downcast_ref::<Final>().is_some()
+    }
+}
+
 /// How a transport recovers from a lost daemon.
 #[derive(Clone)]
 pub struct Recovery {

@@ -686,12 +686,18 @@ impl StreamableHttp {
         let deadline = started + self.shared.recovery.timeout;
         let mut backoff = reconnect_backoff();
         let mut last = reason.to_owned();
-        let mut stranger = false;
+        let mut settled = false;
         loop {
             if let Some(rediscover) = &self.shared.recovery.rediscover {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, rediscover()).await {
                     Ok(Ok(url)) => self.set_endpoint(url),
+                    Ok(Err(error)) if recovery::Final::is(&*error) => {
+                        // Waiting out the bound would change nothing.
+                        last = error.to_string();
+                        settled = true;
+                        break;
+                    }
                     Ok(Err(error)) => last = error.to_string(),
                     Err(_) => break,
                 }
@@ -706,11 +712,11 @@ impl StreamableHttp {
                         tracing::warn!(ms, "reconnected to the daemon");
                         return Ok(());
                     }
-                    Err(failed) if failed.stranger => {
+                    Err(failed) if failed.settled => {
                         // Another user holds the port: waiting out the
                         // bound would only delay the answer. The next
                         // request checks again.
-                        stranger = true;
+                        settled = true;
                         last = failed.reason;
                         break;
                     }
@@ -727,7 +733,7 @@ impl StreamableHttp {
             }
         }
         let timeout = self.shared.recovery.timeout;
-        let lost = if stranger {
+        let lost = if settled {
             last
         } else {
             format!("not back after {timeout:?} ({last})")
@@ -803,14 +809,22 @@ impl StreamableHttp {
             Ok(Ok(())) => {}
             Ok(Err(failure)) => {
                 return Err(OpenFailed {
-                    stranger: matches!(failure, Failure::Stranger(_)),
+                    settled: matches!(failure, Failure::Stranger(_)),
                     reason: failure.to_string(),
                 });
             }
             Err(_) => return Err("the daemon did not answer initialize".into()),
         }
-        if answer.await.is_err() {
+        let Ok(answer) = answer.await else {
             return Err("the daemon sent no answer to initialize".into());
+        };
+        // The daemon itself said no (a hosted server in a crash loop, say):
+        // its words, and no point in asking again before the next request.
+        if let Some(refusal) = jsonrpc::error_message(&answer) {
+            return Err(OpenFailed {
+                reason: refusal,
+                settled: true,
+            });
         }
         let session = self.session.borrow().clone();
         let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
@@ -822,7 +836,7 @@ impl StreamableHttp {
                 r.status()
             ))),
             Err(e) => Err(OpenFailed {
-                stranger: StrangerListener::find(&e).is_some(),
+                settled: StrangerListener::find(&e).is_some(),
                 reason: reqwest_reason(&e),
             }),
         }
@@ -912,15 +926,16 @@ impl StreamableHttp {
 /// Why a new session could not be opened on a recovered daemon.
 struct OpenFailed {
     reason: String,
-    /// The port is another user's ([`Failure::Stranger`]): final for now.
-    stranger: bool,
+    /// Final for now (the next request tries again): the port is another
+    /// user's ([`Failure::Stranger`]), or the daemon refused `initialize`.
+    settled: bool,
 }
 
 impl<T: Into<String>> From<T> for OpenFailed {
     fn from(reason: T) -> OpenFailed {
         OpenFailed {
             reason: reason.into(),
-            stranger: false,
+            settled: false,
         }
     }
 }

@@ -328,3 +328,46 @@ async fn shutdown_leaves_no_process_or_lock() {
     assert_eq!(code, 0);
     assert!(out.contains("no manager runs"), "{out}");
 }
+
+/// A changed entry that no longer starts: the open session's next request
+/// is told why at once (the host's own words: the exit status and the
+/// server's last stderr), not after the reconnect bound (60 s).
+#[tokio::test]
+async fn a_changed_entry_that_no_longer_starts_fails_the_next_request_at_once() {
+    let home = TestHome::new();
+    let port = free_port();
+    let hosted = free_port();
+    let mut servers = json!({"hosted": hosted_everything_entry(hosted)});
+    home.write_config(&manager_config(port, servers.clone()));
+    let _manager = ManagerProcess::start(&home, port, &["--start-all"]).await;
+    let mut proxy = proxy_for(&home, "hosted", port);
+    proxy.initialize().await;
+    assert!(echo(&mut proxy, 1, "before").await.contains("before"));
+
+    servers["hosted"]["command"] = json!("sh");
+    servers["hosted"]["args"] = json!(["-c", "echo 'fatal: DATABASE_URL is not set' >&2; exit 3"]);
+    save_by_rename(&home, &manager_config(port, servers));
+    let (code, out, err) = run_manager_cli(&home, &["reload"], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let asked = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(40),
+        proxy.request(
+            json!(2),
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "after"}}),
+        ),
+    )
+    .await
+    .expect("an answer before the reconnect bound");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("exit status: 3") && message.contains("DATABASE_URL"),
+        "{answer}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        asked.elapsed()
+    );
+}
