@@ -90,8 +90,9 @@ impl Refusal {
         // Not the name itself, nor "--target": Claude Code redacts a
         // server's arguments in what it shows.
         let mut message = "unknown target".to_owned();
-        if let Some(closest) = closest {
-            message.push_str(&format!(": did you mean `{closest}`?"));
+        match closest {
+            Some(closest) => message.push_str(&format!(": did you mean `{closest}`?")),
+            None => message.push('.'),
         }
         message.push_str(&format!(
             " Configured in {source}: {}. Fix the target in Claude Code's entry, or add the server with `mcp-manager add`",
