@@ -527,16 +527,7 @@ impl fmt::Display for Reloaded {
                 "could not ask the manager to reload ({why}); it watches config.json, or run `mcp-manager reload`"
             ),
             Reloaded::Answer(answer) if answer.applied => {
-                let mut parts = Vec::new();
-                for (what, names) in [
-                    ("added", &answer.added),
-                    ("removed", &answer.removed),
-                    ("restarted", &answer.changed),
-                ] {
-                    if !names.is_empty() {
-                        parts.push(format!("{what} {}", names.join(", ")));
-                    }
-                }
+                let mut parts = crate::commands::lifecycle::changes(answer);
                 if parts.is_empty() {
                     parts.push("nothing to change".to_owned());
                 }

@@ -22,21 +22,26 @@ pub enum ShutdownError {
     StillRunning { pid: u32, within: Duration },
 }
 
+/// What a reload changed, one part per kind: `added fs`, `removed old,
+/// older`, `restarted web` (empty: nothing changed).
+pub fn changes(answer: &ReloadAnswer) -> Vec<String> {
+    [
+        ("added", &answer.added),
+        ("removed", &answer.removed),
+        ("restarted", &answer.changed),
+    ]
+    .into_iter()
+    .filter(|(_, names)| !names.is_empty())
+    .map(|(what, names)| format!("{what} {}", names.join(", ")))
+    .collect()
+}
+
 /// What a reload did, one line per kind of change.
 pub fn reload_report(answer: &ReloadAnswer) -> String {
     if let Some(error) = &answer.error {
         return format!("not applied: {error}");
     }
-    let mut lines = Vec::new();
-    for (what, names) in [
-        ("added", &answer.added),
-        ("removed", &answer.removed),
-        ("restarted with its new entry", &answer.changed),
-    ] {
-        if !names.is_empty() {
-            lines.push(format!("{what}: {}", names.join(", ")));
-        }
-    }
+    let mut lines = changes(answer);
     if lines.is_empty() {
         lines.push("reloaded: no entry changed".into());
     }
@@ -100,7 +105,7 @@ mod tests {
         };
         assert_eq!(
             reload_report(&answer),
-            "added: fs\nremoved: old, older\nrestarted with its new entry: web\nnot yet: managerPort 3199 -> 4199: ..."
+            "added fs\nremoved old, older\nrestarted web\nnot yet: managerPort 3199 -> 4199: ..."
         );
         assert_eq!(
             reload_report(&ReloadAnswer {

@@ -23,8 +23,8 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::util::{
-    ManagerProcess, Mode, Proxy, TestHome, claude_bin, everything_daemon_entry, free_port,
-    manager_config, proxy_bin, wait_for_port,
+    ManagerProcess, Mode, Proxy, TestHome, everything_daemon_entry, free_port, manager_config,
+    proxy_bin, wait_for_port,
 };
 
 /// The one server of each test: a name that must not be needed to read
@@ -114,29 +114,7 @@ async fn claude_line(home: &TestHome) -> String {
         json!({"mcpServers": {NAME: {"command": proxy, "args": ["--target", NAME]}}}).to_string(),
     )
     .expect("write ~/.claude.json");
-    let output = Command::new(claude_bin())
-        .args(["mcp", "list"])
-        .current_dir(user.path())
-        .env("HOME", user.path())
-        .env("MCP_SESSION_MANAGER_HOME", home.path())
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env_remove("CLAUDE_CONFIG_DIR")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("claude mcp list finished")
-        .expect("run claude");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{NAME}: ")))
-        .unwrap_or_else(|| panic!("no line for the server: {stdout}"))
-        .to_owned()
+    crate::util::claude_mcp_list_line(home.path(), user.path(), NAME).await
 }
 
 /// Asserts Claude Code's line shows the failure and `cause`.

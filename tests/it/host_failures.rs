@@ -364,29 +364,9 @@ async fn claude_mcp_list_shows_why_the_server_fails_at_start() {
         .to_string(),
     )
     .expect("write ~/.claude.json");
-    let output = tokio::process::Command::new(crate::util::claude_bin())
-        .args(["mcp", "list"])
-        .current_dir(user.path())
-        .env("HOME", user.path())
-        .env("MCP_SESSION_MANAGER_HOME", home.path())
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .env("DISABLE_ERROR_REPORTING", "1")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env_remove("CLAUDE_CONFIG_DIR")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
     let started = Instant::now();
-    let output = tokio::time::timeout(Duration::from_secs(60), output)
-        .await
-        .expect("claude mcp list finished")
-        .expect("run claude");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("crasher: "))
-        .unwrap_or_else(|| panic!("no line for the server: {stdout}"));
+    let line = crate::util::claude_mcp_list_line(home.path(), user.path(), "crasher").await;
+    let line = line.as_str();
     assert!(
         line.contains("Failed to connect")
             && line.contains("exited at start (exit status: 3): starting up | fatal: DATABASE_URL is not set; next try in "),

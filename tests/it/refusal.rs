@@ -7,15 +7,13 @@
 //! 2.1.331) shows that message on the server's line ("✘ Failed to connect
 //! — -32603: …") instead of "Connection closed".
 
-#[cfg(unix)]
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHome, start_proxy_logged};
 #[cfg(unix)]
-use crate::util::{claude_bin, proxy_bin};
+use crate::util::proxy_bin;
+use crate::util::{TestHome, start_proxy_logged};
 
 /// The refusal a proxy on `home` gives to `initialize` and
 /// `server/discover` (raw lines, a notification between them), and its
@@ -112,31 +110,7 @@ async fn claude_mcp_list_shows_the_cause() {
             .to_string(),
     )
     .expect("write ~/.claude.json");
-    let list = || async {
-        let output = tokio::process::Command::new(claude_bin())
-            .args(["mcp", "list"])
-            .current_dir(user.path())
-            .env("HOME", user.path())
-            .env("MCP_SESSION_MANAGER_HOME", home.path())
-            .env("DISABLE_TELEMETRY", "1")
-            .env("DISABLE_AUTOUPDATER", "1")
-            .env("DISABLE_ERROR_REPORTING", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env_remove("CLAUDE_CONFIG_DIR")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(Duration::from_secs(60), output)
-            .await
-            .expect("claude mcp list finished")
-            .expect("run claude");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        stdout
-            .lines()
-            .find(|l| l.starts_with("typo: "))
-            .unwrap_or_else(|| panic!("no line for the server: {stdout}"))
-            .to_owned()
-    };
+    let list = || crate::util::claude_mcp_list_line(home.path(), user.path(), "typo");
     home.write_config(&json!({"mcpServers": {"filesystem": {"port": 1}}}));
     let line = list().await;
     assert!(

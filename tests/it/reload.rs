@@ -273,7 +273,7 @@ async fn sighup_and_the_reload_command_read_the_file_again() {
     assert_eq!(code, 0, "{out}{err}");
     // The watcher may have been first: either way web is in force.
     assert!(
-        out.contains("added: web") || out.contains("no entry changed"),
+        out.contains("added web") || out.contains("no entry changed"),
         "{out}"
     );
     assert_eq!(names(&manager.daemons().await), ["web"]);

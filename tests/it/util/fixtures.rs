@@ -41,6 +41,39 @@ pub fn claude_bin() -> PathBuf {
     require(bins::claude_bin())
 }
 
+/// The line the real `claude mcp list` (Claude Code, offline, in the
+/// throwaway `HOME` `user_home`, whose `.claude.json` the test wrote) shows
+/// for the server `name`, with the tool's home `home`.
+pub async fn claude_mcp_list_line(
+    home: &std::path::Path,
+    user_home: &std::path::Path,
+    name: &str,
+) -> String {
+    let output = Command::new(claude_bin())
+        .args(["mcp", "list"])
+        .current_dir(user_home)
+        .env("HOME", user_home)
+        .env("MCP_SESSION_MANAGER_HOME", home)
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env_remove("CLAUDE_CONFIG_DIR")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("claude mcp list finished")
+        .expect("run claude");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no line for {name}: {stdout}"))
+        .to_owned()
+}
+
 /// The Python of the fixtures' virtual environment (the pinned MCP SDK).
 pub fn venv_python() -> PathBuf {
     require(bins::venv_python())
