@@ -26,8 +26,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{HOST, ORIGIN};
 use hyper::{HeaderMap, Request, Response};
@@ -354,16 +354,63 @@ pub enum BodyError {
 /// `timeout`; [`BodyError::Unreadable`] when the connection fails while it
 /// is read.
 pub async fn read_body(
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
     timeout: Duration,
 ) -> Result<Bytes, BodyError> {
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(BodyError::TimedOut { after: timeout }),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Ok(Err(error)) => Err(BodyError::Unreadable(error)),
-    }
+    let read = async {
+        // A Content-Length over the limit is known at once: nothing of it
+        // is kept.
+        let declared = hyper::body::Body::size_hint(&body).lower();
+        let mut whole = bytes::BytesMut::new();
+        let mut over = usize::try_from(declared).map_or(true, |declared| declared > limit);
+        while !over {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
+            let frame = frame.map_err(|error| BodyError::Unreadable(Box::new(error)))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if whole.len() + data.len() > limit {
+                over = true;
+            } else {
+                whole.extend_from_slice(&data);
+            }
+        }
+        if over {
+            // Let the client finish writing, bounded, so that it reads the
+            // 413 instead of a connection closed under its upload.
+            drain(&mut body).await;
+            return Err(BodyError::TooLarge { limit });
+        }
+        Ok(whole.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::TimedOut { after: timeout }))
+}
+
+/// How much of a refused body is read and thrown away (so the client reads
+/// the refusal), and for how long at most.
+const DRAIN_BYTES: usize = 128 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards what is left of `body`, up to [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`].
+async fn drain(body: &mut Incoming) {
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > DRAIN_BYTES {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 #[cfg(test)]
