@@ -26,10 +26,14 @@
 //!   http to another host, which Claude Code allowed and this tool refuses
 //!   by default).
 //!
-//! **Scope rule.** An entry from a project source (`projects["DIR"]` or
-//! `DIR/.mcp.json`) gets scope `project` and, without a `cwd`, the project
-//! directory as its `cwd` (Claude Code runs it there); a user-level entry
-//! gets `shared`. [`ImportOptions::scopes`] (`--scope NAME=…`) overrides.
+//! **Scope rule** (`scope`; the report says which applied). A
+//! browser-automation server (playwright, puppeteer, chrome-devtools,
+//! browser-use, browserbase: one browser per session, recognised by the
+//! package it runs) gets scope `session`; another entry from a project
+//! source (`projects["DIR"]` or `DIR/.mcp.json`) gets `project`; a
+//! user-level entry gets `shared`. A project's entry without a `cwd` gets
+//! the project directory as its `cwd` (Claude Code runs it there).
+//! [`ImportOptions::scopes`] (`--scope NAME=…`) overrides.
 //!
 //! `args`, `env` and `headers` are copied as JSON text, so a `${VAR}`
 //! reference stays a reference (the config expands it when it is loaded);
@@ -71,13 +75,15 @@
 //!
 //! [`import`] reads the sources (`source`: the files, the entries found
 //! in them), plans the changes (`plan`: config entries, ports, proxy
-//! entries, when two entries are the same server), writes them (`apply`)
+//! entries, when two entries are the same server; `scope`: which scope
+//! each server gets and why), writes them (`apply`)
 //! and returns the [`ImportReport`] (`report`). Claude's files, their
 //! project keys and the byte-keeping edits are [`crate::claude`]'s.
 
 mod apply;
 mod plan;
 pub(crate) mod report;
+mod scope;
 pub(crate) mod source;
 #[cfg(test)]
 mod tests;
@@ -98,6 +104,7 @@ use plan::{ConfigState, config_entry, definition, group_by_name, rewritten_sourc
 pub(crate) use plan::{free_port, scope_name};
 use report::list;
 pub use report::{FileChange, ImportReport, Outcome, ServerReport};
+pub use scope::ScopeReason;
 use source::{Kind, check_scope_names, find_servers, load_sources};
 
 /// The ports imported stdio servers are hosted on (documented range).
@@ -363,15 +370,7 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     for (name, members) in &groups {
         let site = &sites[members[0]];
-        let scope = options
-            .scopes
-            .get(name)
-            .copied()
-            .unwrap_or(if site.project.is_some() {
-                Scope::Project
-            } else {
-                Scope::Shared
-            });
+        let (scope, scope_reason) = scope::choose(name, site, &options.scopes);
         let hosted = matches!(site.entry.kind, Kind::Stdio);
         let draft = config_entry(site, 0, scope);
         if let Some(existing) = config.servers.get(name) {
@@ -390,7 +389,11 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
                 .ok_or_else(|| ImportError::NoFreePort { name: name.clone() })?;
             used_ports.insert(port);
             new_members.push((name.clone(), config_entry(site, port, scope)));
-            Outcome::Hosted { port, scope }
+            Outcome::Hosted {
+                port,
+                scope,
+                scope_reason,
+            }
         } else {
             if draft.get("allowHttp").is_some() {
                 notes.push(format!(

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::plan::scope_name;
+use super::scope::ScopeReason;
 use crate::config::Scope;
 
 /// What an import did (or, in a dry run, would do). `Display` is the
@@ -50,7 +51,12 @@ pub struct ServerReport {
 )]
 pub enum Outcome {
     /// A stdio server, now hosted by the manager.
-    Hosted { port: u16, scope: Scope },
+    Hosted {
+        port: u16,
+        scope: Scope,
+        /// Why this scope (`asked`, `browser`, `project`, `user`).
+        scope_reason: ScopeReason,
+    },
     /// A remote server, kept as a `url` entry (shown without credentials
     /// or query).
     Remote { url: String },
@@ -80,9 +86,14 @@ impl fmt::Display for ImportReport {
         let width = self.servers.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for server in &self.servers {
             let what = match &server.outcome {
-                Outcome::Hosted { port, scope } => format!(
-                    "stdio server → hosted on port {port}, scope {}",
-                    scope_name(*scope)
+                Outcome::Hosted {
+                    port,
+                    scope,
+                    scope_reason,
+                } => format!(
+                    "stdio server → hosted on port {port}, scope {}: {}",
+                    scope_name(*scope),
+                    scope_reason.text()
                 ),
                 Outcome::Remote { url } => format!("remote server {url} → kept as a url entry"),
                 Outcome::AlreadyInConfig => {

@@ -786,3 +786,188 @@ fn a_target_the_new_config_lacks_is_noted() {
             .starts_with("\u{feff}{\"mcpServers\": {\"memory\": {\"command\": \"/x/mcp-proxy\"")
     );
 }
+
+/// `command` and `args` as written in a file, classified.
+fn family(command: &str, args: &[&str]) -> Option<&'static str> {
+    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
+    super::scope::browser_family(Some(command), &args)
+}
+
+/// Browser-automation servers, however they are launched, are recognised.
+#[test]
+fn browser_servers_are_recognised() {
+    for (command, args, expected) in [
+        ("npx", &["-y", "@playwright/mcp@latest"][..], "playwright"),
+        ("npx", &["@playwright/mcp", "--headless"], "playwright"),
+        ("npx", &["-y", "mcp-playwright"], "playwright"),
+        ("mcp-server-playwright", &[], "playwright"),
+        (
+            "docker",
+            &[
+                "run",
+                "-i",
+                "--rm",
+                "mcr.microsoft.com/playwright/mcp:latest",
+            ],
+            "playwright",
+        ),
+        (
+            "node",
+            &["/opt/x/node_modules/@playwright/mcp/cli.js"],
+            "playwright",
+        ),
+        (
+            "npx",
+            &["-y", "@modelcontextprotocol/server-puppeteer"],
+            "puppeteer",
+        ),
+        ("npx", &["puppeteer-mcp-server@0.7.2"], "puppeteer"),
+        ("npx", &["chrome-devtools-mcp@latest"], "chrome-devtools"),
+        (
+            "C:\\Program Files\\nodejs\\npx.cmd",
+            &["-y", "chrome-devtools-mcp"],
+            "chrome-devtools",
+        ),
+        ("uvx", &["browser-use", "--mcp"], "browser-use"),
+        (
+            "uvx",
+            &["--from", "browser-use[cli]", "browser-use", "--mcp"],
+            "browser-use",
+        ),
+        ("uvx", &["mcp_server_browser_use"], "browser-use"),
+        (
+            "npx",
+            &["-y", "@browserbasehq/mcp-server-browserbase"],
+            "browserbase",
+        ),
+        (
+            "npx",
+            &["--package=@browserbasehq/mcp", "mcp"],
+            "browserbase",
+        ),
+    ] {
+        assert_eq!(family(command, args), Some(expected), "{command} {args:?}");
+    }
+}
+
+/// Anything else is not a browser server: the rule is conservative.
+#[test]
+fn other_servers_are_not_browser_servers() {
+    for (command, args) in [
+        ("npx", &["-y", "@modelcontextprotocol/server-memory"][..]),
+        ("node", &["./playwright-report.js"]),
+        ("npx", &["playwright", "test"]),
+        ("npx", &["-y", "puppeteer"]),
+        ("uvx", &["browser-use"]),
+        ("python", &["-m", "my_server", "--name", "playwright"]),
+        (
+            "npx",
+            &[
+                "-y",
+                "@modelcontextprotocol/server-filesystem",
+                "/home/me/mcp-playwright",
+            ],
+        ),
+        ("/usr/local/bin/playwright", &[]),
+    ] {
+        assert_eq!(family(command, args), None, "{command} {args:?}");
+    }
+    assert_eq!(super::scope::browser_family(None, &[]), None);
+}
+
+/// A browser server is imported with scope `session`, a project's server
+/// with `project`, a user's with `shared`, `--scope` wins; the report says
+/// why for each, and the config gets that scope.
+#[test]
+fn the_scope_follows_what_the_server_is() {
+    let f = fixture();
+    let project = f.dir.path().join("proj");
+    std::fs::create_dir_all(&project).expect("project");
+    let key = absolute(&project).to_string_lossy().into_owned();
+    let claude = json!({
+        "mcpServers": {
+            "playwright": {"command": "npx", "args": ["-y", "@playwright/mcp@latest"]},
+            "devtools": {"command": "npx", "args": ["chrome-devtools-mcp@latest"]},
+            "memo": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]},
+            "report": {"command": "node", "args": ["./playwright-report.js"]}
+        },
+        "projects": {
+            key.clone(): {"mcpServers": {"browse": {"command": "uvx", "args": ["browser-use", "--mcp"]}}}
+        }
+    });
+    f.write(
+        &f.claude_json(),
+        &serde_json::to_string_pretty(&claude).expect("json"),
+    );
+    f.write(
+        &project.join(".mcp.json"),
+        r#"{"mcpServers": {"team": {"command": "t"}}}"#,
+    );
+    let mut options = f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    });
+    options.scopes.insert("devtools".into(), Scope::Shared);
+    let report = import(&options).expect("import");
+    let scope_of = |name: &str| {
+        report
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.outcome.clone())
+    };
+    for (name, scope, why) in [
+        ("playwright", Scope::Session, ScopeReason::Browser),
+        ("devtools", Scope::Shared, ScopeReason::Asked),
+        ("memo", Scope::Shared, ScopeReason::User),
+        ("report", Scope::Shared, ScopeReason::User),
+        ("browse", Scope::Session, ScopeReason::Browser),
+        ("team", Scope::Project, ScopeReason::Project),
+    ] {
+        assert!(
+            matches!(
+                scope_of(name),
+                Some(Outcome::Hosted { scope: s, scope_reason: r, .. }) if s == scope && r == why
+            ),
+            "{name}: {:?}",
+            scope_of(name)
+        );
+        let config = read_json(&f.config());
+        assert_eq!(
+            config["mcpServers"][name]["scope"],
+            scope_name(scope),
+            "{name}"
+        );
+    }
+    let shown = report.to_string();
+    let line = |name: &str| {
+        shown
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("playwright")
+            .contains("scope session: a browser automation server keeps one browser per session"),
+        "{shown}"
+    );
+    assert!(
+        line("devtools").contains("scope shared: as asked with --scope"),
+        "{shown}"
+    );
+    assert!(
+        line("memo").contains("scope shared: a user server"),
+        "{shown}"
+    );
+    assert!(
+        line("team").contains("scope project: a project's server"),
+        "{shown}"
+    );
+    let json = serde_json::to_value(&report).expect("serialize");
+    let playwright = json["servers"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "playwright"))
+        .expect("playwright");
+    assert_eq!(playwright["scope"], "session");
+    assert_eq!(playwright["scopeReason"], "browser");
+}
