@@ -47,6 +47,7 @@ impl Fixture {
             proxy: self.proxy.clone(),
             scopes: BTreeMap::new(),
             dry_run: false,
+            remote: false,
         }
     }
 
@@ -123,9 +124,9 @@ const CLAUDE_JSON: &str = r#"{
 }
 "#;
 
-/// A stdio entry becomes a hosted one and a remote one a url entry, both
-/// with their env and headers as written (`${VAR}` kept); the source
-/// entries run the proxy; the config parses; no secret is shown.
+/// A stdio entry becomes a hosted one with its env as written (`${VAR}`
+/// kept, and noted); its source entry runs the proxy; a remote one stays
+/// as it is, with the reason; the config parses; no secret is shown.
 #[test]
 fn claude_code_servers_move_to_the_config() {
     let f = fixture();
@@ -135,7 +136,6 @@ fn claude_code_servers_move_to_the_config() {
     let config_text = read_text(&f.config());
     let config = Config::parse(&f.config(), config_text.as_bytes()).expect("config parses");
     assert!(config_text.contains(r#""GITHUB_PERSONAL_ACCESS_TOKEN": "${GITHUB_TOKEN}""#));
-    assert!(config_text.contains(r#""Authorization": "Bearer ${LINEAR_TOKEN}""#));
     let written = read_json(&f.config());
     let github = &written["mcpServers"]["github"];
     assert_eq!(github["command"], "npx");
@@ -150,16 +150,7 @@ fn claude_code_servers_move_to_the_config() {
         config.servers["github"].transport,
         crate::config::TransportKind::Stdio
     );
-    let linear = &written["mcpServers"]["linear"];
-    assert_eq!(
-        linear,
-        &json!({"type": "sse", "url": "https://mcp.linear.app/sse",
-            "headers": {"Authorization": "Bearer ${LINEAR_TOKEN}", "X-Api-Key": "h3ader-s3cret"}})
-    );
-    assert_eq!(
-        config.servers["linear"].transport,
-        crate::config::TransportKind::Sse
-    );
+    assert!(written["mcpServers"].get("linear").is_none(), "{written}");
 
     let source = read_json(&f.claude_json());
     let proxy = f.proxy.to_string_lossy();
@@ -167,10 +158,9 @@ fn claude_code_servers_move_to_the_config() {
         source["mcpServers"]["github"],
         json!({"type": "stdio", "command": proxy, "args": ["--target", "github"]})
     );
-    assert_eq!(
-        source["mcpServers"]["linear"],
-        json!({"type": "stdio", "command": proxy, "args": ["--target", "linear"]})
-    );
+    let linear = &CLAUDE_JSON[CLAUDE_JSON.find("\"linear\"").expect("linear")..];
+    let linear = &linear[..linear.find("\n}").expect("end") + 2];
+    assert!(read_text(&f.claude_json()).contains(linear));
     assert_eq!(source["numStartups"], 5);
 
     assert!(matches!(
@@ -182,9 +172,17 @@ fn claude_code_servers_move_to_the_config() {
     ));
     assert_eq!(
         report.servers[1].outcome,
-        Outcome::Remote {
-            url: "https://mcp.linear.app/sse".into()
+        Outcome::LeftWithClaude {
+            url: "https://mcp.linear.app/sse".into(),
+            reason: remote::KEPT_BY_DEFAULT.into(),
         }
+    );
+    assert!(
+        report.notes.iter().any(|n| n.starts_with("github:")
+            && n.contains("${GITHUB_TOKEN}")
+            && n.contains("manager's value")),
+        "{:?}",
+        report.notes
     );
     assert_eq!(report.files.len(), 2);
     assert_eq!(report.files[0].path, f.config());
@@ -203,7 +201,7 @@ fn claude_code_servers_move_to_the_config() {
         "s3cr3t",
         "h3ader",
         "Bearer",
-        "GITHUB_TOKEN",
+        "LINEAR_TOKEN",
         "server-github",
     ] {
         assert!(!shown.contains(secret), "{secret} shown in {shown}");
@@ -296,12 +294,10 @@ fn a_second_run_is_a_no_op() {
     let report = import(&f.claude_code()).expect("second");
     assert_eq!(f.snapshot(), before);
     assert!(report.files.is_empty());
-    assert!(
-        report
-            .servers
-            .iter()
-            .all(|s| matches!(s.outcome, Outcome::AlreadyImported { .. }))
-    );
+    assert!(report.servers.iter().all(|s| matches!(
+        s.outcome,
+        Outcome::AlreadyImported { .. } | Outcome::LeftWithClaude { .. }
+    )));
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     assert!(report.to_string().contains("already imported"));
 }
@@ -374,7 +370,7 @@ fn a_clashing_name_is_refused_and_nothing_is_written() {
     assert_eq!(report.servers[0].outcome, Outcome::AlreadyInConfig);
     let config = read_json(&f.config());
     assert_eq!(config["mcpServers"]["github"]["port"], 3150);
-    assert!(config["mcpServers"]["linear"].is_object());
+    assert!(config["mcpServers"].get("linear").is_none());
 }
 
 /// A source that is not JSON is named with the line and column.
@@ -558,9 +554,18 @@ fn an_existing_config_keeps_its_keys_and_ports() {
     f.write(&f.config(), original);
     f.write(
         &f.claude_json(),
-        r#"{"mcpServers": {"a": {"command": "a"}, "b": {"url": "http://example.com/mcp"}}}"#,
+        r#"{"mcpServers": {"a": {"command": "a"}, "b": {"url": "http://example.com/mcp", "headers": {"X-Key": "k"}}}}"#,
     );
-    let report = import(&f.claude_code()).expect("import");
+    // Plain http to another host: moved under --remote, never probed
+    // (its headers are not sent in clear).
+    let mut options = f.claude_code();
+    options.remote = true;
+    let report = import(&options).expect("import");
+    assert!(
+        report.notes.iter().any(|n| n.starts_with("b: not checked")),
+        "{:?}",
+        report.notes
+    );
     let text = read_text(&f.config());
     let cut = original.find("\n    }\n  }").expect("end of fs") + "\n    }".len();
     assert!(text.starts_with(&original[..cut]), "{text}");
