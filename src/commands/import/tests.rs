@@ -791,3 +791,164 @@ fn a_target_the_new_config_lacks_is_noted() {
             .starts_with("\u{feff}{\"mcpServers\": {\"memory\": {\"command\": \"/x/mcp-proxy\"")
     );
 }
+
+/// A tiny HTTP server on loopback for the `--remote` probe: `/login`
+/// answers 401 with `WWW-Authenticate` (an OAuth server), `/ok` 200 when
+/// the entry's header arrived (403 otherwise). Serves `limit` requests.
+fn remote_server(limit: usize) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let (mut length, mut keyed) = (0, false);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                let lower = header.to_ascii_lowercase();
+                if let Some(n) = lower.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+                keyed |= lower.trim() == "x-api-key: k3y";
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = if line.contains(" /login ") {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else if keyed {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            } else {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+/// By default a remote entry, with or without headers, is left byte for
+/// byte: nothing is written when it is all there is, and the report says
+/// why for each.
+#[test]
+fn a_remote_entry_is_left_byte_identical_by_default() {
+    let f = fixture();
+    let text = "{\n  \"mcpServers\": {\n    \"oauth\": {\"type\": \"http\", \"url\": \"https://mcp.example.com/mcp\"},\n    \"keyed\": {\n      \"type\": \"sse\",\n      \"url\": \"https://x.example.com/sse?token=abc\",\n      \"headers\": {\"X-Api-Key\": \"k3y\"}\n    }\n  }\n}\n";
+    f.write(&f.claude_json(), text);
+    let before = f.snapshot();
+    let report = import(&f.claude_code()).expect("import");
+    assert_eq!(f.snapshot(), before);
+    assert!(!f.config().exists());
+    assert!(report.files.is_empty());
+    assert_eq!(report.servers.len(), 2);
+    for server in &report.servers {
+        let Outcome::LeftWithClaude { url, reason } = &server.outcome else {
+            panic!("{server:?}");
+        };
+        assert!(!url.contains("abc"), "{url}");
+        assert!(
+            reason.contains("OAuth") && reason.contains("--remote"),
+            "{reason}"
+        );
+    }
+    let shown = report.to_string();
+    assert!(
+        shown.contains("oauth") && shown.contains("left as it is") && !shown.contains("k3y"),
+        "{shown}"
+    );
+}
+
+/// `--remote` moves a remote server with static headers once the probe
+/// got through with them, and refuses one that answers 401 with
+/// `WWW-Authenticate` (left as it was, with the reason); one without
+/// headers stays too. `--dry-run` says the same and writes nothing.
+#[test]
+fn remote_moves_a_static_header_one_and_refuses_a_login() {
+    let f = fixture();
+    let port = remote_server(4);
+    let login = format!(
+        "{{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/login\", \"headers\": {{\"X-Api-Key\": \"k3y\"}}}}"
+    );
+    let bare = format!("{{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/bare\"}}");
+    let text = format!(
+        "{{\"mcpServers\": {{\"login\": {login}, \"keyed\": {{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/ok\", \"headers\": {{\"X-Api-Key\": \"k3y\"}}}}, \"bare\": {bare}}}}}"
+    );
+    f.write(&f.claude_json(), &text);
+    let mut options = f.claude_code();
+    options.remote = true;
+
+    let check = |report: &ImportReport| {
+        let outcomes: Vec<&Outcome> = report.servers.iter().map(|s| &s.outcome).collect();
+        assert!(
+            matches!(outcomes[0], Outcome::LeftWithClaude { reason, .. }
+                if reason.contains("401") && reason.contains("WWW-Authenticate") && reason.contains("only Claude Code")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Outcome::Remote { url } if url.ends_with("/ok")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[2], Outcome::LeftWithClaude { reason, .. } if reason.contains("without static headers")),
+            "{outcomes:?}"
+        );
+        assert!(
+            !report.notes.iter().any(|n| n.starts_with("keyed:")),
+            "{:?}",
+            report.notes
+        );
+    };
+
+    let mut dry = options.clone();
+    dry.dry_run = true;
+    let before = f.snapshot();
+    let planned = import(&dry).expect("dry run");
+    assert_eq!(f.snapshot(), before);
+    check(&planned);
+
+    let report = import(&options).expect("import");
+    check(&report);
+    let after = read_text(&f.claude_json());
+    assert!(after.contains(&login) && after.contains(&bare), "{after}");
+    let source = read_json(&f.claude_json());
+    assert_eq!(
+        source["mcpServers"]["keyed"]["args"],
+        json!(["--target", "keyed"])
+    );
+    let config = read_json(&f.config());
+    assert_eq!(
+        config["mcpServers"]["keyed"],
+        json!({"type": "http", "url": format!("http://127.0.0.1:{port}/ok"), "headers": {"X-Api-Key": "k3y"}})
+    );
+    assert!(config["mcpServers"].get("login").is_none());
+    assert!(config["mcpServers"].get("bare").is_none());
+}
+
+/// A stdio server whose env or args use `${VAR}` is noted once, by the
+/// variables' names (never their values); one without is not.
+#[test]
+fn a_shell_variable_is_noted() {
+    let f = fixture();
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"db": {"command": "db-server", "args": ["--dir", "${HOME}/db", "${DB_MODE:-ro}"], "env": {"DB_URL": "${DATABASE_URL}", "X": "plain"}}, "plain": {"command": "p", "env": {"A": "$NOT_BRACED"}}}}"#,
+    );
+    let report = import(&f.claude_code()).expect("import");
+    let notes: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("manager's value"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", report.notes);
+    assert!(
+        notes[0].starts_with("db:")
+            && notes[0].contains("${DATABASE_URL}, ${DB_MODE}, ${HOME}")
+            && notes[0].contains("not your session's shell's"),
+        "{notes:?}"
+    );
+}
