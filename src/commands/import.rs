@@ -21,10 +21,15 @@
 //!   hosted entry: `command`, `args`, `env` and `cwd` as written, a `port`
 //!   from 3110–3189 ([`PORTS`]) that no config entry uses and nothing listens
 //!   on now, and a `scope`;
-//! - a **remote** entry (`type` `"http"`/`"sse"`, or a `url`) stays remote:
-//!   `type`, `url`, `headers` as written (plus `"allowHttp": true` for plain
-//!   http to another host, which Claude Code allowed and this tool refuses
-//!   by default).
+//! - a **remote** entry (`type` `"http"`/`"sse"`, or a `url`) is left with
+//!   Claude Code by default, untouched in both files (it keeps Claude's
+//!   OAuth login, reconnects and HTTP label; the report says so per
+//!   server). With [`ImportOptions::remote`] (`--remote`) one with static
+//!   `headers` is probed first (`remote`: a 401 with `WWW-Authenticate`
+//!   stays, with the reason) and then kept remote in `config.json`: `type`,
+//!   `url`, `headers` as written (plus `"allowHttp": true` for plain http
+//!   to another host, which Claude Code allowed and this tool refuses by
+//!   default).
 //!
 //! **Scope rule.** An entry from a project source (`projects["DIR"]` or
 //! `DIR/.mcp.json`) gets scope `project` and, without a `cwd`, the project
@@ -33,7 +38,9 @@
 //!
 //! `args`, `env` and `headers` are copied as JSON text, so a `${VAR}`
 //! reference stays a reference (the config expands it when it is loaded);
-//! no secret is ever expanded into a file.
+//! no secret is ever expanded into a file. A stdio server whose `env` or
+//! `args` use one is noted: the daemon sees the manager's value of it,
+//! not the session's shell's.
 //!
 //! Then each imported entry of the source file becomes
 //! `{"command": "<mcp-proxy>", "args": ["--target", NAME]}` (with

@@ -30,7 +30,7 @@ pub(super) const KEPT_BY_DEFAULT: &str = "a remote server: Claude Code keeps its
 const NO_HEADERS: &str = "a remote server without static headers: its login, if any, is Claude Code's (OAuth), so it stays there";
 
 /// Under `--remote`, why one that asks for a login is left alone.
-const NEEDS_LOGIN: &str = "it answered 401 with WWW-Authenticate: it needs a login (OAuth), which only Claude Code does, so it stays there; give it static headers (a token) to move it";
+const NEEDS_LOGIN: &str = "it answered 401 with WWW-Authenticate: it needs a login (OAuth), which only Claude Code does, so it stays there (headers with a valid token would let `--remote` move it)";
 
 /// What the probe found out about a remote server.
 #[derive(Debug, Clone, PartialEq, Eq)]
