@@ -124,6 +124,10 @@ enum Command {
         /// Say what would change; write nothing
         #[arg(long)]
         dry_run: bool,
+        /// Also move remote servers with static headers (each is probed
+        /// first; one that asks for a login stays with Claude Code)
+        #[arg(long, conflicts_with = "undo")]
+        remote: bool,
         /// Put back the files as they were before the last import
         #[arg(long, conflicts_with = "dry_run")]
         undo: bool,
@@ -287,8 +291,9 @@ fn main() -> ExitCode {
                 project,
                 scope,
                 dry_run,
+                remote,
                 undo,
-            }) => import(from.as_deref(), project, &scope, dry_run, undo),
+            }) => import(from.as_deref(), project, &scope, dry_run, undo, remote),
             Some(Command::Logs {
                 name,
                 lines,
@@ -494,9 +499,10 @@ fn import(
     scopes: &[String],
     dry_run: bool,
     undo: bool,
+    remote: bool,
 ) -> anyhow::Result<()> {
     use mcp_session_manager::commands::{import, undo as import_undo};
-    let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run)?;
+    let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run, remote)?;
     if undo {
         outln!("{}", import_undo::undo(&options)?);
     } else {

@@ -21,10 +21,15 @@
 //!   hosted entry: `command`, `args`, `env` and `cwd` as written, a `port`
 //!   from 3110–3189 ([`PORTS`]) that no config entry uses and nothing listens
 //!   on now, and a `scope`;
-//! - a **remote** entry (`type` `"http"`/`"sse"`, or a `url`) stays remote:
-//!   `type`, `url`, `headers` as written (plus `"allowHttp": true` for plain
-//!   http to another host, which Claude Code allowed and this tool refuses
-//!   by default).
+//! - a **remote** entry (`type` `"http"`/`"sse"`, or a `url`) is left with
+//!   Claude Code by default, untouched in both files (it keeps Claude's
+//!   OAuth login, reconnects and HTTP label; the report says so per
+//!   server). With [`ImportOptions::remote`] (`--remote`) one with static
+//!   `headers` is probed first (`remote`: a 401 with `WWW-Authenticate`
+//!   stays, with the reason) and then kept remote in `config.json`: `type`,
+//!   `url`, `headers` as written (plus `"allowHttp": true` for plain http
+//!   to another host, which Claude Code allowed and this tool refuses by
+//!   default).
 //!
 //! **Scope rule** (`scope`; the report says which applied). A
 //! browser-automation server (playwright, puppeteer, chrome-devtools,
@@ -37,7 +42,9 @@
 //!
 //! `args`, `env` and `headers` are copied as JSON text, so a `${VAR}`
 //! reference stays a reference (the config expands it when it is loaded);
-//! no secret is ever expanded into a file.
+//! no secret is ever expanded into a file. A stdio server whose `env` or
+//! `args` use one is noted: the daemon sees the manager's value of it,
+//! not the session's shell's.
 //!
 //! Then each imported entry of the source file becomes
 //! `{"command": "<mcp-proxy>", "args": ["--target", NAME]}` (with
@@ -82,6 +89,7 @@
 
 mod apply;
 mod plan;
+mod remote;
 pub(crate) mod report;
 mod scope;
 pub(crate) mod source;
@@ -152,6 +160,10 @@ pub struct ImportOptions {
     pub scopes: BTreeMap<String, Scope>,
     /// Read and check everything, report, write nothing.
     pub dry_run: bool,
+    /// `--remote`: move remote servers with static headers too (each
+    /// probed first; one that asks for a login stays). Without it every
+    /// remote entry stays with Claude Code.
+    pub remote: bool,
 }
 
 /// `NAME=shared|project|session`, as `--scope` takes it.
@@ -198,7 +210,8 @@ pub enum OptionsError {
 
 impl ImportOptions {
     /// The options of `mcp-manager import` for the user running it:
-    /// `--from`, `--project`, each `--scope NAME=SCOPE` and `--dry-run`,
+    /// `--from`, `--project`, each `--scope NAME=SCOPE`, `--dry-run` and
+    /// `--remote`,
     /// with the user's home, the tool's home and the installed `mcp-proxy`.
     ///
     /// # Errors
@@ -208,6 +221,7 @@ impl ImportOptions {
         project: Option<PathBuf>,
         scopes: &[String],
         dry_run: bool,
+        remote: bool,
     ) -> Result<ImportOptions, OptionsError> {
         let source = Source::from_args(from, project)?;
         let scopes = scopes
@@ -221,6 +235,7 @@ impl ImportOptions {
             proxy: proxy_path(),
             scopes,
             dry_run,
+            remote,
         })
     }
 }
@@ -357,6 +372,35 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
         sites.extend(find_servers(index, file, &mut notes)?);
     }
     check_scope_names(options, &sites)?;
+    // Remote servers stay with Claude Code unless `--remote` moves them.
+    let left = remote::left_alone(&sites, options.remote, &mut notes);
+    let mut kept = Vec::new();
+    let mut order = Vec::new();
+    let sites: Vec<_> = sites
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, site)| match left.get(&index) {
+            Some(reason) => {
+                kept.push((
+                    index,
+                    ServerReport {
+                        name: site.name.clone(),
+                        file: files[site.file].path.clone(),
+                        place: site.place.clone(),
+                        outcome: Outcome::LeftWithClaude {
+                            url: shown_url(site.entry.shape.url.as_deref().unwrap_or_default()),
+                            reason: reason.clone(),
+                        },
+                    },
+                ));
+                None
+            }
+            None => {
+                order.push(index);
+                Some(site)
+            }
+        })
+        .collect();
     let config = ConfigState::load(&config_path)?;
     let step = config
         .text
@@ -460,6 +504,25 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
             },
         })
         .collect::<Vec<_>>();
+    // Every server found, in file order.
+    let mut servers: Vec<(usize, ServerReport)> = order.into_iter().zip(servers).collect();
+    servers.extend(kept);
+    servers.sort_by_key(|(index, _)| *index);
+    let servers: Vec<ServerReport> = servers.into_iter().map(|(_, s)| s).collect();
+    let mut noted = BTreeSet::new();
+    for site in &sites {
+        let vars = site.entry.shell_vars();
+        let moved = matches!(outcomes.get(&site.name), Some(Outcome::Hosted { .. }));
+        if moved && !vars.is_empty() && noted.insert(site.name.clone()) {
+            let vars: Vec<String> = vars.iter().map(|v| format!("${{{v}}}")).collect();
+            notes.push(format!(
+                "{}: its env or args use {}: the shared daemon sees the manager's value of {}, not your session's shell's (set it where the manager runs)",
+                site.name,
+                vars.join(", "),
+                if vars.len() == 1 { "it" } else { "them" }
+            ));
+        }
+    }
     for site in &sites {
         if let Kind::Imported {
             target: Some(target),

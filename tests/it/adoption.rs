@@ -862,6 +862,152 @@ async fn import_refuses_bad_input_and_writes_nothing() {
     assert_unchanged(&before, &user.snapshot(), "import of a clashing name");
 }
 
+/// Two remote servers on loopback, answered by a python3 `http.server`:
+/// `/oauth` as an OAuth-protected one (401, `WWW-Authenticate` naming its
+/// protected-resource metadata, which it serves), `/static` as one that
+/// takes a static header (200 with it, 403 without).
+const REMOTE_SERVERS_PY: &str = r#"
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def answer(self, code, body, extra=()):
+        self.send_response(code)
+        for k, v in extra: self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        if self.path.startswith("/.well-known/oauth-protected-resource"):
+            port = self.server.server_address[1]
+            self.answer(200, json.dumps({"resource": f"http://127.0.0.1:{port}/oauth", "authorization_servers": [f"http://127.0.0.1:{port}"]}).encode())
+        else:
+            self.answer(405, b"{}")
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        port = self.server.server_address[1]
+        if self.path == "/oauth":
+            self.answer(401, b'{"error":"invalid_token"}', [("WWW-Authenticate", f'Bearer resource_metadata="http://127.0.0.1:{port}/.well-known/oauth-protected-resource"')])
+        elif self.headers.get("X-Api-Key") == "st4tic-key":
+            self.answer(200, json.dumps({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-06-18", "capabilities": {}, "serverInfo": {"name": "static", "version": "1"}}}).encode())
+        else:
+            self.answer(403, b"{}")
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// `import` leaves remote servers with Claude Code: an OAuth one (401 +
+/// `WWW-Authenticate`) and a static-header one keep their entries byte for
+/// byte, and the report says why. With `--remote` the static-header one
+/// is moved (config.json gets it, Claude's entry runs mcp-proxy) and the
+/// OAuth one is refused with its reason, its entry still unchanged.
+#[tokio::test]
+async fn import_leaves_remote_servers_with_claude_code() {
+    use tokio::io::AsyncBufReadExt;
+    let mut python = Command::new("python3");
+    python
+        .args(["-c", REMOTE_SERVERS_PY])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    let Ok(mut python) = python.spawn() else {
+        eprintln!("skipped: no python3 to serve the remote servers");
+        return;
+    };
+    let stdout = python.stdout.take().expect("python's stdout");
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("python3 printed its port in time")
+    .expect("read python's port");
+    let port: u16 = line.trim().parse().expect("a port");
+
+    let user = User::new();
+    let oauth = format!(
+        "{{\n      \"type\": \"http\",\n      \"url\": \"http://127.0.0.1:{port}/oauth\"\n    }}"
+    );
+    let oauth_keyed = format!(
+        "{{\n      \"type\": \"http\",\n      \"url\": \"http://127.0.0.1:{port}/oauth\",\n      \"headers\": {{\n        \"X-Api-Key\": \"wrong\"\n      }}\n    }}"
+    );
+    let fixed = format!(
+        "{{\n      \"type\": \"http\",\n      \"url\": \"http://127.0.0.1:{port}/static\",\n      \"headers\": {{\n        \"X-Api-Key\": \"st4tic-key\"\n      }}\n    }}"
+    );
+    let original = ClaudeJson::around(format!(
+        "{{\n    \"oauth\": {oauth},\n    \"oauth-keyed\": {oauth_keyed},\n    \"fixed\": {fixed}\n  }}"
+    ));
+    std::fs::write(user.claude_json(), original.text()).expect("write");
+
+    // By default: nothing changes for either, and the report says why.
+    let before = user.snapshot();
+    let output = user.cli_ok(&["import"]).await;
+    assert_unchanged(&before, &user.snapshot(), "import of remote servers only");
+    for name in ["oauth", "oauth-keyed", "fixed"] {
+        assert!(
+            output.stdout.lines().any(|l| l.contains(name)
+                && l.contains("left as it is")
+                && l.contains("OAuth")
+                && l.contains("--remote")),
+            "{name} is not reported as left with Claude Code: {output}"
+        );
+    }
+    assert!(
+        !output.text().contains("st4tic-key"),
+        "a header shown: {output}"
+    );
+
+    // --remote --dry-run: says what --remote would do, writes nothing.
+    let output = user.cli_ok(&["import", "--remote", "--dry-run"]).await;
+    assert_unchanged(&before, &user.snapshot(), "import --remote --dry-run");
+    let refused = |output: &Output| {
+        assert!(
+            output.stdout.lines().any(|l| l.contains("oauth-keyed")
+                && l.contains("401")
+                && l.contains("WWW-Authenticate")
+                && l.contains("only Claude Code")),
+            "the OAuth server is not refused with its reason: {output}"
+        );
+        assert!(
+            output
+                .stdout
+                .lines()
+                .any(|l| l.contains("fixed") && l.contains("/static") && !l.contains("left")),
+            "the static-header server is not moved: {output}"
+        );
+    };
+    refused(&output);
+
+    // --remote: the static-header one moves, the OAuth ones stay.
+    let output = user.cli_ok(&["import", "--remote"]).await;
+    refused(&output);
+    let text = String::from_utf8(user.claude_bytes()).expect("utf-8");
+    assert!(
+        text.contains(&format!("\"oauth\": {oauth}"))
+            && text.contains(&format!("\"oauth-keyed\": {oauth_keyed}")),
+        "an OAuth entry changed: {text}"
+    );
+    let claude: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        without_servers(claude.clone()),
+        without_servers(original.parsed())
+    );
+    assert_through_proxy(&claude["mcpServers"]["fixed"], "fixed");
+    let config = user.config();
+    assert_eq!(
+        config["mcpServers"]["fixed"],
+        json!({"type": "http", "url": format!("http://127.0.0.1:{port}/static"), "headers": {"X-Api-Key": "st4tic-key"}})
+    );
+    assert!(config["mcpServers"].get("oauth").is_none(), "{config}");
+    assert!(
+        config["mcpServers"].get("oauth-keyed").is_none(),
+        "{config}"
+    );
+    drop(python);
+}
+
 // ---------------------------------------------------------------------------
 // idleTimeout and lazy
 // ---------------------------------------------------------------------------

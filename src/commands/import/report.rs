@@ -60,6 +60,9 @@ pub enum Outcome {
     /// A remote server, kept as a `url` entry (shown without credentials
     /// or query).
     Remote { url: String },
+    /// A remote server left with Claude Code: neither `config.json` nor
+    /// its entry changes (shown without credentials or query), and why.
+    LeftWithClaude { url: String, reason: String },
     /// `config.json` already has this very server; only the source entry
     /// is pointed at the proxy.
     AlreadyInConfig,
@@ -96,6 +99,9 @@ impl fmt::Display for ImportReport {
                     scope_reason.text()
                 ),
                 Outcome::Remote { url } => format!("remote server {url} → kept as a url entry"),
+                Outcome::LeftWithClaude { url, reason } => {
+                    format!("remote server {url} → left as it is: {reason}")
+                }
                 Outcome::AlreadyInConfig => {
                     "already in config.json → entry pointed at mcp-proxy".to_owned()
                 }

@@ -209,6 +209,31 @@ pub(super) struct Entry<'t> {
 }
 
 impl<'t> Entry<'t> {
+    /// The `${VAR}`s its `env` values and `args` use, by name, sorted.
+    pub(super) fn shell_vars(&self) -> Vec<String> {
+        let env = self.value.get("env").and_then(Value::as_object);
+        let args = self.value.get("args").and_then(Value::as_array);
+        let texts = env
+            .into_iter()
+            .flat_map(|env| env.values())
+            .chain(args.into_iter().flatten())
+            .filter_map(Value::as_str);
+        let mut names = BTreeSet::new();
+        for text in texts {
+            let mut rest = text;
+            while let Some(start) = rest.find("${") {
+                rest = &rest[start + 2..];
+                let Some(end) = rest.find('}') else { break };
+                let name = rest[..end].split(":-").next().unwrap_or_default();
+                if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    names.insert(name.to_owned());
+                }
+                rest = &rest[end + 1..];
+            }
+        }
+        names.into_iter().collect()
+    }
+
     /// The raw text of `key`, if present and not `null`.
     pub(super) fn raw(&self, key: &str) -> Option<&'t RawValue> {
         get(&self.members, key).filter(|raw| raw.get() != "null")

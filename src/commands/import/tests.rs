@@ -47,6 +47,7 @@ impl Fixture {
             proxy: self.proxy.clone(),
             scopes: BTreeMap::new(),
             dry_run: false,
+            remote: false,
         }
     }
 
@@ -123,9 +124,9 @@ const CLAUDE_JSON: &str = r#"{
 }
 "#;
 
-/// A stdio entry becomes a hosted one and a remote one a url entry, both
-/// with their env and headers as written (`${VAR}` kept); the source
-/// entries run the proxy; the config parses; no secret is shown.
+/// A stdio entry becomes a hosted one with its env as written (`${VAR}`
+/// kept, and noted); its source entry runs the proxy; a remote one stays
+/// as it is, with the reason; the config parses; no secret is shown.
 #[test]
 fn claude_code_servers_move_to_the_config() {
     let f = fixture();
@@ -135,7 +136,6 @@ fn claude_code_servers_move_to_the_config() {
     let config_text = read_text(&f.config());
     let config = Config::parse(&f.config(), config_text.as_bytes()).expect("config parses");
     assert!(config_text.contains(r#""GITHUB_PERSONAL_ACCESS_TOKEN": "${GITHUB_TOKEN}""#));
-    assert!(config_text.contains(r#""Authorization": "Bearer ${LINEAR_TOKEN}""#));
     let written = read_json(&f.config());
     let github = &written["mcpServers"]["github"];
     assert_eq!(github["command"], "npx");
@@ -150,16 +150,7 @@ fn claude_code_servers_move_to_the_config() {
         config.servers["github"].transport,
         crate::config::TransportKind::Stdio
     );
-    let linear = &written["mcpServers"]["linear"];
-    assert_eq!(
-        linear,
-        &json!({"type": "sse", "url": "https://mcp.linear.app/sse",
-            "headers": {"Authorization": "Bearer ${LINEAR_TOKEN}", "X-Api-Key": "h3ader-s3cret"}})
-    );
-    assert_eq!(
-        config.servers["linear"].transport,
-        crate::config::TransportKind::Sse
-    );
+    assert!(written["mcpServers"].get("linear").is_none(), "{written}");
 
     let source = read_json(&f.claude_json());
     let proxy = f.proxy.to_string_lossy();
@@ -167,10 +158,9 @@ fn claude_code_servers_move_to_the_config() {
         source["mcpServers"]["github"],
         json!({"type": "stdio", "command": proxy, "args": ["--target", "github"]})
     );
-    assert_eq!(
-        source["mcpServers"]["linear"],
-        json!({"type": "stdio", "command": proxy, "args": ["--target", "linear"]})
-    );
+    let linear = &CLAUDE_JSON[CLAUDE_JSON.find("\"linear\"").expect("linear")..];
+    let linear = &linear[..linear.find("\n}").expect("end") + 2];
+    assert!(read_text(&f.claude_json()).contains(linear));
     assert_eq!(source["numStartups"], 5);
 
     assert!(matches!(
@@ -182,9 +172,17 @@ fn claude_code_servers_move_to_the_config() {
     ));
     assert_eq!(
         report.servers[1].outcome,
-        Outcome::Remote {
-            url: "https://mcp.linear.app/sse".into()
+        Outcome::LeftWithClaude {
+            url: "https://mcp.linear.app/sse".into(),
+            reason: remote::KEPT_BY_DEFAULT.into(),
         }
+    );
+    assert!(
+        report.notes.iter().any(|n| n.starts_with("github:")
+            && n.contains("${GITHUB_TOKEN}")
+            && n.contains("manager's value")),
+        "{:?}",
+        report.notes
     );
     assert_eq!(report.files.len(), 2);
     assert_eq!(report.files[0].path, f.config());
@@ -203,7 +201,7 @@ fn claude_code_servers_move_to_the_config() {
         "s3cr3t",
         "h3ader",
         "Bearer",
-        "GITHUB_TOKEN",
+        "LINEAR_TOKEN",
         "server-github",
     ] {
         assert!(!shown.contains(secret), "{secret} shown in {shown}");
@@ -296,12 +294,10 @@ fn a_second_run_is_a_no_op() {
     let report = import(&f.claude_code()).expect("second");
     assert_eq!(f.snapshot(), before);
     assert!(report.files.is_empty());
-    assert!(
-        report
-            .servers
-            .iter()
-            .all(|s| matches!(s.outcome, Outcome::AlreadyImported { .. }))
-    );
+    assert!(report.servers.iter().all(|s| matches!(
+        s.outcome,
+        Outcome::AlreadyImported { .. } | Outcome::LeftWithClaude { .. }
+    )));
     assert!(report.notes.is_empty(), "{:?}", report.notes);
     assert!(report.to_string().contains("already imported"));
 }
@@ -374,7 +370,7 @@ fn a_clashing_name_is_refused_and_nothing_is_written() {
     assert_eq!(report.servers[0].outcome, Outcome::AlreadyInConfig);
     let config = read_json(&f.config());
     assert_eq!(config["mcpServers"]["github"]["port"], 3150);
-    assert!(config["mcpServers"]["linear"].is_object());
+    assert!(config["mcpServers"].get("linear").is_none());
 }
 
 /// A source that is not JSON is named with the line and column.
@@ -558,9 +554,18 @@ fn an_existing_config_keeps_its_keys_and_ports() {
     f.write(&f.config(), original);
     f.write(
         &f.claude_json(),
-        r#"{"mcpServers": {"a": {"command": "a"}, "b": {"url": "http://example.com/mcp"}}}"#,
+        r#"{"mcpServers": {"a": {"command": "a"}, "b": {"url": "http://example.com/mcp", "headers": {"X-Key": "k"}}}}"#,
     );
-    let report = import(&f.claude_code()).expect("import");
+    // Plain http to another host: moved under --remote, never probed
+    // (its headers are not sent in clear).
+    let mut options = f.claude_code();
+    options.remote = true;
+    let report = import(&options).expect("import");
+    assert!(
+        report.notes.iter().any(|n| n.starts_with("b: not checked")),
+        "{:?}",
+        report.notes
+    );
     let text = read_text(&f.config());
     let cut = original.find("\n    }\n  }").expect("end of fs") + "\n    }".len();
     assert!(text.starts_with(&original[..cut]), "{text}");
@@ -784,6 +789,167 @@ fn a_target_the_new_config_lacks_is_noted() {
     assert!(
         read_text(&f.claude_json())
             .starts_with("\u{feff}{\"mcpServers\": {\"memory\": {\"command\": \"/x/mcp-proxy\"")
+    );
+}
+
+/// A tiny HTTP server on loopback for the `--remote` probe: `/login`
+/// answers 401 with `WWW-Authenticate` (an OAuth server), `/ok` 200 when
+/// the entry's header arrived (403 otherwise). Serves `limit` requests.
+fn remote_server(limit: usize) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(limit) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let (mut length, mut keyed) = (0, false);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                let lower = header.to_ascii_lowercase();
+                if let Some(n) = lower.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+                keyed |= lower.trim() == "x-api-key: k3y";
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let answer = if line.contains(" /login ") {
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer resource_metadata=\"http://127.0.0.1/.well-known/oauth-protected-resource\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else if keyed {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+            } else {
+                "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+/// By default a remote entry, with or without headers, is left byte for
+/// byte: nothing is written when it is all there is, and the report says
+/// why for each.
+#[test]
+fn a_remote_entry_is_left_byte_identical_by_default() {
+    let f = fixture();
+    let text = "{\n  \"mcpServers\": {\n    \"oauth\": {\"type\": \"http\", \"url\": \"https://mcp.example.com/mcp\"},\n    \"keyed\": {\n      \"type\": \"sse\",\n      \"url\": \"https://x.example.com/sse?token=abc\",\n      \"headers\": {\"X-Api-Key\": \"k3y\"}\n    }\n  }\n}\n";
+    f.write(&f.claude_json(), text);
+    let before = f.snapshot();
+    let report = import(&f.claude_code()).expect("import");
+    assert_eq!(f.snapshot(), before);
+    assert!(!f.config().exists());
+    assert!(report.files.is_empty());
+    assert_eq!(report.servers.len(), 2);
+    for server in &report.servers {
+        let Outcome::LeftWithClaude { url, reason } = &server.outcome else {
+            panic!("{server:?}");
+        };
+        assert!(!url.contains("abc"), "{url}");
+        assert!(
+            reason.contains("OAuth") && reason.contains("--remote"),
+            "{reason}"
+        );
+    }
+    let shown = report.to_string();
+    assert!(
+        shown.contains("oauth") && shown.contains("left as it is") && !shown.contains("k3y"),
+        "{shown}"
+    );
+}
+
+/// `--remote` moves a remote server with static headers once the probe
+/// got through with them, and refuses one that answers 401 with
+/// `WWW-Authenticate` (left as it was, with the reason); one without
+/// headers stays too. `--dry-run` says the same and writes nothing.
+#[test]
+fn remote_moves_a_static_header_one_and_refuses_a_login() {
+    let f = fixture();
+    let port = remote_server(4);
+    let login = format!(
+        "{{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/login\", \"headers\": {{\"X-Api-Key\": \"k3y\"}}}}"
+    );
+    let bare = format!("{{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/bare\"}}");
+    let text = format!(
+        "{{\"mcpServers\": {{\"login\": {login}, \"keyed\": {{\"type\": \"http\", \"url\": \"http://127.0.0.1:{port}/ok\", \"headers\": {{\"X-Api-Key\": \"k3y\"}}}}, \"bare\": {bare}}}}}"
+    );
+    f.write(&f.claude_json(), &text);
+    let mut options = f.claude_code();
+    options.remote = true;
+
+    let check = |report: &ImportReport| {
+        let outcomes: Vec<&Outcome> = report.servers.iter().map(|s| &s.outcome).collect();
+        assert!(
+            matches!(outcomes[0], Outcome::LeftWithClaude { reason, .. }
+                if reason.contains("401") && reason.contains("WWW-Authenticate") && reason.contains("only Claude Code")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[1], Outcome::Remote { url } if url.ends_with("/ok")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(outcomes[2], Outcome::LeftWithClaude { reason, .. } if reason.contains("without static headers")),
+            "{outcomes:?}"
+        );
+        assert!(
+            !report.notes.iter().any(|n| n.starts_with("keyed:")),
+            "{:?}",
+            report.notes
+        );
+    };
+
+    let mut dry = options.clone();
+    dry.dry_run = true;
+    let before = f.snapshot();
+    let planned = import(&dry).expect("dry run");
+    assert_eq!(f.snapshot(), before);
+    check(&planned);
+
+    let report = import(&options).expect("import");
+    check(&report);
+    let after = read_text(&f.claude_json());
+    assert!(after.contains(&login) && after.contains(&bare), "{after}");
+    let source = read_json(&f.claude_json());
+    assert_eq!(
+        source["mcpServers"]["keyed"]["args"],
+        json!(["--target", "keyed"])
+    );
+    let config = read_json(&f.config());
+    assert_eq!(
+        config["mcpServers"]["keyed"],
+        json!({"type": "http", "url": format!("http://127.0.0.1:{port}/ok"), "headers": {"X-Api-Key": "k3y"}})
+    );
+    assert!(config["mcpServers"].get("login").is_none());
+    assert!(config["mcpServers"].get("bare").is_none());
+}
+
+/// A stdio server whose env or args use `${VAR}` is noted once, by the
+/// variables' names (never their values); one without is not.
+#[test]
+fn a_shell_variable_is_noted() {
+    let f = fixture();
+    f.write(
+        &f.claude_json(),
+        r#"{"mcpServers": {"db": {"command": "db-server", "args": ["--dir", "${HOME}/db", "${DB_MODE:-ro}"], "env": {"DB_URL": "${DATABASE_URL}", "X": "plain"}}, "plain": {"command": "p", "env": {"A": "$NOT_BRACED"}}}}"#,
+    );
+    let report = import(&f.claude_code()).expect("import");
+    let notes: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("manager's value"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{:?}", report.notes);
+    assert!(
+        notes[0].starts_with("db:")
+            && notes[0].contains("${DATABASE_URL}, ${DB_MODE}, ${HOME}")
+            && notes[0].contains("not your session's shell's"),
+        "{notes:?}"
     );
 }
 
