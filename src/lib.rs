@@ -31,11 +31,12 @@
 //!    an [`transport::Inbound`]), [`proxy`] (the stdio session: router and
 //!    discovery, over a transport), [`host`] (the HTTP server side: one
 //!    stdio child, many sessions), [`manager`] (one supervisor per daemon,
-//!    the control server). Host and manager import no other role; transport
+//!    the config followed while it runs, the control server). Host and
+//!    manager import no other role; transport
 //!    imports neither proxy nor stdio.
 //! 5. **Commands**: [`commands`], `mcp-manager`'s one-shot commands (status,
 //!    logs, host, import and undo, doctor, generate-config and register,
-//!    service):
+//!    add and remove, reload and shutdown, service):
 //!    each returns what to print; the binaries print it.
 #![deny(clippy::print_stdout)]
 
