@@ -53,6 +53,9 @@ const LIVENESS_TIMEOUT: Duration = Duration::from_secs(3);
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
 /// GET stream reconnects: 1 s, then ×1.5, at most 30 s (a `retry:` overrides).
 const GET_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// How long a recovery waits for the new session's GET stream before the
+/// requests it held are sent.
+const GET_ATTACH_WAIT: Duration = Duration::from_secs(2);
 const GET_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// A Streamable HTTP session with one daemon.
@@ -66,6 +69,11 @@ pub struct StreamableHttp {
     ordered: mpsc::UnboundedSender<Message>,
     /// One re-initialization at a time.
     reinitializing: Mutex<()>,
+    /// The session generation whose GET stream was last answered (attached,
+    /// or refused for good): a recovery waits for it, bounded, before the
+    /// requests it held go out, so that what a restored subscription sends
+    /// has a stream to arrive on.
+    get_answered: watch::Sender<u64>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -175,6 +183,7 @@ impl StreamableHttp {
             session: watch::Sender::new(Session::default()),
             ordered,
             reinitializing: Mutex::new(()),
+            get_answered: watch::Sender::new(0),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -596,10 +605,12 @@ impl StreamableHttp {
             match response {
                 Ok(r) if r.status() == StatusCode::METHOD_NOT_ALLOWED => {
                     tracing::debug!("the daemon offers no GET stream (405)");
+                    self.get_answered.send_replace(generation);
                     return;
                 }
                 Ok(r) if r.status() == StatusCode::CONFLICT => {
                     tracing::debug!("the daemon already has a GET stream for this session (409)");
+                    self.get_answered.send_replace(generation);
                     return;
                 }
                 Ok(r) if matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
@@ -612,6 +623,7 @@ impl StreamableHttp {
                         && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
                 {
                     delay = GET_RETRY_FIRST;
+                    self.get_answered.send_replace(generation);
                     // Dropping a half-read stream on shutdown is fine: the
                     // session is ending and nothing else reads from it.
                     let end = tokio::select! {
@@ -708,6 +720,7 @@ impl StreamableHttp {
                         recovery::restore(self, &self.shared.kept, &*self.shared.inbound).await;
                         self.session.send_modify(|s| s.phase = Phase::Ready);
                         self.open_get_stream();
+                        self.await_get_stream().await;
                         let ms = started.elapsed().as_millis();
                         tracing::warn!(ms, "reconnected to the daemon");
                         return Ok(());
@@ -778,6 +791,21 @@ impl StreamableHttp {
             }
         }
         Ok(())
+    }
+
+    /// Waits (at most [`GET_ATTACH_WAIT`]) for the GET stream of the
+    /// current session to be answered.
+    async fn await_get_stream(&self) {
+        if !self.get_stream {
+            return;
+        }
+        let generation = self.session.borrow().generation;
+        let mut answered = self.get_answered.subscribe();
+        let _ = tokio::time::timeout(
+            GET_ATTACH_WAIT,
+            answered.wait_for(|answered| *answered >= generation),
+        )
+        .await;
     }
 
     /// Does the current session still answer a `ping`?
