@@ -161,19 +161,7 @@ pub fn register_proxies(
     };
     let existing: serde_json::Map<String, Value> = match &text {
         Some(text) => {
-            let value: Value =
-                serde_json::from_str(strip_bom(text)).map_err(|e| ImportError::NotJson {
-                    path: path.to_owned(),
-                    message: strip_position(&e.to_string()),
-                    line: e.line(),
-                    column: e.column(),
-                })?;
-            if !value.is_object() {
-                return Err(ImportError::NotAnObject {
-                    path: path.to_owned(),
-                    key: "(the file)".into(),
-                });
-            }
+            let value = json_object(path, text)?;
             match value.get("mcpServers") {
                 None => serde_json::Map::new(),
                 Some(Value::Object(servers)) => servers.clone(),
@@ -276,19 +264,7 @@ fn read_object(path: &Path) -> Result<ClaudeFile, ImportError> {
     let text = String::from_utf8(bytes.clone()).map_err(|_| ImportError::Config {
         message: format!("{} is not UTF-8 text", path.display()),
     })?;
-    let value: Value =
-        serde_json::from_str(strip_bom(&text)).map_err(|e| ImportError::NotJson {
-            path: path.to_owned(),
-            message: strip_position(&e.to_string()),
-            line: e.line(),
-            column: e.column(),
-        })?;
-    if !value.is_object() {
-        return Err(ImportError::NotAnObject {
-            path: path.to_owned(),
-            key: "(the file)".into(),
-        });
-    }
+    let value = json_object(path, &text)?;
     Ok(Some((bytes, text, value)))
 }
 
@@ -509,6 +485,27 @@ pub fn apply(
     };
     write_atomic(path, new.as_bytes(), private)?;
     Ok(backup)
+}
+
+/// `text` (of the file at `path`) as a JSON object.
+///
+/// # Errors
+/// [`ImportError::NotJson`] with the line and column, or
+/// [`ImportError::NotAnObject`].
+fn json_object(path: &Path, text: &str) -> Result<Value, ImportError> {
+    let value: Value = serde_json::from_str(strip_bom(text)).map_err(|e| ImportError::NotJson {
+        path: path.to_owned(),
+        message: strip_position(&e.to_string()),
+        line: e.line(),
+        column: e.column(),
+    })?;
+    if !value.is_object() {
+        return Err(ImportError::NotAnObject {
+            path: path.to_owned(),
+            key: "(the file)".into(),
+        });
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
