@@ -316,12 +316,16 @@ fn main() -> ExitCode {
 
 async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
     let home = paths::home()?;
-    let (port, _) = commands::control_port(port)?;
     // A config that does not load does not keep the manager down: it runs
     // nothing, says why in /status, and applies the file once it is fixed.
-    let (config, config_error) = match mcp_session_manager::config::Config::load(&home) {
-        Ok(config) => (config, None),
+    let (config, port, config_error) = match mcp_session_manager::config::Config::load(&home) {
+        Ok(config) => {
+            let port = port.unwrap_or(config.manager_port);
+            (config, port, None)
+        }
         Err(error) => {
+            // Its managerPort, read as text.
+            let (port, _) = commands::control_port(port)?;
             let error = error.masked();
             tracing::error!("{error}; running no daemon until the file is fixed");
             let empty = mcp_session_manager::config::Config {
@@ -332,6 +336,7 @@ async fn run_manager(port: Option<u16>, start_all: bool) -> anyhow::Result<()> {
             };
             (
                 empty,
+                port,
                 Some(format!(
                     "{error}; no daemon runs until the file is fixed and saved"
                 )),
