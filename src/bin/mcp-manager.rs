@@ -128,9 +128,21 @@ enum Command {
         /// first; one that asks for a login stays with Claude Code)
         #[arg(long, conflicts_with = "undo")]
         remote: bool,
-        /// Put back the files as they were before the last import
-        #[arg(long, conflicts_with = "dry_run")]
+        /// Revert the newest import, entry by entry (what changed since
+        /// stays); with --dry-run, only say what it would do
+        #[arg(long, conflicts_with_all = ["from", "project", "scope", "remote", "rewrite_mcp_json", "no_verify"])]
         undo: bool,
+        /// With --undo: revert every import, back to before the first
+        #[arg(long, requires = "undo")]
+        all: bool,
+        /// Rewrite a project's .mcp.json itself (portable: a bare
+        /// mcp-proxy), instead of local entries in ~/.claude.json that
+        /// override it
+        #[arg(long)]
+        rewrite_mcp_json: bool,
+        /// Do not connect to each server before and after
+        #[arg(long)]
+        no_verify: bool,
     },
     /// Check the whole setup and say what to fix (exit 1 if something is broken)
     Doctor {
@@ -293,7 +305,24 @@ fn main() -> ExitCode {
                 dry_run,
                 remote,
                 undo,
-            }) => import(from.as_deref(), project, &scope, dry_run, undo, remote),
+                all,
+                rewrite_mcp_json,
+                no_verify,
+            }) => {
+                if undo {
+                    import_undo(all, dry_run)
+                } else {
+                    import(ImportArgs {
+                        from: from.as_deref(),
+                        project,
+                        scopes: &scope,
+                        dry_run,
+                        remote,
+                        rewrite_mcp_json,
+                        verify: !no_verify,
+                    })
+                }
+            }
             Some(Command::Logs {
                 name,
                 lines,
@@ -498,21 +527,36 @@ async fn daemon_command(port: Option<u16>, action: DaemonAction, name: &str) -> 
     }
 }
 
-fn import(
-    from: Option<&str>,
+/// `import`'s arguments.
+struct ImportArgs<'a> {
+    from: Option<&'a str>,
     project: Option<PathBuf>,
-    scopes: &[String],
+    scopes: &'a [String],
     dry_run: bool,
-    undo: bool,
     remote: bool,
-) -> anyhow::Result<()> {
-    use mcp_session_manager::commands::{import, undo as import_undo};
-    let options = import::ImportOptions::for_current_user(from, project, scopes, dry_run, remote)?;
-    if undo {
-        outln!("{}", import_undo::undo(&options)?);
-    } else {
-        outln!("{}", import::import(&options)?);
-    }
+    rewrite_mcp_json: bool,
+    verify: bool,
+}
+
+fn import(args: ImportArgs<'_>) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::import;
+    let options = import::ImportOptions::for_current_user(
+        args.from,
+        args.project,
+        args.scopes,
+        args.dry_run,
+        args.remote,
+        args.rewrite_mcp_json,
+        args.verify,
+    )?;
+    outln!("{}", import::import(&options)?);
+    Ok(())
+}
+
+fn import_undo(all: bool, dry_run: bool) -> anyhow::Result<()> {
+    use mcp_session_manager::commands::undo;
+    let options = undo::UndoOptions::for_current_user(all, dry_run)?;
+    outln!("{}", undo::undo(&options)?);
     Ok(())
 }
 

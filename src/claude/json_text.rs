@@ -256,6 +256,58 @@ fn insert_into(
     Ok(out)
 }
 
+/// The span of the value at `path` (keys from the top), `None` when a key
+/// on the way is missing.
+///
+/// # Errors
+/// An [`EditError`]: the text has no top-level object, or a member on the
+/// way is not an object.
+pub fn find_at(text: &str, path: &[&str]) -> Result<Option<Range<usize>>, EditError> {
+    let body = strip_bom(text);
+    let mut target: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
+    members(target.get()).map_err(|_| EditError::NoTopObject)?;
+    for (depth, key) in path.iter().enumerate() {
+        let inside =
+            members(target.get()).map_err(|_| EditError::NotAnObject(path[..depth].join(".")))?;
+        match get(&inside, key) {
+            Some(raw) => target = raw,
+            None => return Ok(None),
+        }
+    }
+    span_of(text, target.get()).map(Some)
+}
+
+/// `text` with the value at `path` set to `node`: the existing value's span
+/// replaced (on one line if it was, else indented like its line), or, when
+/// missing, a new member inserted ([`insert_members_at`], creating the
+/// objects on the way). Every other byte stays.
+///
+/// # Errors
+/// An [`EditError`]: no top-level object, a member on the way is not an
+/// object, or `path` is empty.
+pub fn set_at(text: &str, path: &[&str], node: &Node<'_>, step: &str) -> Result<String, EditError> {
+    let Some((name, parent)) = path.split_last() else {
+        return Err(EditError::NoTopObject);
+    };
+    match find_at(text, path)? {
+        Some(span) => {
+            let mut rendered = String::new();
+            if text[span.clone()].contains('\n') {
+                node.pretty(line_indent(text, span.start), step, &mut rendered);
+            } else {
+                node.inline(&mut rendered);
+            }
+            replace_spans(text, vec![(span, rendered)])
+        }
+        None => insert_members_at(
+            Some(text),
+            parent,
+            &[((*name).to_owned(), node.clone())],
+            step,
+        ),
+    }
+}
+
 /// `text` without the member `name` of the object at `path` (its key, its
 /// value and one comma with the whitespace before it; the first member
 /// takes the whitespace up to the next key). Every other byte stays.

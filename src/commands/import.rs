@@ -88,6 +88,8 @@
 //! project keys and the byte-keeping edits are [`crate::claude`]'s.
 
 mod apply;
+mod approval;
+pub(crate) mod journal;
 mod plan;
 mod remote;
 pub(crate) mod report;
@@ -101,14 +103,15 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use crate::claude::files::ReadError;
-use crate::claude::json_text::{EditError, Node, indent_step};
+use crate::claude::json_text::{EditError, Node, indent_step, line_indent};
 use crate::claude::write::WriteError;
 use crate::commands::generate::proxy_path;
 use crate::commands::{NoUserHome, user_home};
 use crate::config::{Config, Scope};
 use crate::paths::NoHome;
 use apply::Change;
-use plan::{ConfigState, config_entry, definition, group_by_name, rewritten_sources, shown_url};
+use journal::{Edit, FileRecord, Record};
+use plan::{ConfigState, config_entry, definition, group_by_name, shown_url};
 pub(crate) use plan::{free_port, scope_name};
 use report::list;
 pub use report::{FileChange, ImportReport, Outcome, ServerReport};
@@ -164,6 +167,12 @@ pub struct ImportOptions {
     /// probed first; one that asks for a login stays). Without it every
     /// remote entry stays with Claude Code.
     pub remote: bool,
+    /// `--rewrite-mcp-json`: point a project's `.mcp.json` entries at a
+    /// bare `mcp-proxy` in the file itself, instead of local overrides in
+    /// `~/.claude.json`.
+    pub rewrite_mcp_json: bool,
+    /// Connect to each server before and after (`--no-verify`: false).
+    pub verify: bool,
 }
 
 /// `NAME=shared|project|session`, as `--scope` takes it.
@@ -210,8 +219,8 @@ pub enum OptionsError {
 
 impl ImportOptions {
     /// The options of `mcp-manager import` for the user running it:
-    /// `--from`, `--project`, each `--scope NAME=SCOPE`, `--dry-run` and
-    /// `--remote`,
+    /// `--from`, `--project`, each `--scope NAME=SCOPE`, `--dry-run`,
+    /// `--remote`, `--rewrite-mcp-json` and not `--no-verify`,
     /// with the user's home, the tool's home and the installed `mcp-proxy`.
     ///
     /// # Errors
@@ -222,6 +231,8 @@ impl ImportOptions {
         scopes: &[String],
         dry_run: bool,
         remote: bool,
+        rewrite_mcp_json: bool,
+        verify: bool,
     ) -> Result<ImportOptions, OptionsError> {
         let source = Source::from_args(from, project)?;
         let scopes = scopes
@@ -236,6 +247,8 @@ impl ImportOptions {
             scopes,
             dry_run,
             remote,
+            rewrite_mcp_json,
+            verify,
         })
     }
 }
@@ -328,6 +341,12 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{} is a project's .mcp.json, most often shared with others: use `--project {}` (its servers then get local entries in ~/.claude.json and the file stays as it is), or `--rewrite-mcp-json` to rewrite the file itself",
+        path.display(),
+        path.parent().map_or_else(|| ".".into(), |d| d.display().to_string())
+    )]
+    ProjectFileNeedsProject { path: PathBuf },
     #[error("internal error: {0}; please report it")]
     Internal(String),
 }
@@ -357,106 +376,221 @@ pub(crate) fn internal(error: impl std::fmt::Display) -> ImportError {
     ImportError::Internal(error.to_string())
 }
 
+/// One file an import writes: its text as read (`None`: it does not
+/// exist), the entry edits, and whether it is private (0600 on unix).
+struct FilePlan {
+    path: PathBuf,
+    old: Option<String>,
+    private: bool,
+    edits: Vec<Edit>,
+}
+
+/// Adds `edit` to the plan of `path` (read as `old`).
+fn plan_edit(plans: &mut Vec<FilePlan>, path: &Path, old: Option<&str>, private: bool, edit: Edit) {
+    match plans.iter_mut().find(|p| p.path == path) {
+        Some(plan) => plan.edits.push(edit),
+        None => plans.push(FilePlan {
+            path: path.to_owned(),
+            old: old.map(str::to_owned),
+            private,
+            edits: vec![edit],
+        }),
+    }
+}
+
+fn inline(node: &Node<'_>) -> String {
+    let mut out = String::new();
+    node.inline(&mut out);
+    out
+}
+
+/// What `options.source` is, as the user would say it.
+fn describe_source(source: &Source) -> String {
+    match source {
+        Source::ClaudeCode { project: None } => "claude-code".to_owned(),
+        Source::ClaudeCode { project: Some(dir) } => {
+            format!("claude-code --project {}", dir.display())
+        }
+        Source::ClaudeDesktop => "claude-desktop".to_owned(),
+        Source::File(path) => format!("file {}", path.display()),
+    }
+}
+
 /// Imports the servers of `options.source` (see the module doc).
 ///
 /// # Errors
 /// An [`ImportError`] naming the file, the entry and the fix; nothing is
 /// written then, except for [`ImportError::Write`] (a file system failure
-/// part-way, the backups beside each file).
+/// part-way: the journal copies hold what each file was).
 pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
     let config_path = crate::paths::config_file(&options.home);
     let files = load_sources(options, &config_path)?;
     let mut notes = Vec::new();
     let mut sites = Vec::new();
     for (index, file) in files.iter().enumerate() {
+        if file.is_project_file() && !options.rewrite_mcp_json {
+            if let Source::File(path) = &options.source {
+                return Err(ImportError::ProjectFileNeedsProject { path: path.clone() });
+            }
+        }
         sites.extend(find_servers(index, file, &mut notes)?);
     }
     check_scope_names(options, &sites)?;
     // Remote servers stay with Claude Code unless `--remote` moves them.
-    let left = remote::left_alone(&sites, options.remote, &mut notes);
-    let mut kept = Vec::new();
-    let mut order = Vec::new();
-    let sites: Vec<_> = sites
+    let mut left: BTreeMap<usize, Outcome> = remote::left_alone(&sites, options.remote, &mut notes)
         .into_iter()
-        .enumerate()
-        .filter_map(|(index, site)| match left.get(&index) {
-            Some(reason) => {
-                kept.push((
-                    index,
-                    ServerReport {
-                        name: site.name.clone(),
-                        file: files[site.file].path.clone(),
-                        place: site.place.clone(),
-                        outcome: Outcome::LeftWithClaude {
-                            url: shown_url(site.entry.shape.url.as_deref().unwrap_or_default()),
-                            reason: reason.clone(),
-                        },
-                    },
-                ));
-                None
-            }
-            None => {
-                order.push(index);
-                Some(site)
-            }
+        .map(|(index, reason)| {
+            let url = shown_url(sites[index].entry.shape.url.as_deref().unwrap_or_default());
+            (index, Outcome::LeftWithClaude { url, reason })
         })
         .collect();
-    let config = ConfigState::load(&config_path)?;
-    let step = config
-        .text
-        .as_deref()
-        .map_or_else(|| "  ".to_owned(), indent_step);
-
-    let groups = group_by_name(&sites, &files)?;
-
-    let mut used_ports = config.ports.clone();
-    let mut new_members: Vec<(String, Node<'_>)> = Vec::new();
-    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
-    for (name, members) in &groups {
-        let site = &sites[members[0]];
-        let (scope, scope_reason) = scope::choose(name, site, &options.scopes);
-        let hosted = matches!(site.entry.kind, Kind::Stdio);
-        let draft = config_entry(site, 0, scope);
-        if let Some(existing) = config.servers.get(name) {
-            if definition(existing) == definition(&draft.to_value().map_err(internal)?) {
-                outcomes.insert(name.clone(), Outcome::AlreadyInConfig);
+    // A project's .mcp.json: only what the user approved, and not what a
+    // local entry overrides already.
+    let user_file = files
+        .iter()
+        .position(|f| f.path == crate::claude::files::user_config(&options.user_home));
+    let overriding = matches!(options.source, Source::ClaudeCode { project: Some(_) })
+        && !options.rewrite_mcp_json;
+    let mut override_key: Option<String> = None;
+    if let Source::ClaudeCode { project: Some(dir) } = &options.source {
+        let dir = crate::claude::projects::absolute(dir);
+        let keys = crate::claude::projects::ProjectKeys::of(&dir);
+        let user_value: Option<serde_json::Value> = user_file.and_then(|i| {
+            serde_json::from_str(crate::claude::files::strip_bom(&files[i].text)).ok()
+        });
+        let projects = user_value.as_ref().and_then(|v| v.get("projects"));
+        let found = keys.find(|key| projects.and_then(|p| p.get(key)));
+        override_key = Some(found.map_or_else(|| keys.all()[0].clone(), |(key, _)| key.to_owned()));
+        let answers = approval::Answers::read(&options.user_home, &dir, found.map(|(_, v)| v));
+        for (index, site) in sites.iter().enumerate() {
+            if !files[site.file].is_project_file() || left.contains_key(&index) {
                 continue;
             }
-            return Err(ImportError::Clash {
-                name: name.clone(),
-                config: config_path.clone(),
-                source_file: files[site.file].path.clone(),
+            let local = sites.iter().any(|other| {
+                Some(other.file) == user_file
+                    && other.at.first().is_some_and(|k| k == "projects")
+                    && other.name == site.name
             });
+            if local {
+                left.insert(index, Outcome::Shadowed);
+                continue;
+            }
+            if matches!(site.entry.kind, Kind::Imported { .. }) {
+                continue;
+            }
+            match answers.of(&site.name) {
+                approval::Approval::Approved => {}
+                approval::Approval::Disabled(place) => {
+                    left.insert(
+                        index,
+                        Outcome::NotApproved {
+                            reason: format!("disabled in Claude Code ({place})"),
+                        },
+                    );
+                }
+                approval::Approval::Pending => {
+                    left.insert(index, Outcome::NotApproved {
+                        reason: format!(
+                            "not approved in Claude Code yet: start `claude` in {} and approve it, then import again",
+                            dir.display()
+                        ),
+                    });
+                }
+            }
         }
-        let outcome = if hosted {
+    }
+
+    let config = ConfigState::load(&config_path)?;
+
+    // Each site's config.json name: a project's servers get their own.
+    let wanted: Vec<Option<String>> = sites
+        .iter()
+        .enumerate()
+        .map(|(index, site)| {
+            if left.contains_key(&index) || matches!(site.entry.kind, Kind::Imported { .. }) {
+                return None;
+            }
+            Some(match &site.project {
+                Some(dir) => plan::project_name(dir, &site.name, 1),
+                None => site.name.clone(),
+            })
+        })
+        .collect();
+    let groups = group_by_name(&sites, &wanted, &files)?;
+
+    let mut used_ports = config.ports.clone();
+    let mut used_names: BTreeSet<String> = config.servers.keys().cloned().collect();
+    let mut new_entries: Vec<(String, Node<'_>)> = Vec::new();
+    let mut outcomes: BTreeMap<usize, (String, Outcome)> = BTreeMap::new();
+    for (wanted_name, members) in &groups {
+        let site = &sites[members[0]];
+        let (scope, scope_reason) = scope::choose(&site.name, site, &options.scopes);
+        let hosted = matches!(site.entry.kind, Kind::Stdio);
+        let draft = definition(&config_entry(site, 0, scope).to_value().map_err(internal)?);
+        // The name: the wanted one, or for a project's server the next
+        // `PROJECT-N.NAME` when another project took it.
+        let mut name = wanted_name.clone();
+        let mut already = false;
+        for n in 1..=20 {
+            if n > 1 {
+                let Some(dir) = &site.project else { break };
+                name = plan::project_name(dir, &site.name, n);
+            }
+            match config.servers.get(&name) {
+                Some(existing) if definition(existing) == draft => {
+                    already = true;
+                    break;
+                }
+                Some(_) => {}
+                None if !used_names.contains(&name) => break,
+                None => {}
+            }
+            if site.project.is_none() || n == 20 {
+                return Err(ImportError::Clash {
+                    name: name.clone(),
+                    config: config_path.clone(),
+                    source_file: files[site.file].path.clone(),
+                });
+            }
+        }
+        let outcome = if already {
+            Outcome::AlreadyInConfig
+        } else if hosted {
             let port = free_port(&used_ports)
                 .ok_or_else(|| ImportError::NoFreePort { name: name.clone() })?;
             used_ports.insert(port);
-            new_members.push((name.clone(), config_entry(site, port, scope)));
+            used_names.insert(name.clone());
+            new_entries.push((name.clone(), config_entry(site, port, scope)));
             Outcome::Hosted {
                 port,
                 scope,
                 scope_reason,
             }
         } else {
-            if draft.get("allowHttp").is_some() {
+            let entry = config_entry(site, 0, scope);
+            if entry.get("allowHttp").is_some() {
                 notes.push(format!(
-                    "{name}: plain http to another host, as Claude Code allowed it: \"allowHttp\": true"
+                    "{}: plain http to another host, as Claude Code allowed it: \"allowHttp\": true",
+                    site.name
                 ));
             }
-            new_members.push((name.clone(), draft));
+            used_names.insert(name.clone());
+            new_entries.push((name.clone(), entry));
             Outcome::Remote {
                 url: shown_url(site.entry.shape.url.as_deref().unwrap_or_default()),
             }
         };
-        outcomes.insert(name.clone(), outcome);
+        for &member in members {
+            outcomes.insert(member, (name.clone(), outcome.clone()));
+        }
     }
     for (name, scope) in &options.scopes {
-        let applies = sites
-            .iter()
-            .any(|s| s.name == *name && matches!(s.entry.kind, Kind::Stdio));
-        let is_new = matches!(outcomes.get(name), Some(Outcome::Hosted { .. }));
-        if !applies || !is_new {
+        let applies = sites.iter().enumerate().any(|(i, s)| {
+            s.name == *name
+                && matches!(s.entry.kind, Kind::Stdio)
+                && matches!(outcomes.get(&i), Some((_, Outcome::Hosted { .. })))
+        });
+        if !applies {
             notes.push(format!(
                 "--scope {name}={}: not applied ({name} is not a stdio server this import adds to config.json)",
                 scope_name(*scope)
@@ -464,55 +598,138 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
         }
     }
 
-    // The new config.json, validated before anything is written.
-    let new_config = if new_members.is_empty() {
-        None
-    } else {
-        let text = config.with_members(&new_members, &step)?;
-        Config::parse(&config_path, text.as_bytes()).map_err(|e| ImportError::Config {
-            message: format!("the imported servers would make the config invalid: {e}"),
-        })?;
-        Some(text)
-    };
-    let final_names: BTreeSet<String> = match (&config.text, &new_config) {
-        (None, None) => Config::builtin().servers.into_keys().collect(),
-        _ => config
-            .servers
-            .keys()
-            .cloned()
-            .chain(new_members.iter().map(|(n, _)| n.clone()))
-            .collect(),
-    };
-
-    let new_sources = rewritten_sources(&files, &sites, &options.proxy)?;
-
-    // The report.
-    let servers = sites
-        .iter()
-        .map(|site| ServerReport {
-            name: site.name.clone(),
-            file: files[site.file].path.clone(),
-            place: site.place.clone(),
-            outcome: match &site.entry.kind {
-                Kind::Imported { target } => Outcome::AlreadyImported {
-                    target: target.clone(),
-                },
-                _ => outcomes
-                    .get(&site.name)
-                    .cloned()
-                    .unwrap_or(Outcome::AlreadyInConfig),
+    // Every edit, file by file: config.json first, then the sources.
+    let mut plans: Vec<FilePlan> = Vec::new();
+    for (name, node) in &new_entries {
+        plan_edit(
+            &mut plans,
+            &config_path,
+            config.text.as_deref(),
+            true,
+            Edit {
+                at: vec!["mcpServers".to_owned(), name.clone()],
+                server: name.clone(),
+                before: None,
+                after: inline(node),
+                existed: 0,
+                reverted: false,
+                indent: None,
             },
+        );
+    }
+    let proxy_command = options.proxy.to_string_lossy().into_owned();
+    let user_path = crate::claude::files::user_config(&options.user_home);
+    for (index, site) in sites.iter().enumerate() {
+        let Some((target, _)) = outcomes.get(&index) else {
+            continue;
+        };
+        let file = &files[site.file];
+        if file.is_project_file() && overriding {
+            // A local-scope override in ~/.claude.json; .mcp.json stays.
+            let Some(key) = &override_key else { continue };
+            let old = user_file.map(|i| files[i].text.as_str());
+            plan_edit(
+                &mut plans,
+                &user_path,
+                old,
+                false,
+                Edit {
+                    at: vec![
+                        "projects".to_owned(),
+                        key.clone(),
+                        "mcpServers".to_owned(),
+                        site.name.clone(),
+                    ],
+                    server: target.clone(),
+                    before: None,
+                    after: inline(&plan::proxy_node(true, &proxy_command, target)),
+                    existed: 0,
+                    reverted: false,
+                    indent: None,
+                },
+            );
+            continue;
+        }
+        // A file shared with others gets a portable entry.
+        let command = if file.is_project_file() {
+            "mcp-proxy"
+        } else {
+            proxy_command.as_str()
+        };
+        plan_edit(
+            &mut plans,
+            &file.path,
+            Some(&file.text),
+            false,
+            Edit {
+                at: site.at.clone(),
+                server: target.clone(),
+                before: Some(file.text[site.span.clone()].to_owned()),
+                after: inline(&plan::proxy_node(site.entry.had_type, command, target)),
+                existed: 0,
+                reverted: false,
+                indent: Some(line_indent(&file.text, site.span.start).to_owned()),
+            },
+        );
+    }
+    // The new texts, config.json validated before anything is written.
+    let mut new_texts = Vec::new();
+    for plan in &mut plans {
+        let mut text = plan.old.clone();
+        let step = text.as_deref().map_or_else(|| "  ".to_owned(), indent_step);
+        for edit in &mut plan.edits {
+            let (next, existed) = journal::apply_edit(text.as_deref(), edit, &step)
+                .map_err(|e| edit_error(e, &plan.path))?;
+            edit.existed = existed;
+            text = Some(next);
+        }
+        let text = text.unwrap_or_default();
+        if plan.path == config_path {
+            Config::parse(&config_path, text.as_bytes()).map_err(|e| ImportError::Config {
+                message: format!("the imported servers would make the config invalid: {e}"),
+            })?;
+        }
+        new_texts.push(text);
+    }
+    let final_names: BTreeSet<String> = if config.text.is_none() && new_entries.is_empty() {
+        Config::builtin().servers.into_keys().collect()
+    } else {
+        used_names.clone()
+    };
+
+    // The report: every server found, in file order.
+    let servers: Vec<ServerReport> = sites
+        .iter()
+        .enumerate()
+        .map(|(index, site)| {
+            let (target, outcome) = if let Some(outcome) = left.get(&index) {
+                (None, outcome.clone())
+            } else if let Kind::Imported { target } = &site.entry.kind {
+                (
+                    target.clone(),
+                    Outcome::AlreadyImported {
+                        target: target.clone(),
+                    },
+                )
+            } else {
+                match outcomes.get(&index) {
+                    Some((name, outcome)) => (Some(name.clone()), outcome.clone()),
+                    None => (None, Outcome::AlreadyInConfig),
+                }
+            };
+            ServerReport {
+                name: site.name.clone(),
+                file: files[site.file].path.clone(),
+                place: site.place.clone(),
+                target,
+                outcome,
+            }
         })
-        .collect::<Vec<_>>();
-    // Every server found, in file order.
-    let mut servers: Vec<(usize, ServerReport)> = order.into_iter().zip(servers).collect();
-    servers.extend(kept);
-    servers.sort_by_key(|(index, _)| *index);
-    let servers: Vec<ServerReport> = servers.into_iter().map(|(_, s)| s).collect();
+        .collect();
     let mut noted = BTreeSet::new();
-    for site in &sites {
+    for (index, site) in sites.iter().enumerate() {
         let vars = site.entry.shell_vars();
-        let moved = matches!(outcomes.get(&site.name), Some(Outcome::Hosted { .. }));
+        let moved = matches!(outcomes.get(&index), Some((_, Outcome::Hosted { .. })));
         if moved && !vars.is_empty() && noted.insert(site.name.clone()) {
             let vars: Vec<String> = vars.iter().map(|v| format!("${{{v}}}")).collect();
             notes.push(format!(
@@ -536,19 +753,33 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
             }
         }
     }
-    if new_config.is_some() && config.text.is_none() {
+    let overridden: Vec<&str> = sites
+        .iter()
+        .enumerate()
+        .filter(|(index, site)| {
+            overriding && files[site.file].is_project_file() && outcomes.contains_key(index)
+        })
+        .map(|(_, site)| site.name.as_str())
+        .collect();
+    if !overridden.is_empty() {
+        notes.push(format!(
+            "{}: .mcp.json is not changed (teammates keep it as it is): each gets a local entry in ~/.claude.json, which Claude Code runs instead of .mcp.json's; `claude mcp list` shows \"Conflicting scopes\" for it, which only means that (`--rewrite-mcp-json` rewrites .mcp.json itself instead)",
+            overridden.join(", ")
+        ));
+    }
+    if config.text.is_none() && plans.iter().any(|p| p.path == config_path) {
         notes.push(format!(
             "{} did not exist: it holds only the imported servers, so the built-in daemons ({}) are no longer configured; add their entries to it if you use them",
             config_path.display(),
             Config::builtin().names().join(", ")
         ));
     }
-    if !new_sources.is_empty() {
+    if plans.iter().any(|p| p.path != config_path) {
         notes.push(
             "Claude Code and Claude Desktop read their servers when they start: restart them (running sessions keep the old servers)".into(),
         );
     }
-    if (new_config.is_some() || !new_sources.is_empty()) && !options.proxy.is_file() {
+    if !plans.is_empty() && !options.proxy.is_file() {
         notes.push(format!(
             "{} does not exist (yet): the source entries run it, so install it there",
             options.proxy.display()
@@ -560,37 +791,55 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
         config: config_path.clone(),
         servers,
         files: Vec::new(),
+        journal: None,
         notes,
     };
-    let mut changes = Vec::new();
-    if let Some(text) = &new_config {
-        changes.push(Change {
-            path: config_path.clone(),
-            old: config.text.as_deref(),
+    let changes: Vec<Change<'_>> = plans
+        .iter()
+        .zip(&new_texts)
+        .map(|(plan, text)| Change {
+            path: plan.path.clone(),
+            old: plan.old.as_deref(),
             new: text,
-            private: true,
-        });
-    }
-    for (index, text) in &new_sources {
-        changes.push(Change {
-            path: files[*index].path.clone(),
-            old: Some(&files[*index].text),
-            new: text,
-            private: false,
-        });
-    }
-    report.files = if options.dry_run {
-        changes
+            private: plan.private,
+        })
+        .collect();
+    if options.dry_run {
+        report.files = changes
             .iter()
             .map(|change| FileChange {
                 path: change.path.clone(),
                 created: change.old.is_none(),
                 backup: None,
             })
-            .collect()
-    } else {
-        apply::write_changes(&changes)?
+            .collect();
+        return Ok(report);
+    }
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    let at_ms = crate::paths::now_ms();
+    let id = journal::new_id(at_ms);
+    report.files = apply::write_changes(&changes, &options.home, &id)?;
+    let record = Record {
+        version: 1,
+        id,
+        at_ms,
+        source: describe_source(&options.source),
+        files: plans
+            .into_iter()
+            .zip(&report.files)
+            .map(|(plan, written)| FileRecord {
+                path: plan.path,
+                created: plan.old.is_none(),
+                private: plan.private,
+                copy: written.backup.clone(),
+                edits: plan.edits,
+            })
+            .collect(),
+        undone_at_ms: None,
     };
+    report.journal = Some(journal::save(&options.home, &record)?);
     Ok(report)
 }
 

@@ -638,12 +638,23 @@ async fn import_then_claude_connects_through_one_daemon_each() {
         .and_then(|rest| rest.split_once("},\n    \"everything\": "))
         .is_some_and(|(_, rest)| rest.ends_with("}\n  }"));
     assert!(skeleton, "the bytes between the entries changed:\n{middle}");
+    // Nothing beside the file: the copy of the original is in the journal.
     let backups = User::backups_of(&user.claude_json());
-    assert_eq!(backups.len(), 1, "backups: {backups:?}\n{imported}");
+    assert!(backups.is_empty(), "backups: {backups:?}\n{imported}");
+    let copy = imported
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("wrote {} (backup: ", user.claude_json().display())))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no backup named:\n{imported}"));
+    assert!(
+        copy.starts_with(&user.home.path().display().to_string()),
+        "{copy}"
+    );
     assert_eq!(
-        std::fs::read(user.user.path().join(&backups[0])).expect("backup"),
+        std::fs::read(copy).expect("copy"),
         original.text().as_bytes(),
-        "the backup is not the original"
+        "the copy is not the original"
     );
     let config = user.config();
     assert_ne!(
@@ -712,14 +723,22 @@ async fn import_then_claude_connects_through_one_daemon_each() {
         pids
     );
 
-    // --undo: the original, byte for byte (Claude Code has rewritten the
-    // file meanwhile: it adds keys of its own on its first run).
+    // --undo: the original entries (Claude Code has rewritten the file
+    // meanwhile: it adds keys of its own on its first run, which stay).
+    let written_by_claude: Value =
+        serde_json::from_slice(&user.claude_bytes()).expect("claude.json");
     let undone = user.cli_ok(&["import", "--undo"]).await;
-    assert!(
-        user.claude_bytes() == original.text().as_bytes(),
-        "--undo did not restore the original:\n{}\n{undone}",
-        String::from_utf8_lossy(&user.claude_bytes())
+    let now: Value = serde_json::from_slice(&user.claude_bytes()).expect("claude.json");
+    let was: Value = serde_json::from_str(&original.text()).expect("original");
+    assert_eq!(
+        now["mcpServers"], was["mcpServers"],
+        "--undo did not put the entries back:\n{undone}"
     );
+    for (key, value) in written_by_claude.as_object().expect("object") {
+        if key != "mcpServers" {
+            assert_eq!(&now[key], value, "--undo changed Claude's {key}");
+        }
+    }
     assert!(
         user.config_bytes() == config_before,
         "--undo did not restore config.json:\n{}\n{undone}",

@@ -1,13 +1,15 @@
 //! Applying an import: every file checked unchanged since it was read,
-//! each backed up (or marked as created), then each replaced atomically,
+//! a copy of each kept under the import journal (never beside it: a
+//! project directory gets nothing new), then each replaced atomically,
 //! `config.json` first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::ImportError;
+use super::journal;
 use super::report::FileChange;
 use crate::claude::files::read_optional;
-use crate::claude::write::{Tag, write_atomic, write_beside};
+use crate::claude::write::write_atomic;
 
 /// One file to write: its content as read (`None`: it does not exist), the
 /// new content, and whether it is private (0600 on unix).
@@ -18,9 +20,13 @@ pub(super) struct Change<'a> {
     pub(super) private: bool,
 }
 
-/// Checks that no file changed since it was read, backs each one up, then
-/// writes them in order.
-pub(super) fn write_changes(changes: &[Change<'_>]) -> Result<Vec<FileChange>, ImportError> {
+/// Checks that no file changed since it was read, keeps a copy of each
+/// under the journal entry `id` in `home`, then writes them in order.
+pub(super) fn write_changes(
+    changes: &[Change<'_>],
+    home: &Path,
+    id: &str,
+) -> Result<Vec<FileChange>, ImportError> {
     for change in changes {
         if read_optional(&change.path)?.as_deref() != change.old.map(str::as_bytes) {
             return Err(ImportError::Changed {
@@ -28,28 +34,17 @@ pub(super) fn write_changes(changes: &[Change<'_>]) -> Result<Vec<FileChange>, I
             });
         }
     }
-    let stamp = crate::paths::now_ms();
     let mut done = Vec::new();
-    for change in changes {
-        if change.private {
-            if let Some(dir) = change.path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| ImportError::Write {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
+    for (n, change) in changes.iter().enumerate() {
+        if let Some(dir) = change.path.parent().filter(|_| change.old.is_none()) {
+            std::fs::create_dir_all(dir).map_err(|source| ImportError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let backup = match change.old {
-            Some(old) => Some(write_beside(
-                &change.path,
-                Tag::Backup,
-                stamp,
-                old.as_bytes(),
-            )?),
-            None => {
-                write_beside(&change.path, Tag::Created, stamp, b"")?;
-                None
-            }
+            Some(old) => Some(journal::keep_copy(home, id, n, &change.path, old)?),
+            None => None,
         };
         done.push(FileChange {
             path: change.path.clone(),

@@ -5,30 +5,29 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, TcpListener};
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use super::source::{Kind, Loaded, Site};
-use super::{ImportError, PORTS, edit_error};
+use super::{ImportError, PORTS};
 use crate::claude::entries;
 use crate::claude::files::{read_optional, strip_bom};
-use crate::claude::json_text::{self, Node, indent_step, line_indent};
+use crate::claude::json_text::Node;
 use crate::config::{Config, DEFAULT_MANAGER_PORT, Scope};
 
-/// The sites to import, by name in file order (already imported ones
-/// left out); a name found twice must be the same server.
+/// The sites to import grouped by their config.json name (`names`, one
+/// per site; `None`: not imported), in file order; sites of one name must
+/// be the same server.
 pub(super) fn group_by_name(
     sites: &[Site<'_>],
+    names: &[Option<String>],
     files: &[Loaded],
 ) -> Result<Vec<(String, Vec<usize>)>, ImportError> {
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (index, site) in sites.iter().enumerate() {
-        if matches!(site.entry.kind, Kind::Imported { .. }) {
-            continue;
-        }
-        match groups.iter_mut().find(|(name, _)| *name == site.name) {
+        let Some(name) = &names[index] else { continue };
+        match groups.iter_mut().find(|(n, _)| n == name) {
             Some((_, members)) => {
                 let first = &sites[members[0]];
                 if first.entry.value != site.entry.value {
@@ -40,64 +39,51 @@ pub(super) fn group_by_name(
                 }
                 members.push(index);
             }
-            None => groups.push((site.name.clone(), vec![index])),
+            None => groups.push((name.clone(), vec![index])),
         }
     }
     Ok(groups)
 }
 
-/// Each source file with its imported entries pointed at the proxy (files
-/// with nothing to change left out).
-pub(super) fn rewritten_sources(
-    files: &[Loaded],
-    sites: &[Site<'_>],
-    proxy: &Path,
-) -> Result<Vec<(usize, String)>, ImportError> {
-    let mut rewritten = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        let edits: Vec<(Range<usize>, String)> = sites
-            .iter()
-            .filter(|s| s.file == index && !matches!(s.entry.kind, Kind::Imported { .. }))
-            .map(|s| (s.span.clone(), proxy_entry(&file.text, s, proxy)))
-            .collect();
-        if edits.is_empty() {
-            continue;
-        }
-        let text = json_text::replace_spans(&file.text, edits).map_err(|_| {
-            ImportError::Internal(format!(
-                "the rewritten {} would not be JSON",
-                file.path.display()
-            ))
-        })?;
-        rewritten.push((index, text));
-    }
-    Ok(rewritten)
-}
-
-/// The source entry, pointed at the proxy, formatted like the one it
-/// replaces (on one line if that one was).
-pub(super) fn proxy_entry(text: &str, site: &Site<'_>, proxy: &Path) -> String {
+/// A source entry pointed at the proxy: `command` (an absolute path, or
+/// bare `mcp-proxy` for a file shared with others), `--target TARGET`.
+pub(super) fn proxy_node(with_type: bool, command: &str, target: &str) -> Node<'static> {
     let mut members = Vec::new();
-    if site.entry.had_type {
+    if with_type {
         members.push(("type".to_owned(), Node::string("stdio")));
     }
-    members.push(("command".to_owned(), Node::string(&proxy.to_string_lossy())));
+    members.push(("command".to_owned(), Node::string(command).to_owned_node()));
     members.push((
         "args".to_owned(),
-        Node::strings(&entries::proxy_args(&site.name, DEFAULT_MANAGER_PORT)),
+        Node::strings(&entries::proxy_args(target, DEFAULT_MANAGER_PORT)).to_owned_node(),
     ));
-    let node = Node::Object(members);
-    let mut out = String::new();
-    if text[site.span.clone()].contains('\n') {
-        node.pretty(
-            line_indent(text, site.span.start),
-            &indent_step(text),
-            &mut out,
-        );
+    Node::Object(members)
+}
+
+/// The config.json name of a project's server: `PROJECT.NAME` (the
+/// directory's name, cut to the characters names allow), `PROJECT-N.NAME`
+/// for the `n`th other project of the same directory name.
+pub(super) fn project_name(dir: &Path, name: &str, n: usize) -> String {
+    let base: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let base = base.trim_matches('-');
+    let base = if base.is_empty() { "project" } else { base };
+    if n <= 1 {
+        format!("{base}.{name}")
     } else {
-        node.inline(&mut out);
+        format!("{base}-{n}.{name}")
     }
-    out
 }
 
 /// The config.json entry for a source entry (`port` only for stdio ones).
@@ -225,7 +211,6 @@ pub(super) fn shown_url(text: &str) -> String {
 // config.json.
 
 pub(super) struct ConfigState {
-    pub(super) path: PathBuf,
     /// `None`: there is no config file.
     pub(super) text: Option<String>,
     /// Its entries as written (not expanded), by name.
@@ -238,7 +223,6 @@ impl ConfigState {
     pub(super) fn load(path: &Path) -> Result<ConfigState, ImportError> {
         let Some(bytes) = read_optional(path)? else {
             return Ok(ConfigState {
-                path: path.to_owned(),
                 text: None,
                 servers: BTreeMap::new(),
                 ports: Config::builtin()
@@ -262,21 +246,10 @@ impl ConfigState {
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
         Ok(ConfigState {
-            path: path.to_owned(),
             text: Some(text),
             servers,
             ports: config.servers.values().filter_map(|s| s.port).collect(),
         })
-    }
-
-    /// The config text with `new` added to its `mcpServers`.
-    pub(super) fn with_members(
-        &self,
-        new: &[(String, Node<'_>)],
-        step: &str,
-    ) -> Result<String, ImportError> {
-        json_text::insert_members(self.text.as_deref(), "mcpServers", new, step)
-            .map_err(|e| edit_error(e, &self.path))
     }
 }
 
@@ -290,6 +263,18 @@ pub(crate) fn free_port(used: &BTreeSet<u16>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_names_are_per_project() {
+        assert_eq!(project_name(Path::new("/w/web app"), "db", 1), "web-app.db");
+        assert_eq!(project_name(Path::new("/w/api"), "db", 2), "api-2.db");
+        assert_eq!(project_name(Path::new("/"), "db", 1), "project.db");
+        assert!(crate::config::is_valid_name(&project_name(
+            Path::new("/w/ünï"),
+            "db",
+            1
+        )));
+    }
 
     #[test]
     fn urls_are_shown_without_credentials() {

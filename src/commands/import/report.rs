@@ -26,6 +26,9 @@ pub struct ImportReport {
     pub servers: Vec<ServerReport>,
     /// The files written (or that would be), `config.json` first.
     pub files: Vec<FileChange>,
+    /// The journal record of this import (what `--undo` reverts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
     /// Things the user should know (built-ins dropped, keys not carried over…).
     pub notes: Vec<String>,
 }
@@ -38,6 +41,10 @@ pub struct ServerReport {
     pub file: PathBuf,
     /// Where in the file: `mcpServers` or `projects["DIR"].mcpServers`.
     pub place: String,
+    /// Its name in config.json (a project's server gets one of its own:
+    /// `PROJECT.NAME`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -68,6 +75,12 @@ pub enum Outcome {
     AlreadyInConfig,
     /// The source entry already runs `mcp-proxy`: left alone.
     AlreadyImported { target: Option<String> },
+    /// A project's `.mcp.json` server the user has not approved in Claude
+    /// Code (disabled, or never answered): left alone.
+    NotApproved { reason: String },
+    /// A project's `.mcp.json` server that a local entry of the same name
+    /// overrides already (Claude Code runs that one): left alone.
+    Shadowed,
 }
 
 /// One file written.
@@ -77,7 +90,8 @@ pub struct FileChange {
     pub path: PathBuf,
     /// The file did not exist before.
     pub created: bool,
-    /// The copy of its old content (`None` in a dry run or for a new file).
+    /// The copy of its old content, under the import journal (`None` in a
+    /// dry run or for a new file).
     pub backup: Option<PathBuf>,
 }
 
@@ -106,6 +120,16 @@ impl fmt::Display for ImportReport {
                     "already in config.json → entry pointed at mcp-proxy".to_owned()
                 }
                 Outcome::AlreadyImported { .. } => "already imported (runs mcp-proxy)".to_owned(),
+                Outcome::NotApproved { reason } => format!("left as it is: {reason}"),
+                Outcome::Shadowed => {
+                    "left as it is: a local entry of the same name overrides it".to_owned()
+                }
+            };
+            let what = match &server.target {
+                Some(target) if *target != server.name => {
+                    format!("{what} (config.json name: {target})")
+                }
+                _ => what,
             };
             writeln!(
                 f,
@@ -129,6 +153,12 @@ impl fmt::Display for ImportReport {
         }
         for note in &self.notes {
             writeln!(f, "note: {note}")?;
+        }
+        if self.journal.is_some() {
+            writeln!(
+                f,
+                "undo: `mcp-manager import --undo` (this import), `--undo --all` (every import)"
+            )?;
         }
         if self.dry_run {
             writeln!(f, "dry run: nothing was written")?;

@@ -107,6 +107,13 @@ pub(super) struct Loaded {
     pub(super) places: Vec<Place>,
 }
 
+impl Loaded {
+    /// A project's `.mcp.json` (most often committed to its repository).
+    pub(super) fn is_project_file(&self) -> bool {
+        files::is_project_config(&self.path)
+    }
+}
+
 pub(super) fn load_sources(
     options: &ImportOptions,
     config_path: &Path,
@@ -161,6 +168,9 @@ pub(super) struct Site<'t> {
     pub(super) place: String,
     pub(super) project: Option<PathBuf>,
     pub(super) name: String,
+    /// The keys from the file's top to the entry: `["mcpServers", NAME]` or
+    /// `["projects", KEY, "mcpServers", NAME]`.
+    pub(super) at: Vec<String>,
     /// The entry's value, in the file's text.
     pub(super) span: Range<usize>,
     pub(super) entry: Entry<'t>,
@@ -271,6 +281,7 @@ pub(super) fn find_servers<'t>(
     let mut sites = Vec::new();
     let mut any = false;
     for place in &file.places {
+        let mut at = Vec::new();
         let (label, servers) = match &place.at {
             Where::Top => ("mcpServers".to_owned(), get(&top, "mcpServers")),
             Where::Project(keys) => {
@@ -290,6 +301,7 @@ pub(super) fn find_servers<'t>(
                     continue;
                 };
                 let label = format!("projects[{}]", json_string(key));
+                at = vec!["projects".to_owned(), key.to_owned()];
                 let project = object(project, &label)?;
                 (format!("{label}.mcpServers"), get(&project, "mcpServers"))
             }
@@ -319,10 +331,13 @@ pub(super) fn find_servers<'t>(
                     name,
                 });
             }
+            let mut at = at.clone();
+            at.extend(["mcpServers".to_owned(), name.clone()]);
             sites.push(Site {
                 file: index,
                 place: label.clone(),
                 project: place.project.clone(),
+                at,
                 name,
                 span,
                 entry,

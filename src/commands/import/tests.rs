@@ -11,7 +11,7 @@ use super::*;
 use crate::claude::files::desktop_config;
 use crate::claude::json_text::json_string;
 use crate::claude::projects::absolute;
-use crate::commands::undo::undo;
+use crate::commands::undo::{UndoOptions, undo};
 
 /// A user home, a tool home inside it and an installed proxy.
 struct Fixture {
@@ -48,6 +48,16 @@ impl Fixture {
             scopes: BTreeMap::new(),
             dry_run: false,
             remote: false,
+            rewrite_mcp_json: false,
+            verify: false,
+        }
+    }
+
+    fn undo(&self, all: bool, dry_run: bool) -> UndoOptions {
+        UndoOptions {
+            home: self.home.clone(),
+            all,
+            dry_run,
         }
     }
 
@@ -302,45 +312,223 @@ fn a_second_run_is_a_no_op() {
     assert!(report.to_string().contains("already imported"));
 }
 
-/// Undo puts the source and an existing config.json back byte for byte
-/// (keeping what it replaces); a config.json the import created is
-/// removed.
+/// Undo puts the source and an existing config.json back byte for byte;
+/// a config.json the import created is removed; no file is left beside
+/// them (the journal is under the tool's home).
 #[test]
 fn undo_restores_every_file_byte_for_byte() {
     let f = fixture();
     f.write(&f.claude_json(), CLAUDE_JSON);
     let original_config = "{\"managerPort\": 3199,\n \"mcpServers\": {\"fs\": {\"command\": \"fs-server\", \"port\": 3110}}}";
     f.write(&f.config(), original_config);
-    import(&f.claude_code()).expect("import");
+    let imported = import(&f.claude_code()).expect("import");
     assert_ne!(read_text(&f.claude_json()), CLAUDE_JSON);
+    assert!(imported.journal.is_some());
+    let beside: Vec<_> = std::fs::read_dir(&f.user_home)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".claude.json."))
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "nothing beside ~/.claude.json: {beside:?}"
+    );
 
-    let mut dry = f.claude_code();
-    dry.dry_run = true;
     let before = f.snapshot();
-    let planned = undo(&dry).expect("dry undo");
+    let planned = undo(&f.undo(false, true)).expect("dry undo");
     assert_eq!(f.snapshot(), before);
-    assert_eq!(planned.restored.len(), 2);
+    assert_eq!(planned.written, vec![f.claude_json(), f.config()]);
 
-    let report = undo(&f.claude_code()).expect("undo");
+    let report = undo(&f.undo(false, false)).expect("undo");
     assert_eq!(read_text(&f.claude_json()), CLAUDE_JSON);
     assert_eq!(read_text(&f.config()), original_config);
-    assert_eq!(report.files(), vec![f.claude_json(), f.config()]);
-    assert!(report.restored.iter().all(|r| r.replaced.is_some()));
-    assert!(report.to_string().contains("restored"));
+    assert_eq!(report.written, vec![f.claude_json(), f.config()]);
+    assert!(
+        report.to_string().contains("put back as it was"),
+        "{report}"
+    );
+    // A second undo has nothing left to revert.
+    let again = undo(&f.undo(false, false)).expect("undo");
+    assert!(again.to_string().contains("nothing to undo"), "{again}");
 
     // Without a config.json before, undo removes the one import wrote.
     let g = fixture();
     g.write(&g.claude_json(), CLAUDE_JSON);
     import(&g.claude_code()).expect("import");
-    let report = undo(&g.claude_code()).expect("undo");
+    let report = undo(&g.undo(false, false)).expect("undo");
     assert_eq!(read_text(&g.claude_json()), CLAUDE_JSON);
     assert!(!g.config().exists());
     assert_eq!(report.removed, vec![g.config()]);
     // And nothing to undo in a fresh home.
     let h = fixture();
-    let report = undo(&h.claude_code()).expect("undo");
-    assert!(report.files().is_empty());
+    let report = undo(&h.undo(true, false)).expect("undo");
+    assert!(report.written.is_empty() && report.removed.is_empty());
     assert!(report.to_string().contains("nothing to undo"));
+}
+
+/// `import`, `import --project`, a server added by hand and Claude Code
+/// rewriting the file, then `--undo --all`: every original entry is back,
+/// the later additions stay; `--undo` alone reverts only the newest.
+#[test]
+fn undo_all_goes_back_to_the_start_and_keeps_later_changes() {
+    let f = fixture();
+    let project = f.dir.path().join("web");
+    std::fs::create_dir_all(&project).expect("project");
+    let key = crate::claude::projects::absolute(&project)
+        .to_string_lossy()
+        .into_owned();
+    let claude = serde_json::json!({
+        "numStartups": 1,
+        "mcpServers": {"mem": {"command": "mem-server"}},
+        "projects": {key.clone(): {"allowedTools": [], "enabledMcpjsonServers": ["db"]}}
+    });
+    let original = serde_json::to_string_pretty(&claude).expect("json");
+    f.write(&f.claude_json(), &original);
+    let mcp_json = "{\"mcpServers\": {\"db\": {\"command\": \"db-server\"}}}\n";
+    f.write(&project.join(".mcp.json"), mcp_json);
+    import(&f.claude_code()).expect("import");
+    let report = import(&f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    }))
+    .expect("import --project");
+    assert_eq!(
+        read_text(&project.join(".mcp.json")),
+        mcp_json,
+        ".mcp.json untouched"
+    );
+    assert_eq!(
+        std::fs::read_dir(&project).expect("list").count(),
+        1,
+        "nothing new in the project"
+    );
+    let db = report.servers.iter().find(|s| s.name == "db").expect("db");
+    assert_eq!(db.target.as_deref(), Some("web.db"), "{report}");
+    let now = read_json(&f.claude_json());
+    let local = &now["projects"][&key]["mcpServers"]["db"];
+    assert_eq!(
+        local["args"],
+        serde_json::json!(["--target", "web.db"]),
+        "{now}"
+    );
+    assert!(read_json(&f.config())["mcpServers"]["web.db"].is_object());
+
+    // Later: a server added by hand, Claude Code adds a key.
+    let mut later = read_json(&f.claude_json());
+    later["mcpServers"]["later"] = serde_json::json!({"command": "later-server"});
+    later["machineID"] = serde_json::json!("m-1");
+    f.write(
+        &f.claude_json(),
+        &serde_json::to_string_pretty(&later).expect("json"),
+    );
+
+    // --undo: only the project import.
+    undo(&f.undo(false, false)).expect("undo");
+    let after = read_json(&f.claude_json());
+    assert!(
+        after["projects"][&key].get("mcpServers").is_none(),
+        "{after}"
+    );
+    assert!(crate::claude::entries::is_proxy(
+        after["mcpServers"]["mem"]["command"]
+            .as_str()
+            .unwrap_or_default()
+    ));
+    // --undo --all: the rest.
+    undo(&f.undo(true, false)).expect("undo --all");
+    let mut back = read_json(&f.claude_json());
+    assert_eq!(back["mcpServers"]["later"]["command"], "later-server");
+    assert_eq!(back["machineID"], "m-1");
+    back["mcpServers"]
+        .as_object_mut()
+        .expect("servers")
+        .remove("later");
+    back.as_object_mut().expect("top").remove("machineID");
+    assert_eq!(back, claude, "every original entry back");
+    assert!(!f.config().exists());
+}
+
+/// An entry changed since the import is left alone and reported; the
+/// others are reverted.
+#[test]
+fn undo_leaves_an_entry_changed_since() {
+    let f = fixture();
+    f.write(&f.claude_json(), CLAUDE_JSON);
+    import(&f.claude_code()).expect("import");
+    let mut now = read_json(&f.claude_json());
+    now["mcpServers"]["github"] = serde_json::json!({"command": "my-own-github"});
+    f.write(
+        &f.claude_json(),
+        &serde_json::to_string_pretty(&now).expect("json"),
+    );
+    let report = undo(&f.undo(false, false)).expect("undo");
+    assert!(
+        report.to_string().contains("left alone: changed since"),
+        "{report}"
+    );
+    assert_eq!(
+        read_json(&f.claude_json())["mcpServers"]["github"]["command"],
+        "my-own-github"
+    );
+}
+
+/// A project server the user disabled, or never approved, in Claude Code
+/// gets no override; `--from DIR/.mcp.json` needs `--rewrite-mcp-json`,
+/// which writes a portable entry.
+#[test]
+fn project_servers_need_approval_and_the_file_a_flag() {
+    let f = fixture();
+    let project = f.dir.path().join("api");
+    std::fs::create_dir_all(project.join(".claude")).expect("project");
+    f.write(&f.claude_json(), "{}");
+    f.write(
+        &project.join(".mcp.json"),
+        r#"{"mcpServers": {"on": {"command": "a"}, "off": {"command": "b"}, "new": {"command": "c"}}}"#,
+    );
+    f.write(
+        &project.join(".claude/settings.local.json"),
+        r#"{"enabledMcpjsonServers": ["on"], "disabledMcpjsonServers": ["off"]}"#,
+    );
+    let report = import(&f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    }))
+    .expect("import");
+    let outcome = |name: &str| {
+        report
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.outcome.clone())
+            .expect("found")
+    };
+    assert!(matches!(outcome("on"), Outcome::Hosted { .. }), "{report}");
+    assert!(
+        matches!(outcome("off"), Outcome::NotApproved { .. }),
+        "{report}"
+    );
+    assert!(
+        matches!(outcome("new"), Outcome::NotApproved { .. }),
+        "{report}"
+    );
+    assert!(
+        report.to_string().contains("Conflicting scopes"),
+        "{report}"
+    );
+
+    let file = project.join(".mcp.json");
+    let error = import(&f.options(Source::File(file.clone()))).expect_err("needs a flag");
+    assert!(
+        matches!(error, ImportError::ProjectFileNeedsProject { .. }),
+        "{error}"
+    );
+    let mut rewrite = f.options(Source::File(file.clone()));
+    rewrite.rewrite_mcp_json = true;
+    import(&rewrite).expect("rewrite");
+    let rewritten = read_json(&file);
+    assert_eq!(
+        rewritten["mcpServers"]["off"]["command"], "mcp-proxy",
+        "{rewritten}"
+    );
 }
 
 /// A name config.json already uses for another server stops the
@@ -448,7 +636,7 @@ fn project_servers_get_the_project_scope() {
         "mcpServers": {"user1": {"command": "u"}, "user2": {"command": "v"}},
         "projects": {
             "/somewhere/else": {"mcpServers": {"elsewhere": {"command": "e"}}},
-            key.clone(): {"allowedTools": [], "mcpServers": {"local1": {"command": "l", "cwd": "/srv"}}}
+            key.clone(): {"allowedTools": [], "enabledMcpjsonServers": ["team1"], "mcpServers": {"local1": {"command": "l", "cwd": "/srv"}}}
         }
     });
     f.write(
@@ -510,9 +698,11 @@ fn project_servers_get_the_project_scope() {
         format!("projects[{}].mcpServers", json_string(&key))
     );
 
+    assert_eq!(local.target.as_deref(), Some("app.local1"));
+
     let config = read_json(&f.config());
-    assert_eq!(config["mcpServers"]["team1"]["cwd"], json!(key));
-    assert_eq!(config["mcpServers"]["local1"]["cwd"], "/srv");
+    assert_eq!(config["mcpServers"]["app.team1"]["cwd"], json!(key));
+    assert_eq!(config["mcpServers"]["app.local1"]["cwd"], "/srv");
     assert!(config["mcpServers"]["user1"].get("cwd").is_none());
     Config::parse(&f.config(), &std::fs::read(f.config()).expect("read")).expect("parses");
     let ports: BTreeSet<Option<u64>> = config["mcpServers"]
@@ -526,18 +716,19 @@ fn project_servers_get_the_project_scope() {
     let claude = read_json(&f.claude_json());
     assert_eq!(
         claude["projects"][&key]["mcpServers"]["local1"]["args"],
-        json!(["--target", "local1"])
+        json!(["--target", "app.local1"])
+    );
+    // The committed .mcp.json stays; a local entry overrides its server.
+    assert_eq!(
+        claude["projects"][&key]["mcpServers"]["team1"],
+        json!({"type": "stdio", "command": f.proxy.to_string_lossy(), "args": ["--target", "app.team1"]})
     );
     assert_eq!(
         claude["projects"]["/somewhere/else"]["mcpServers"]["elsewhere"]["command"],
         "e"
     );
     let team = read_json(&project.join(".mcp.json"));
-    assert_eq!(team["mcpServers"]["team1"]["type"], "stdio");
-    assert_eq!(
-        team["mcpServers"]["team1"]["args"],
-        json!(["--target", "team1"])
-    );
+    assert_eq!(team["mcpServers"]["team1"]["command"], "t");
 
     // A name --scope does not know is refused.
     options.scopes.insert("nope".into(), Scope::Shared);
@@ -621,57 +812,54 @@ fn a_busy_port_is_skipped() {
     }
 }
 
-/// The same name in two places must be the same server.
+/// The same name at the user level and in two projects: three servers,
+/// each with its own config.json name, each keeping its Claude-side name.
 #[test]
-fn the_same_name_twice_must_be_the_same_server() {
+fn a_name_is_per_project() {
     let f = fixture();
-    let project = f.dir.path().join("p");
+    let web = f.dir.path().join("web");
+    let api = f.dir.path().join("api");
+    let key = |dir: &Path| absolute(dir).to_string_lossy().into_owned();
+    let claude = json!({
+        "mcpServers": {"db": {"command": "user-db"}},
+        "projects": {
+            key(&web): {"enabledMcpjsonServers": ["db"]},
+            key(&api): {"mcpServers": {"db": {"command": "api-db"}}}
+        }
+    });
     f.write(
         &f.claude_json(),
-        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+        &serde_json::to_string_pretty(&claude).expect("json"),
     );
     f.write(
-        &project.join(".mcp.json"),
-        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
+        &web.join(".mcp.json"),
+        r#"{"mcpServers": {"db": {"command": "web-db"}}}"#,
     );
-    let options = f.options(Source::ClaudeCode {
-        project: Some(project.clone()),
-    });
-    let report = import(&options).expect("import");
-    assert_eq!(report.servers.len(), 2);
-    assert_eq!(report.servers[0].outcome, report.servers[1].outcome);
+    std::fs::create_dir_all(&api).expect("api");
+    for dir in [&web, &api] {
+        import(&f.options(Source::ClaudeCode {
+            project: Some(dir.clone()),
+        }))
+        .expect("import");
+    }
+    let config = read_json(&f.config());
+    let servers = config["mcpServers"].as_object().expect("servers");
+    let names: BTreeSet<&str> = servers.keys().map(String::as_str).collect();
     assert_eq!(
-        read_json(&f.config())["mcpServers"]
-            .as_object()
-            .map(|m| m.len()),
-        Some(1)
+        names,
+        BTreeSet::from(["db", "web.db", "api.db"]),
+        "{config}"
     );
-    assert_eq!(
-        read_json(&project.join(".mcp.json"))["mcpServers"]["a"]["args"],
-        json!(["--target", "a"])
-    );
-
-    let g = fixture();
-    let project = g.dir.path().join("p");
-    g.write(
-        &g.claude_json(),
-        r#"{"mcpServers": {"a": {"command": "a"}}}"#,
-    );
-    g.write(
-        &project.join(".mcp.json"),
-        r#"{"mcpServers": {"a": {"command": "b"}}}"#,
-    );
-    let before = g.snapshot();
-    let error = import(&g.options(Source::ClaudeCode {
-        project: Some(project),
-    }))
-    .expect_err("clash")
-    .to_string();
-    assert!(
-        error.contains("\"a\"") && error.contains("rename"),
-        "{error}"
-    );
-    assert_eq!(g.snapshot(), before);
+    assert_eq!(servers["web.db"]["command"], "web-db");
+    assert_eq!(servers["api.db"]["command"], "api-db");
+    let now = read_json(&f.claude_json());
+    for (dir, target) in [(&web, "web.db"), (&api, "api.db")] {
+        assert_eq!(
+            now["projects"][key(dir)]["mcpServers"]["db"]["args"],
+            json!(["--target", target])
+        );
+    }
+    assert_eq!(now["mcpServers"]["db"]["args"], json!(["--target", "db"]));
 }
 
 /// Claude Desktop's file and any named file are read; a named file must
@@ -757,12 +945,16 @@ fn a_file_changed_meanwhile_stops_the_writes() {
     let f = fixture();
     let path = f.claude_json();
     f.write(&path, "{\"b\": 2}");
-    let error = write_changes(&[Change {
-        path: path.clone(),
-        old: Some("{\"a\": 1}"),
-        new: "{}",
-        private: false,
-    }])
+    let error = write_changes(
+        &[Change {
+            path: path.clone(),
+            old: Some("{\"a\": 1}"),
+            new: "{}",
+            private: false,
+        }],
+        &f.home,
+        "1",
+    )
     .expect_err("changed");
     assert!(matches!(error, ImportError::Changed { .. }), "{error:?}");
     assert!(
@@ -1058,7 +1250,7 @@ fn the_scope_follows_what_the_server_is() {
             "report": {"command": "node", "args": ["./playwright-report.js"]}
         },
         "projects": {
-            key.clone(): {"mcpServers": {"browse": {"command": "uvx", "args": ["browser-use", "--mcp"]}}}
+            key.clone(): {"enabledMcpjsonServers": ["team"], "mcpServers": {"browse": {"command": "uvx", "args": ["browser-use", "--mcp"]}}}
         }
     });
     f.write(
@@ -1098,8 +1290,14 @@ fn the_scope_follows_what_the_server_is() {
             scope_of(name)
         );
         let config = read_json(&f.config());
+        let target = report
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.target.clone())
+            .expect("target");
         assert_eq!(
-            config["mcpServers"][name]["scope"],
+            config["mcpServers"][&target]["scope"],
             scope_name(scope),
             "{name}"
         );
