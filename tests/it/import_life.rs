@@ -368,11 +368,12 @@ fn entry_span<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
-/// Is `command` our mcp-proxy?
+/// Is `command` our mcp-proxy, by its absolute path?
 fn is_proxy(command: &Value) -> bool {
-    command
-        .as_str()
-        .is_some_and(|c| Path::new(c).file_name().is_some_and(|n| n == "mcp-proxy"))
+    command.as_str().is_some_and(|c| {
+        let path = Path::new(c);
+        path.is_absolute() && path.file_name().is_some_and(|n| n == "mcp-proxy")
+    })
 }
 
 /// The `--target` of a proxy entry.
@@ -742,6 +743,20 @@ async fn import_and_undo_never_make_a_working_setup_worse() {
         &snapshot(&[project_dir]),
         "mcp-manager import wrote inside DIR",
     ));
+    // Verification is on by default: a mark for each imported server.
+    for name in USER_STDIO {
+        broken.check(
+            imported
+                .stdout
+                .lines()
+                .any(|l| l.contains(name) && l.contains('✔')),
+            || {
+                format!(
+                    "mcp-manager import printed no ✔ (its verification) for {name}:\n{imported}"
+                )
+            },
+        );
+    }
     let dir_files = snapshot(&[project_dir]);
     let project_arg = project_dir.to_string_lossy().into_owned();
     let imported_project = life
@@ -783,6 +798,15 @@ async fn import_and_undo_never_make_a_working_setup_worse() {
         broken.check(entry.get("type") == user_servers[name].get("type"), || {
             format!("{name}'s type was not kept: {entry}")
         });
+        let keys: Vec<&String> = entry
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        broken.check(
+            keys.iter()
+                .all(|k| ["command", "args", "type"].contains(&k.as_str())),
+            || format!("{name}'s proxy entry has more than command, args (and type): {entry}"),
+        );
     }
     let config: Value = serde_json::from_slice(
         &std::fs::read(life.home.path().join("config.json")).expect("config.json"),
