@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::util::{
-    ManagerProcess, Proxy, TestHome, claude_bin, everything_js, free_port, hosted_everything_entry,
-    manager_bin, memory_js, port_answers, proxy_bin, tool_text,
+    IMPORT_PORTS_IN_USE, ManagerProcess, Proxy, TestHome, claude_bin, everything_js, free_port,
+    hosted_everything_entry, manager_bin, memory_js, port_answers, proxy_bin, tool_text,
 };
 
 /// Longest run of one `mcp-manager` command.
@@ -40,11 +40,6 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 const CLAUDE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The ports `import` hosts stdio servers on.
 const IMPORT_PORTS: std::ops::RangeInclusive<u64> = 3110..=3189;
-
-/// Held by every test whose `import` hosts servers: `import` picks ports
-/// in 3110–3189 that nothing listens on *now*, so two imports in parallel
-/// (different homes, daemons not yet started) would pick the same ones.
-static IMPORT_PORTS_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What a finished command printed.
 #[derive(Debug)]

@@ -9,7 +9,9 @@
 //! the client and `claude mcp list` see it), `restarts` (surviving daemon
 //! restarts), `host` (`mcp-manager host`), `host_failures` (a hosted server
 //! that fails at start), `manager` (the supervisor and its control API),
-//! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
+//! `adoption` (importing a Claude Code setup), `import_life` (issue 16:
+//! import, import --project, claude mcp add and undo, as the real
+//! `claude mcp list` sees them, never worse), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
@@ -31,6 +33,8 @@ mod faults;
 mod files;
 mod host;
 mod host_failures;
+#[cfg(unix)]
+mod import_life;
 mod manager;
 mod managing;
 #[cfg(unix)]
