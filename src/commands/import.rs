@@ -46,34 +46,50 @@
 //! `args` use one is noted: the daemon sees the manager's value of it,
 //! not the session's shell's.
 //!
-//! Then each imported entry of the source file becomes
-//! `{"command": "<mcp-proxy>", "args": ["--target", NAME]}` (with
-//! `"type": "stdio"` if the entry had a `type`).
+//! **Names.** A user-level server keeps its name in `config.json`; a
+//! project's server gets one of its own there, `PROJECT.NAME` (the
+//! directory's name; `PROJECT-2.NAME` for another project of that name),
+//! so two projects can each have a `db`. The Claude-side name stays, so
+//! `mcp__db__*` rules in `allowedTools` keep working.
+//!
+//! **Where Claude Code is pointed at the proxy.** Each imported entry of
+//! `~/.claude.json` (user or `projects["DIR"]`) or Claude Desktop's file
+//! becomes `{"command": "<mcp-proxy>", "args": ["--target", NAME]}` (with
+//! `"type": "stdio"` if the entry had a `type`). A project's `.mcp.json` is
+//! most often committed and shared, so it is **never written**: each of its
+//! servers the user approved in Claude Code (`approval`) gets a local-scope
+//! entry of the same name in `~/.claude.json`
+//! (`projects["DIR"].mcpServers`), which Claude Code runs instead of the
+//! project's (its `claude mcp list` then shows a "Conflicting scopes"
+//! note: that is all it means). A disabled or never-approved one is left
+//! as it is. [`ImportOptions::rewrite_mcp_json`] (`--rewrite-mcp-json`)
+//! rewrites the file itself instead, with a bare `mcp-proxy` (found on
+//! each teammate's PATH; no path of this machine).
 //!
 //! # Guarantees
 //!
 //! - **Every other byte stays.** Entries are found as byte spans (borrowed
-//!   [`RawValue`](serde_json::value::RawValue)s, located by pointer arithmetic against the file's text)
-//!   and only those spans are replaced, indented like their surroundings.
-//!   `config.json` gets its new entries inserted the same way.
+//!   [`RawValue`](serde_json::value::RawValue)s, located by pointer
+//!   arithmetic against the file's text) and only those spans are replaced
+//!   or new members inserted, indented like their surroundings.
 //! - **All or nothing.** Every file is read, every entry checked, and the
 //!   new `config.json` validated with [`Config::parse`] before the first
 //!   write; a file that changed meanwhile (Claude Code writes
 //!   `~/.claude.json` often) stops the import before anything is written.
-//! - **Backups and atomic writes.** Each file is first copied to
-//!   `FILE.backup.<ms>` beside it (when `config.json` is new, an empty
-//!   `config.json.created.<ms>` marks that), then replaced by a temporary
-//!   file in the same directory renamed over it, with the file's
-//!   permissions. On unix `config.json` (its `env` and `headers` may hold
-//!   secrets) and every backup are 0600. `config.json` is written before the
-//!   sources, so a source never points at a name the config lacks.
+//! - **A journal, not backups beside files.** Each import is recorded under
+//!   the tool's home (`journal`: every entry's text before and after, and
+//!   a copy of each file as it was), then each file is replaced by a
+//!   temporary file in the same directory renamed over it, with the file's
+//!   permissions (`config.json` and the journal 0600 on unix). Nothing is
+//!   written inside a project directory. `config.json` is written before
+//!   the sources, so a source never points at a name the config lacks.
 //! - **Idempotent.** An entry whose command already is `mcp-proxy` (or
 //!   `mcp-proxy.exe`) is left alone and reported as already imported; a
 //!   second run changes nothing.
-//! - **Undo.** [`crate::commands::undo`] restores the newest backup of
-//!   each file an import of that source changes (and removes a
-//!   `config.json` the import created), byte for byte; what it replaces is
-//!   kept as `FILE.undone.<ms>`.
+//! - **Undo keeps what changed since.** [`crate::commands::undo`] reverts
+//!   the newest import (or all of them) entry by entry, into each file as
+//!   it is now: Claude Code's later writes and servers added since stay,
+//!   and an entry someone changed since is left alone and reported.
 //! - **No secrets shown.** The report names servers, files, ports, scopes
 //!   and remote URLs without credentials or query; never `args`, `env` or
 //!   `headers`. Nothing here logs them either.
@@ -84,6 +100,7 @@
 //! in them), plans the changes (`plan`: config entries, ports, proxy
 //! entries, when two entries are the same server; `scope`: which scope
 //! each server gets and why), writes them (`apply`)
+//! and records them (`journal`),
 //! and returns the [`ImportReport`] (`report`). Claude's files, their
 //! project keys and the byte-keeping edits are [`crate::claude`]'s.
 
