@@ -9,7 +9,8 @@
 //! the client and `claude mcp list` see it), `restarts` (surviving daemon
 //! restarts), `host` (`mcp-manager host`), `host_failures` (a hosted server
 //! that fails at start), `manager` (the supervisor and its control API),
-//! `adoption` (importing a Claude Code setup), `bounds` (who may connect,
+//! `adoption` (importing a Claude Code setup), `doctor_remote` (doctor and
+//! a remote server behind mcp-proxy that needs a login), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
@@ -25,6 +26,7 @@ mod adoption;
 mod bounds;
 mod cli;
 mod connections;
+mod doctor_remote;
 mod failures;
 mod fake_daemon;
 mod faults;
