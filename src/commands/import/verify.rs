@@ -42,7 +42,7 @@ use tokio::process::{Child, Command};
 
 use super::remote::exchange;
 pub(crate) use super::remote::{Answer, Request, probe};
-use crate::config::expand_vars;
+use crate::config::{check_remote_url, expand_vars};
 use crate::process::group::{self, GroupSignal};
 
 /// How many probes run at once.
@@ -232,13 +232,15 @@ fn entry_command(command: &str, value: &Value, dir: &Path) -> Result<(Command, S
 /// A remote entry, probed by [`super::remote`].
 async fn remote(request: &Request, timeout: Duration) -> Health {
     let limit = if request.sse() { 0 } else { BODY_LIMIT };
+    let allowed =
+        reqwest::Url::parse(request.url()).map(|url| check_remote_url(&url, false).is_ok());
+    if allowed == Ok(false) {
+        return Health::Failed("not checked: plain http to another host".into());
+    }
     let reply = exchange(request, timeout, limit).await;
     let url = shown_url(request.url());
     match reply.answer {
         Answer::NeedsLogin => Health::NeedsLogin,
-        Answer::Unknown(why) if why.starts_with("plain http") => {
-            Health::Failed("not checked: plain http to another host".into())
-        }
         Answer::Unknown(why) => Health::Failed(one_line(&why, 300)),
         Answer::Status(status) if !(200..300).contains(&status) => {
             Health::Failed(format!("HTTP {status} from {url}"))
@@ -479,7 +481,7 @@ async fn keep_last_line(stderr: impl AsyncRead + Unpin, last: Arc<Mutex<String>>
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use std::time::Instant;
 
