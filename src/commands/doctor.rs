@@ -23,16 +23,22 @@
 //!    an older manager), and no config change waits for its restart;
 //! 9. when the manager runs: no daemon is failing as its `/status` says
 //!    (a hosted server whose child keeps exiting, a port held by a
-//!    stranger, a start that failed), each with its reason and the fix.
+//!    stranger, a start that failed), each with its reason and the fix;
+//! 10. no Claude Code entry runs `mcp-proxy --target X` where `X` is a
+//!     remote server that answers 401 with `WWW-Authenticate`: it needs a
+//!     login (OAuth), which only Claude Code does (probed for five seconds
+//!     at most, only over https or to loopback).
 //!
 //! Only problems make the report unhealthy ([`Report::healthy`]).
 //!
 //! One module per concern: `config` (1), `daemons` (2–4 and 9), `manager` (3,
 //! 5 and 8, over `sockets/manager.sock` when it is ours, else TCP), `claude` (6; where Claude's files are and how a project is
 //! keyed are [`crate::claude`]'s, shared with `import`), `version` (7),
+//! `remote` (10, with `import`'s probe),
 //! and `report`, the text and JSON of the findings.
 //!
-//! The doctor observes; it never starts, stops, removes or writes anything.
+//! The doctor observes; it never starts, stops, removes or writes anything
+//! (check 10's probe closes any session it opens).
 //! Secrets stay out of the report: the `env`, `headers` and `args` of an
 //! entry are never quoted (a config error under `env` or `headers` has its
 //! quoted values masked), only names, commands, ports and paths.
@@ -41,6 +47,7 @@ mod claude;
 mod config;
 mod daemons;
 mod manager;
+mod remote;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -215,6 +222,7 @@ pub async fn diagnose(input: &DoctorInput) -> Report {
     checks.extend(manager::check_running_config(&ping, &config_file));
     checks.extend(daemons::check_states(&ping, &config_file));
     checks.extend(claude::check_claude(input, &config, config_valid, &proxy));
+    checks.extend(remote::check_logins(input, &config, config_valid).await);
     checks.push(version);
     Report::new(checks)
 }

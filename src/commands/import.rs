@@ -114,6 +114,7 @@ mod scope;
 pub(crate) mod source;
 #[cfg(test)]
 mod tests;
+pub(crate) mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;

@@ -11,7 +11,8 @@
 //! that fails at start), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `import_life` (issue 16:
 //! import, import --project, claude mcp add and undo, as the real
-//! `claude mcp list` sees them, never worse), `bounds` (who may connect,
+//! `claude mcp list` sees them, never worse), `doctor_remote` (doctor and
+//! a remote server behind mcp-proxy that needs a login), `bounds` (who may connect,
 //! and what one client may hold), `safety` (what is believed, signalled and
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
@@ -27,6 +28,7 @@ mod adoption;
 mod bounds;
 mod cli;
 mod connections;
+mod doctor_remote;
 mod failures;
 mod fake_daemon;
 mod faults;

@@ -249,7 +249,7 @@ impl Sources<'_> {
 /// `projects[CWD].mcpServers` when it has entries: the key as written
 /// (found by [`ProjectKeys`], the rule `import --project` uses too), and
 /// the servers.
-fn project_servers<'a>(document: &'a Value, cwd: &Path) -> Option<(&'a str, &'a Value)> {
+pub(super) fn project_servers<'a>(document: &'a Value, cwd: &Path) -> Option<(&'a str, &'a Value)> {
     let projects = document.get("projects")?.as_object()?;
     let (_, (key, project)) = ProjectKeys::of(cwd).find(|key| projects.get_key_value(key))?;
     let servers = project.get("mcpServers")?;
@@ -259,7 +259,7 @@ fn project_servers<'a>(document: &'a Value, cwd: &Path) -> Option<(&'a str, &'a 
 
 /// A JSON file: `Ok(None)` if it does not exist; `Err((detail, fix))` if it
 /// cannot be read or is not JSON (naming the line and column).
-fn read_json(file: &Path) -> Result<Option<Value>, (String, String)> {
+pub(super) fn read_json(file: &Path) -> Result<Option<Value>, (String, String)> {
     let bytes = match std::fs::read(file) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -34,7 +34,7 @@ const NEEDS_LOGIN: &str = "it answered 401 with WWW-Authenticate: it needs a log
 
 /// What the probe found out about a remote server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Answer {
+pub(crate) enum Answer {
     /// 401 with `WWW-Authenticate`: it asks for a login.
     NeedsLogin,
     /// Any other HTTP status.
@@ -100,15 +100,23 @@ pub(super) fn left_alone(
 }
 
 /// What a probe sends: the URL and headers expanded as the manager would.
-pub(super) struct Request {
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
     url: String,
     sse: bool,
     headers: Vec<(String, String)>,
 }
 
 impl Request {
-    fn of(site: &Site<'_>) -> Request {
-        let value = &site.entry.value;
+    /// A request to `url` (a GET for `sse`, else a POST `initialize`) with
+    /// these headers, already expanded.
+    pub(crate) fn new(url: String, sse: bool, headers: Vec<(String, String)>) -> Request {
+        Request { url, sse, headers }
+    }
+
+    /// The request for a Claude Code entry's JSON (`type`/`url`/`headers`),
+    /// its `${VAR}`s expanded as Claude Code does.
+    pub(crate) fn of_entry(value: &serde_json::Value) -> Request {
         let headers = value
             .get("headers")
             .and_then(serde_json::Value::as_object)
@@ -118,13 +126,33 @@ impl Request {
                     .collect()
             })
             .unwrap_or_default();
-        let url = expand_vars(site.entry.shape.url.as_deref().unwrap_or_default());
-        let sse = match site.entry.shape.kind.as_deref() {
+        let url = expand_vars(
+            value
+                .get("url")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default(),
+        );
+        let sse = match value.get("type").and_then(serde_json::Value::as_str) {
             Some("sse") => true,
             Some(_) => false,
             None => url.trim_end_matches('/').ends_with("/sse"),
         };
         Request { url, sse, headers }
+    }
+
+    /// The URL, expanded (it may hold a secret in its query: show it only
+    /// through a form that drops that).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether it is an SSE server (probed with a GET).
+    pub(crate) fn sse(&self) -> bool {
+        self.sse
+    }
+
+    fn of(site: &Site<'_>) -> Request {
+        Request::of_entry(&site.entry.value)
     }
 }
 
@@ -156,8 +184,36 @@ fn probe_all(requests: Vec<Request>) -> Vec<Answer> {
 }
 
 /// One probe: a POST `initialize` (a GET for `sse`) with the entry's
-/// headers; a session it opens is closed again (DELETE).
-pub(super) async fn probe(request: &Request) -> Answer {
+/// headers, bounded by [`PROBE_TIMEOUT`]; a session it opens is closed
+/// again (DELETE).
+pub(crate) async fn probe(request: &Request) -> Answer {
+    exchange(request, PROBE_TIMEOUT, 0).await.answer
+}
+
+/// What [`exchange`] saw: the answer and, for a 2xx POST, the start of
+/// its body (at most the limit asked for).
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) answer: Answer,
+    /// The body of a 2xx POST: all of a JSON one, an SSE one up to the end
+    /// of its first `data:` line; empty when not read.
+    pub(crate) body: Vec<u8>,
+}
+
+/// [`probe`] bounded by `timeout` (connect, request and body), reading at
+/// most `body_limit` bytes of a 2xx POST's body into [`Reply::body`].
+pub(crate) async fn exchange(request: &Request, timeout: Duration, body_limit: usize) -> Reply {
+    let mut body = Vec::new();
+    let answer = send(request, timeout, body_limit, &mut body).await;
+    Reply { answer, body }
+}
+
+async fn send(
+    request: &Request,
+    timeout: Duration,
+    body_limit: usize,
+    body: &mut Vec<u8>,
+) -> Answer {
     let Ok(url) = reqwest::Url::parse(&request.url) else {
         return Answer::Unknown("its URL does not parse once its variables are filled in".into());
     };
@@ -172,8 +228,8 @@ pub(super) async fn probe(request: &Request) -> Answer {
         http::client_builder()
     };
     let client = match builder
-        .timeout(PROBE_TIMEOUT)
-        .connect_timeout(PROBE_TIMEOUT)
+        .timeout(timeout)
+        .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .build()
@@ -203,10 +259,10 @@ pub(super) async fn probe(request: &Request) -> Answer {
             .header(CONTENT_TYPE, "application/json")
             .body(INITIALIZE)
     };
-    let response = match builder.headers(headers.clone()).send().await {
+    let mut response = match builder.headers(headers.clone()).send().await {
         Ok(response) => response,
         Err(e) if e.is_timeout() => {
-            return Answer::Unknown(format!("no answer within {}s", PROBE_TIMEOUT.as_secs()));
+            return Answer::Unknown(format!("no answer within {} s", timeout.as_secs()));
         }
         Err(e) => {
             return Answer::Unknown(format!(
@@ -218,6 +274,11 @@ pub(super) async fn probe(request: &Request) -> Answer {
     let status = response.status().as_u16();
     let asks_login = status == 401 && response.headers().contains_key(WWW_AUTHENTICATE);
     let session = response.headers().get("mcp-session-id").cloned();
+    if body_limit > 0 && !request.sse && response.status().is_success() {
+        if let Err(why) = read_body(&mut response, body_limit, body).await {
+            return Answer::Unknown(why);
+        }
+    }
     drop(response);
     if let Some(session) = session {
         let _ = client
@@ -232,6 +293,48 @@ pub(super) async fn probe(request: &Request) -> Answer {
     } else {
         Answer::Status(status)
     }
+}
+
+/// Reads a 2xx body into `body`: to its end, or (an event stream) to the
+/// end of its first `data:` line, at most `limit` bytes.
+async fn read_body(
+    response: &mut reqwest::Response,
+    limit: usize,
+    body: &mut Vec<u8>,
+) -> Result<(), String> {
+    let stream = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= limit || (stream && has_data_line(body)) {
+                    return Ok(());
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) if e.is_timeout() => return Err("its answer did not end in time".into()),
+            Err(e) => {
+                return Err(format!(
+                    "its answer broke off: {}",
+                    http::error_chain(&e)
+                        .replace(response.url().as_str(), &http::redacted(response.url()))
+                ));
+            }
+        }
+    }
+}
+
+/// Whether an event stream's text holds a whole `data:` line.
+fn has_data_line(body: &[u8]) -> bool {
+    body.split(|&b| b == b'\n')
+        .rev()
+        .skip(1)
+        .any(|line| line.starts_with(b"data:"))
 }
 
 /// The `initialize` request a probe sends, as `claude mcp list` would.
