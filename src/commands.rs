@@ -9,7 +9,6 @@
 //! - [`register`]: `generate-config --scope`, proxy entries where Claude
 //!   Code reads them;
 //! - [`import`]: moves Claude's servers onto the shared daemons;
-//! - [`undo`]: `import --undo`, puts those files back;
 //! - [`status`]: `status`, `start`, `stop`, `restart`: the manager's table;
 //! - [`logs`]: a daemon's log, tailed or followed;
 //! - [`host`]: `host NAME`, a config entry's stdio server served to many
@@ -31,7 +30,6 @@ pub mod register;
 pub mod remove;
 pub mod service;
 pub mod status;
-pub mod undo;
 
 use std::path::PathBuf;
 

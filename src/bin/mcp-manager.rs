@@ -554,7 +554,7 @@ fn import(args: ImportArgs<'_>) -> anyhow::Result<()> {
 }
 
 fn import_undo(all: bool, dry_run: bool) -> anyhow::Result<()> {
-    use mcp_session_manager::commands::undo;
+    use mcp_session_manager::commands::import::undo;
     let options = undo::UndoOptions::for_current_user(all, dry_run)?;
     outln!("{}", undo::undo(&options)?);
     Ok(())

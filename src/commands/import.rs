@@ -114,6 +114,7 @@ mod scope;
 pub(crate) mod source;
 #[cfg(test)]
 mod tests;
+pub mod undo;
 pub(crate) mod verify;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -132,9 +133,14 @@ use journal::{Edit, FileRecord, Record};
 use plan::{ConfigState, config_entry, definition, group_by_name, shown_url};
 pub(crate) use plan::{free_port, scope_name};
 use report::list;
-pub use report::{FileChange, ImportReport, Outcome, ServerReport};
+pub use report::{Check, FileChange, ImportReport, Outcome, ServerReport};
 pub use scope::ScopeReason;
 use source::{Kind, check_scope_names, find_servers, load_sources};
+pub use verify::Health;
+
+/// How long one server gets to answer `initialize` in the check (Claude
+/// Code's own connect timeout).
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The ports imported stdio servers are hosted on (documented range).
 pub const PORTS: RangeInclusive<u16> = 3110..=3189;
@@ -741,6 +747,7 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
                 place: site.place.clone(),
                 target,
                 outcome,
+                check: None,
             }
         })
         .collect();
@@ -836,12 +843,35 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
     if changes.is_empty() {
         return Ok(report);
     }
+    // Before: each moved server as Claude Code runs it now.
+    let checked: Vec<(usize, String)> = if options.verify {
+        sites
+            .iter()
+            .enumerate()
+            .filter_map(|(index, _)| outcomes.get(&index).map(|(t, _)| (index, t.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let before = verify::run(
+        &checked
+            .iter()
+            .map(|(index, _)| verify::Probe::Entry {
+                value: sites[*index].entry.value.clone(),
+                dir: sites[*index]
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| options.user_home.clone()),
+            })
+            .collect::<Vec<_>>(),
+        CHECK_TIMEOUT,
+    );
     let at_ms = crate::paths::now_ms();
     let id = journal::new_id(at_ms);
     report.files = apply::write_changes(&changes, &options.home, &id)?;
     let record = Record {
         version: 1,
-        id,
+        id: id.clone(),
         at_ms,
         source: describe_source(&options.source),
         files: plans
@@ -858,7 +888,83 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
         undone_at_ms: None,
     };
     report.journal = Some(journal::save(&options.home, &record)?);
+    if !checked.is_empty() {
+        check_after(options, &mut report, &id, &checked, before);
+    }
     Ok(report)
+}
+
+/// After: each moved server through `mcp-proxy`, as a Claude session
+/// starts it; one that answered before and fails now is put back at once.
+fn check_after(
+    options: &ImportOptions,
+    report: &mut ImportReport,
+    id: &str,
+    checked: &[(usize, String)],
+    before: Vec<Health>,
+) {
+    let targets: BTreeSet<&str> = checked.iter().map(|(_, t)| t.as_str()).collect();
+    let targets: Vec<&str> = targets.into_iter().collect();
+    let after: BTreeMap<&str, Health> = targets
+        .iter()
+        .copied()
+        .zip(verify::run(
+            &targets
+                .iter()
+                .map(|target| verify::Probe::Proxy {
+                    proxy: options.proxy.clone(),
+                    target: (*target).to_owned(),
+                    home: options.home.clone(),
+                })
+                .collect::<Vec<_>>(),
+            CHECK_TIMEOUT,
+        ))
+        .collect();
+    let mut broken: Vec<String> = Vec::new();
+    let mut checks = Vec::new();
+    for ((_, target), before) in checked.iter().zip(before) {
+        let after = after
+            .get(target.as_str())
+            .cloned()
+            .unwrap_or_else(|| Health::Failed("not checked".into()));
+        let rank = |health: &Health| match health {
+            Health::Connected => 2,
+            Health::NeedsLogin => 1,
+            Health::Failed(_) => 0,
+        };
+        let worse = rank(&after) < rank(&before);
+        if worse && !broken.contains(target) {
+            broken.push(target.clone());
+        }
+        checks.push((target.clone(), before, after, worse));
+    }
+    let reverted = if broken.is_empty() {
+        Ok(())
+    } else {
+        undo::revert_servers(&options.home, id, &broken).map(|_| ())
+    };
+    if let Err(error) = &reverted {
+        report.notes.push(format!(
+            "could not put back {}: {error}; `mcp-manager import --undo` reverts this import",
+            broken.join(", ")
+        ));
+    }
+    // One report line per site, in site order.
+    for ((index, _), (_, before, after, worse)) in checked.iter().zip(checks) {
+        if let Some(server) = report.servers.get_mut(*index) {
+            server.check = Some(Check {
+                before,
+                after,
+                put_back: worse && reverted.is_ok(),
+            });
+        }
+    }
+    if !broken.is_empty() && reverted.is_ok() {
+        report.notes.push(format!(
+            "{}: worked before and not through mcp-proxy: put back as it was (its cause above; `mcp-manager logs NAME` has the daemon's side)",
+            broken.join(", ")
+        ));
+    }
 }
 
 /// The arguments, parsed.

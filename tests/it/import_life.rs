@@ -964,3 +964,96 @@ async fn import_and_undo_never_make_a_working_setup_worse() {
         broken.0.join("\n- ")
     );
 }
+
+/// A server that worked before and fails through mcp-proxy is put back at
+/// once, with the cause, and the others stay moved: here the manager was
+/// started (by another session) without a variable the user's shell has,
+/// which one server needs. `--no-verify` moves it regardless; `--undo`
+/// then reverts what that import did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_broken_by_the_move_is_put_back() {
+    let _ports = IMPORT_PORTS_IN_USE.lock().await;
+    let life = Life::new();
+    let _shutdown = Shutdown(&life);
+    let memory = node_bin("mcp-server-memory").to_string_lossy().into_owned();
+    let script =
+        format!("test -n \"$SOME_VAR\" && exec {memory}; echo SOME_VAR is not set >&2; exit 1");
+    let original = json!({"mcpServers": {
+        "memory": {"command": memory, "env": {"MEMORY_FILE_PATH": life.user.path().join("m.jsonl")}},
+        "needs-var": {"command": "sh", "args": ["-c", script]}
+    }});
+    std::fs::write(
+        life.claude_json(),
+        serde_json::to_string_pretty(&original).expect("json"),
+    )
+    .expect("write ~/.claude.json");
+    // The manager, started without SOME_VAR (as a login service would be).
+    let mut manager = Command::new(manager_bin());
+    manager
+        .current_dir(life.user.path())
+        .env("HOME", life.user.path())
+        .env("MCP_SESSION_MANAGER_HOME", life.home.path())
+        .env("MCP_MANAGER_NO_SERVICE_MANAGER", "1")
+        .env_remove("SOME_VAR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut manager = manager.spawn().expect("start the manager");
+    let ready = Instant::now() + Duration::from_secs(20);
+    while life.manager(&["status"]).await.code != 0 {
+        assert!(Instant::now() < ready, "the manager did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let imported = life.manager_ok(&["import"]).await;
+    let line = |name: &str| {
+        imported
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(name) && l.contains("  →  "))
+            .unwrap_or_else(|| panic!("no check line for {name}: {imported}"))
+            .to_owned()
+    };
+    let memory_line = line("memory");
+    assert!(
+        memory_line.matches('✔').count() == 2 && !memory_line.contains("put back"),
+        "{imported}"
+    );
+    let needs_var = line("needs-var");
+    assert!(
+        needs_var.contains("✔") && needs_var.contains("✘") && needs_var.contains("put back"),
+        "{imported}"
+    );
+    assert!(
+        needs_var.contains("SOME_VAR is not set"),
+        "the cause: {imported}"
+    );
+    let now = life.claude_value();
+    assert_eq!(
+        now["mcpServers"]["needs-var"], original["mcpServers"]["needs-var"],
+        "put back as it was: {imported}"
+    );
+    assert!(is_proxy(&now["mcpServers"]["memory"]["command"]), "{now}");
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(life.home.path().join("config.json")).expect("config.json"),
+    )
+    .expect("config.json is JSON");
+    assert!(config["mcpServers"].get("needs-var").is_none(), "{config}");
+    assert!(config["mcpServers"].get("memory").is_some(), "{config}");
+
+    // --undo reverts the rest of that import.
+    life.manager_ok(&["import", "--undo"]).await;
+    assert_eq!(life.claude_value(), original);
+
+    // --no-verify connects to nothing and moves both.
+    let unchecked = life.manager_ok(&["import", "--no-verify"]).await;
+    assert!(!unchecked.stdout.contains("  →  "), "{unchecked}");
+    let now = life.claude_value();
+    assert!(
+        is_proxy(&now["mcpServers"]["needs-var"]["command"]),
+        "{now}"
+    );
+    life.manager_ok(&["shutdown"]).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), manager.wait()).await;
+}

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::plan::scope_name;
 use super::scope::ScopeReason;
+use super::verify::Health;
 use crate::config::Scope;
 
 /// What an import did (or, in a dry run, would do). `Display` is the
@@ -47,6 +48,20 @@ pub struct ServerReport {
     pub target: Option<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// How it answered before and after (`None`: not checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// A server connected to before the import (as Claude Code ran it) and
+/// after (through mcp-proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub before: Health,
+    pub after: Health,
+    /// It answered before and not after: its entries were put back.
+    pub put_back: bool,
 }
 
 /// What became of one server.
@@ -138,6 +153,35 @@ impl fmt::Display for ImportReport {
                 server.place,
                 server.file.display()
             )?;
+        }
+        let checked: Vec<(&ServerReport, &Check)> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.check.as_ref().map(|c| (s, c)))
+            .collect();
+        if !checked.is_empty() {
+            writeln!(
+                f,
+                "checked as `claude mcp list` connects (before → through mcp-proxy):"
+            )?;
+            let before_width = checked
+                .iter()
+                .map(|(_, c)| c.before.to_string().chars().count())
+                .max()
+                .unwrap_or(0);
+            for (server, check) in checked {
+                let before = check.before.to_string();
+                let pad = before_width - before.chars().count();
+                write!(
+                    f,
+                    "  {:<width$}  {before}{:pad$}  →  {}",
+                    server.name, "", check.after
+                )?;
+                if check.put_back {
+                    write!(f, "   put back as it was")?;
+                }
+                writeln!(f)?;
+            }
         }
         if self.files.is_empty() {
             writeln!(f, "nothing to change")?;

@@ -7,11 +7,11 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::apply::write_changes;
+use super::undo::{UndoOptions, undo};
 use super::*;
 use crate::claude::files::desktop_config;
 use crate::claude::json_text::json_string;
 use crate::claude::projects::absolute;
-use crate::commands::undo::{UndoOptions, undo};
 
 /// A user home, a tool home inside it and an installed proxy.
 struct Fixture {

@@ -22,14 +22,6 @@
 //! A cause never holds a secret: no `env`, no `args`, no header, no URL
 //! query.
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "import() runs the checks once the lead wires them in (issue 16)"
-    )
-)]
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -88,7 +80,7 @@ pub(crate) enum Probe {
 /// How it answered, as `claude mcp list` would show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", content = "cause", rename_all = "camelCase")]
-pub(crate) enum Health {
+pub enum Health {
     /// An `initialize` result came back.
     Connected,
     /// A remote server answered 401 with `WWW-Authenticate` (Claude shows
@@ -100,7 +92,7 @@ pub(crate) enum Health {
 
 impl Health {
     /// ✔ connected, ! needs a login, ✘ failed.
-    pub(crate) fn mark(&self) -> &'static str {
+    pub fn mark(&self) -> &'static str {
         match self {
             Health::Connected => "✔",
             Health::NeedsLogin => "!",

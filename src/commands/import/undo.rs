@@ -1,6 +1,6 @@
 //! `mcp-manager import --undo`: reverts the newest import (`--all`: every
 //! one, newest first, back to before the first), from the import journal
-//! ([`super::import::journal`]), entry by entry into each file as it is
+//! ([`super::journal`]), entry by entry into each file as it is
 //! now: what Claude Code or the user changed since stays. An entry changed
 //! since the import is left alone and reported; a file the import created
 //! is removed once it holds nothing else.
@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::import::journal::{self, Record, Reverted};
-use super::import::{ImportError, edit_error};
+use super::journal::{self, Record, Reverted};
+use super::{ImportError, edit_error};
 use crate::claude::files::read_optional;
 use crate::claude::json_text::indent_step;
 use crate::claude::write::write_atomic;
@@ -118,7 +118,6 @@ pub fn undo(options: &UndoOptions) -> Result<UndoReport, ImportError> {
 ///
 /// # Errors
 /// As [`undo`].
-#[expect(dead_code, reason = "import's verification calls it (landing next)")]
 pub(crate) fn revert_servers(
     home: &Path,
     id: &str,
