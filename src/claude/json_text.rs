@@ -263,6 +263,15 @@ fn insert_into(
 /// An [`EditError`]: the text has no top-level object, or a member on the
 /// way is not an object.
 pub fn find_at(text: &str, path: &[&str]) -> Result<Option<Range<usize>>, EditError> {
+    match value_at(text, path)? {
+        Some(target) => span_of(text, target.get()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The value at `path`, borrowed from `text`; `None` when a key on the way
+/// is missing.
+fn value_at<'t>(text: &'t str, path: &[&str]) -> Result<Option<&'t RawValue>, EditError> {
     let body = strip_bom(text);
     let mut target: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
     members(target.get()).map_err(|_| EditError::NoTopObject)?;
@@ -274,7 +283,7 @@ pub fn find_at(text: &str, path: &[&str]) -> Result<Option<Range<usize>>, EditEr
             None => return Ok(None),
         }
     }
-    span_of(text, target.get()).map(Some)
+    Ok(Some(target))
 }
 
 /// `text` with the value at `path` set to `node`: the existing value's span
@@ -321,17 +330,9 @@ pub fn remove_member_at(
     path: &[&str],
     name: &str,
 ) -> Result<Option<String>, EditError> {
-    let body = strip_bom(text);
-    let mut target: &RawValue = serde_json::from_str(body).map_err(|_| EditError::NoTopObject)?;
-    members(target.get()).map_err(|_| EditError::NoTopObject)?;
-    for (depth, key) in path.iter().enumerate() {
-        let inside =
-            members(target.get()).map_err(|_| EditError::NotAnObject(path[..depth].join(".")))?;
-        match get(&inside, key) {
-            Some(raw) => target = raw,
-            None => return Ok(None),
-        }
-    }
+    let Some(target) = value_at(text, path)? else {
+        return Ok(None);
+    };
     let object = span_of(text, target.get())?;
     let inside = members(target.get()).map_err(|_| EditError::NotAnObject(path.join(".")))?;
     let Some(index) = inside.iter().rposition(|(k, _)| k == name) else {
