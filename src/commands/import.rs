@@ -484,19 +484,29 @@ pub fn import(options: &ImportOptions) -> Result<ImportReport, ImportError> {
         });
         let projects = user_value.as_ref().and_then(|v| v.get("projects"));
         let found = keys.find(|key| projects.and_then(|p| p.get(key)));
-        override_key = Some(found.map_or_else(|| keys.all()[0].clone(), |(key, _)| key.to_owned()));
+        // A new project entry is keyed as Claude Code keys it: by its
+        // working directory, symlinks resolved (the last key tried).
+        let new_key = || keys.all().last().cloned().unwrap_or_default();
+        override_key = Some(found.map_or_else(new_key, |(key, _)| key.to_owned()));
         let answers = approval::Answers::read(&options.user_home, &dir, found.map(|(_, v)| v));
         for (index, site) in sites.iter().enumerate() {
             if !files[site.file].is_project_file() || left.contains_key(&index) {
                 continue;
             }
-            let local = sites.iter().any(|other| {
+            let local = sites.iter().find(|other| {
                 Some(other.file) == user_file
                     && other.at.first().is_some_and(|k| k == "projects")
                     && other.name == site.name
             });
-            if local {
-                left.insert(index, Outcome::Shadowed);
+            if let Some(local) = local {
+                // Ours (an earlier import's override), or the user's own.
+                let outcome = match &local.entry.kind {
+                    Kind::Imported { target } => Outcome::AlreadyImported {
+                        target: target.clone(),
+                    },
+                    _ => Outcome::Shadowed,
+                };
+                left.insert(index, outcome);
                 continue;
             }
             if matches!(site.entry.kind, Kind::Imported { .. }) {

@@ -412,6 +412,21 @@ fn undo_all_goes_back_to_the_start_and_keeps_later_changes() {
         "{now}"
     );
     assert!(read_json(&f.config())["mcpServers"]["web.db"].is_object());
+    // Again: nothing to change, the override is ours.
+    let again = import(&f.options(Source::ClaudeCode {
+        project: Some(project.clone()),
+    }))
+    .expect("again");
+    assert!(again.files.is_empty(), "{again}");
+    let db = again
+        .servers
+        .iter()
+        .find(|s| s.file.ends_with(".mcp.json"))
+        .expect("db");
+    assert!(
+        matches!(db.outcome, Outcome::AlreadyImported { .. }),
+        "{again}"
+    );
 
     // Later: a server added by hand, Claude Code adds a key.
     let mut later = read_json(&f.claude_json());
