@@ -31,6 +31,7 @@
 mod adoption;
 mod bounds;
 mod cli;
+mod conformance;
 mod connections;
 mod doctor_remote;
 mod failures;
