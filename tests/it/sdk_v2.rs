@@ -221,6 +221,16 @@ async fn py2_pinned_2026_through_proxy_to_hosted_2026_server() {
     .await;
 }
 
+#[tokio::test]
+async fn py2_pinned_2025_through_proxy_to_hosted_2026_server() {
+    same_through_proxy(
+        V2Client::Py2,
+        VersionMode::Pin2025,
+        Backend::Hosted2026(Server2026::Py2),
+    )
+    .await;
+}
+
 // ---- (c) a 2026-07-28 HTTP server as a url daemon, through the proxy ---------------------
 
 #[tokio::test]
@@ -268,6 +278,16 @@ async fn py2_pinned_2026_through_proxy_to_2026_http_server() {
     same_through_proxy(
         V2Client::Py2,
         VersionMode::Pin2026,
+        Backend::Url2026(Server2026::Py2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn py2_pinned_2025_through_proxy_to_2026_http_server() {
+    same_through_proxy(
+        V2Client::Py2,
+        VersionMode::Pin2025,
         Backend::Url2026(Server2026::Py2),
     )
     .await;
@@ -325,6 +345,21 @@ async fn py2_auto_over_http_to_hosted_2026_server() {
         Backend::Hosted2026(Server2026::Py2),
     )
     .await;
+}
+
+#[tokio::test]
+async fn py2_pinned_2025_over_http_to_hosted_2026_server() {
+    http_client_of_host(
+        V2Client::Py2,
+        VersionMode::Pin2025,
+        Backend::Hosted2026(Server2026::Py2),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn py2_auto_over_http_to_hosted_everything() {
+    http_client_of_host(V2Client::Py2, VersionMode::Auto, Backend::HostedEverything).await;
 }
 
 // ---- the old clients against the 2026-07-28 servers --------------------------------------
