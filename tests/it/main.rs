@@ -17,8 +17,12 @@
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
 //! status shows), `service` (`service install` in a throwaway HOME, and
-//! how a proxy starts the manager) and `sdk_clients` (the Python and
-//! TypeScript SDK clients).
+//! how a proxy starts the manager), `sdk_clients` (the Python and
+//! TypeScript SDK clients), `sdk_v2` (issue 17: both SDK generations, the
+//! 2026-07-28 ones pinned and in auto mode, through the proxy and the host,
+//! each beside the same pair directly) and `conformance` (issue 17: the
+//! official conformance suite's server scenarios against the host, its
+//! client scenarios through the proxy).
 //! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
@@ -27,6 +31,7 @@
 mod adoption;
 mod bounds;
 mod cli;
+mod conformance;
 mod connections;
 mod doctor_remote;
 mod failures;
@@ -49,6 +54,7 @@ mod reload;
 mod restarts;
 mod safety;
 mod sdk_clients;
+mod sdk_v2;
 #[cfg(unix)]
 mod service;
 mod sockets;

@@ -10,6 +10,8 @@
 //! - `manager`: `mcp-manager` (the supervisor), its control API, cleanup.
 //! - `mcp_http`: MCP over plain HTTP to a host, and the bounds fixture server.
 //! - `processes`: signals, process groups, argv, memory (no `unsafe`).
+//! - `sdk_v2`: the v2 SDK clients and 2026-07-28 servers, the old clients
+//!   reduced to one call, Node ≥ 22 and the conformance CLI.
 //! - `users`: a throwaway unprivileged user for the multi-user tests.
 //! - `wait`: free ports, waiting for listeners and for conditions.
 //! - `foreign_user`: a throwaway user and a listener of theirs (Linux, root).
@@ -38,6 +40,7 @@ mod mcp_http;
 #[cfg(unix)]
 mod processes;
 mod proxy;
+mod sdk_v2;
 #[cfg(unix)]
 mod users;
 mod wait;
@@ -56,6 +59,7 @@ pub use mcp_http::*;
 #[cfg(unix)]
 pub use processes::*;
 pub use proxy::*;
+pub use sdk_v2::*;
 #[cfg(unix)]
 pub use users::*;
 pub use wait::*;
