@@ -20,7 +20,8 @@
 //!   upstream); a `tasks/list` answer is cut to the session's own tasks
 //!   (`nextCursor` kept, so a page may come short);
 //! - progress goes to the request that carries its token (its session once
-//!   that stream closed);
+//!   that stream closed; a token stays valid while the task its request
+//!   created lives);
 //! - `notifications/tasks/status`, and any message whose `_meta` carries
 //!   `io.modelcontextprotocol/related-task`, goes to the task's owner only;
 //!   for a task the host does not know (never seen, expired, evicted) a
@@ -178,6 +179,9 @@ pub struct Mux {
     elicitations: Elicitations,
     /// The `tasks/list` cursors handed to sessions.
     cursors: Cursors,
+    /// Host progress tokens kept past their request's answer, for the task
+    /// it created (a token stays valid for the task's life) → that task.
+    task_progress: HashMap<u64, String>,
 }
 
 /// Who waits for the answer to a request sent to the child.
@@ -487,12 +491,17 @@ impl Mux {
     }
 
     /// An answer for `session` seen for its tasks: a created task becomes
-    /// its own, a task whose result it read (or that it cancelled) is
-    /// forgotten, a task list is cut to its own tasks.
-    fn task_answer(&mut self, session: &SessionId, task: &TaskInterest, raw: Bytes) -> Bytes {
+    /// its own (and is returned), a task whose result it read (or that it
+    /// cancelled) is forgotten, a task list is cut to its own tasks.
+    fn task_answer(
+        &mut self,
+        session: &SessionId,
+        task: &TaskInterest,
+        raw: Bytes,
+    ) -> (Bytes, Option<String>) {
         let now = Instant::now();
         match task {
-            TaskInterest::List => return self.own_tasks_only(session, raw, now),
+            TaskInterest::List => return (self.own_tasks_only(session, raw, now), None),
             TaskInterest::Result(task_id) | TaskInterest::Cancel(task_id) => {
                 if facts::of_answer(&raw).ok {
                     self.tasks.forget(task_id);
@@ -500,19 +509,40 @@ impl Mux {
             }
             TaskInterest::Create | TaskInterest::None => {
                 if *task == TaskInterest::None && !facts::mentions(&raw, facts::RELATED_TASK) {
-                    return raw;
+                    return (raw, None);
                 }
                 let answer = facts::of_answer(&raw);
+                let created = answer.created.is_some();
                 let owned = answer
                     .created
                     .or_else(|| answer.related_task.map(|t| (t, None)));
                 if let Some((task_id, ttl)) = owned {
-                    self.tasks
-                        .own(session, &task_id, ttl.map(Duration::from_millis), now);
+                    let ttl = ttl.map(Duration::from_millis);
+                    if self.tasks.own(session, &task_id, ttl, now) && created {
+                        return (raw, Some(task_id));
+                    }
                 }
             }
         }
-        raw
+        (raw, None)
+    }
+
+    /// Forgets the progress tokens kept for tasks no longer known, once
+    /// they outnumber the tasks (so the cost is amortised and the map
+    /// bounded by the ledger).
+    fn sweep_task_progress(&mut self) {
+        if self.task_progress.len() <= 2 * self.tasks.len() + 64 {
+            return;
+        }
+        let now = Instant::now();
+        let (tasks, progress) = (&mut self.tasks, &mut self.progress);
+        self.task_progress.retain(|token, task| {
+            let known = tasks.owner(task, now).is_some();
+            if !known {
+                progress.remove(token);
+            }
+            known
+        });
     }
 
     /// A `tasks/list` answer with only the session's own tasks, and its
@@ -575,6 +605,7 @@ impl Mux {
         self.tasks.clear();
         self.elicitations.clear();
         self.cursors.forget(None);
+        self.task_progress.clear();
         let mut waited = HashSet::new();
         for (_, pending) in self.pending.drain() {
             if let PendingRequest::FromClient {
@@ -614,6 +645,15 @@ impl Mux {
     /// waits, with the client's own id. False if nobody waits any more (the
     /// request was cancelled or its session ended).
     pub fn child_answer(&mut self, upstream: u64, raw: Bytes) -> bool {
+        let task_token = match self.pending.get(&upstream) {
+            Some(PendingRequest::FromClient {
+                task: TaskInterest::Create,
+                token: Some(token),
+                ..
+            }) => Some(*token),
+            _ => None,
+        };
+        let kept = task_token.and_then(|t| self.progress.remove(&t).map(|route| (t, route)));
         match self.take_pending(upstream) {
             Some(PendingRequest::FromClient {
                 id,
@@ -622,7 +662,12 @@ impl Mux {
                 task,
                 ..
             }) => {
-                let raw = self.task_answer(&session, &task, raw);
+                let (raw, created) = self.task_answer(&session, &task, raw);
+                if let (Some(task_id), Some((token, route))) = (created, kept) {
+                    self.progress.insert(token, route);
+                    self.task_progress.insert(token, task_id);
+                    self.sweep_task_progress();
+                }
                 if let Some(answer) = rewrite::replace_id(&raw, &id) {
                     sink.send(Outbound::Response(answer));
                 }
@@ -787,6 +832,14 @@ impl Mux {
         self.tasks.close_session(session);
         self.elicitations.close_session(session);
         self.cursors.forget(Some(session));
+        let progress = &mut self.progress;
+        self.task_progress.retain(|token, _| {
+            let mine = progress.get(token).is_some_and(|r| r.session == *session);
+            if mine {
+                progress.remove(token);
+            }
+            !mine
+        });
         Some(SessionEnd {
             to_child,
             unsubscribe,
@@ -830,19 +883,28 @@ impl Mux {
     }
 
     /// `notifications/progress` from the child: to the request carrying its
-    /// token (or, once that stream is closed, to its session), with the
+    /// token (or, once that stream is closed or answered, to its session, for
+    /// as long as the task the request created lives), with the
     /// client's token. False if the token is unknown.
-    pub fn child_progress(&self, raw: &Bytes) -> bool {
-        let route = rewrite::notification_progress_token(raw)
-            .and_then(|t| t.parse::<u64>().ok())
-            .and_then(|t| self.progress.get(&t));
+    pub fn child_progress(&mut self, raw: &Bytes) -> bool {
+        let token = rewrite::notification_progress_token(raw).and_then(|t| t.parse::<u64>().ok());
+        if let Some(t) = token
+            && let Some(task) = self.task_progress.get(&t)
+            && self.tasks.owner(task, Instant::now()).is_none()
+        {
+            // Its task is over (or forgotten): so is its token.
+            self.task_progress.remove(&t);
+            self.progress.remove(&t);
+            return false;
+        }
+        let route = token.and_then(|t| self.progress.get(&t));
         let Some(route) = route else {
             return false;
         };
         let Some(restored) = rewrite::replace_notification_progress_token(raw, &route.token) else {
             return true;
         };
-        let sink = if route.sink.is_open() {
+        let sink = if route.sink.carries_messages() {
             Some(route.sink.clone())
         } else {
             self.session_sink(&route.session)
@@ -1453,6 +1515,43 @@ mod tests {
             matches!(route, ServerRequestRoute::NoSession { refusal: Some(_) }),
             "a declared no url mode"
         );
+    }
+
+    /// A task's progress token outlives the request that created the task:
+    /// its progress reaches the owner's stream, with the client's token,
+    /// until the task's result is read.
+    #[test]
+    fn a_tasks_progress_reaches_its_owner_until_the_task_is_done() {
+        let mut mux = Mux::default();
+        let (a, mut rx_a) = open_streaming(&mut mux, "a");
+        let (sink, _rx) = Sink::new(false);
+        let call = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{},"_meta":{"progressToken":"p"}}}"#,
+        );
+        let (upstream, line) = mux
+            .client_request(&a, "1".into(), &call, sink)
+            .expect("sent");
+        let sent: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        let token = sent["params"]["_meta"]["progressToken"].clone();
+        let created = format!(
+            r#"{{"jsonrpc":"2.0","id":{upstream},"result":{{"task":{{"taskId":"ta","ttl":null}}}}}}"#
+        );
+        assert!(mux.child_answer(upstream, Bytes::from(created)));
+        let progress = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{token},"progress":1}}}}"#
+        ));
+        assert!(mux.child_progress(&progress));
+        assert_eq!(
+            message(&mut rx_a).expect("on a's stream")["params"]["progressToken"],
+            "p"
+        );
+        let result = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/result","params":{"taskId":"ta"}}"#;
+        exchange(&mut mux, &a, result, r#"{"content":[]}"#);
+        assert!(
+            !mux.child_progress(&progress),
+            "the task is done: so is its token"
+        );
+        assert!(mux.progress.is_empty() && mux.task_progress.is_empty());
     }
 
     /// A URL-mode elicitation's completion reaches the session it was sent to, once.

@@ -125,7 +125,6 @@ impl Tasks {
     }
 
     /// How many tasks are known.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
