@@ -507,10 +507,11 @@ impl Mux {
                     self.tasks.forget(task_id);
                 }
             }
-            TaskInterest::Create | TaskInterest::None => {
-                if *task == TaskInterest::None && !facts::mentions(&raw, facts::RELATED_TASK) {
-                    return (raw, None);
-                }
+            // An answer to a request that neither asked for a task nor named
+            // one of the session's (the gate refused any other) owns nothing
+            // new: it is not read (answers may be megabytes, read under the lock).
+            TaskInterest::None => {}
+            TaskInterest::Create => {
                 let answer = facts::of_answer(&raw);
                 let created = answer.created.is_some();
                 let owned = answer

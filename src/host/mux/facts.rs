@@ -63,9 +63,24 @@ struct Related {
     task_id: String,
 }
 
-/// Does `raw` contain `needle`? A cheap test before a parse.
+/// Does `raw` contain `needle`? A cheap test before a parse: one pass,
+/// comparing only where the needle's first byte occurs.
 pub fn mentions(raw: &[u8], needle: &str) -> bool {
-    raw.windows(needle.len()).any(|w| w == needle.as_bytes())
+    let Some((&first, rest)) = needle.as_bytes().split_first() else {
+        return true;
+    };
+    let mut at = 0;
+    while let Some(found) = raw
+        .get(at..)
+        .and_then(|tail| tail.iter().position(|&b| b == first))
+    {
+        let start = at + found + 1;
+        if raw.get(start..start + rest.len()) == Some(rest) {
+            return true;
+        }
+        at = start;
+    }
+    false
 }
 
 /// What a request or notification says (all empty if it cannot be read).
@@ -154,6 +169,19 @@ mod tests {
             Facts::default(),
             "unreadable: names nothing"
         );
+    }
+
+    #[test]
+    fn mentions_finds_a_needle_anywhere_and_only_there() {
+        assert!(mentions(
+            b"xx io.modelcontextprotocol/related-task",
+            RELATED_TASK
+        ));
+        assert!(!mentions(
+            b"io.modelcontextprotocol/related-tas",
+            RELATED_TASK
+        ));
+        assert!(mentions(b"ttask", "task") && !mentions(b"tas", "task"));
     }
 
     #[test]

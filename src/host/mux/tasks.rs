@@ -3,8 +3,10 @@
 //!
 //! The child keys tasks and URL elicitations by ids of its own and sees one
 //! client (the host), so it cannot keep sessions apart: the host does. A
-//! task is owned by the session its `CreateTaskResult` was routed to (or the
-//! first one an answer relating to it was); it is forgotten at its `ttl`,
+//! task is owned by the session its `CreateTaskResult` was routed to (or
+//! whose task-augmented request was answered with related-task `_meta`
+//! naming it; a notification or server request is routed by the ledger,
+//! never fills it: it names no session); it is forgotten at its `ttl`,
 //! once its result was read or it was cancelled, when its session ends, and
 //! when the child ends (its tasks end with it). The ledger is bounded: at
 //! most [`MAX_TASKS_PER_SESSION`] per session and [`MAX_TASKS`] in all, the
