@@ -502,7 +502,7 @@ impl Host {
             id.as_json(),
             String::from_utf8_lossy(&result)
         );
-        let capabilities = client_capabilities(&message.raw);
+        let capabilities = ClientCapabilities::from_initialize(&message.raw);
         backend.open_session(Arc::clone(&session_id), capabilities);
         let session = ClientSession::new(
             Arc::clone(&session_id),
@@ -755,32 +755,6 @@ fn refuse_in_batch(message: Message) -> Result<Message, jsonrpc::ParseError> {
         });
     }
     Ok(message)
-}
-
-/// What the client's `initialize` says it can answer.
-fn client_capabilities(raw: &[u8]) -> ClientCapabilities {
-    #[derive(Deserialize)]
-    struct Init {
-        params: Option<Params>,
-    }
-    #[derive(Deserialize)]
-    struct Params {
-        capabilities: Option<Capabilities>,
-    }
-    #[derive(Deserialize)]
-    struct Capabilities {
-        sampling: Option<serde::de::IgnoredAny>,
-        elicitation: Option<serde::de::IgnoredAny>,
-        roots: Option<serde::de::IgnoredAny>,
-    }
-    let declared = serde_json::from_slice::<Init>(raw)
-        .ok()
-        .and_then(|i| i.params?.capabilities);
-    declared.map_or_else(ClientCapabilities::default, |c| ClientCapabilities {
-        sampling: c.sampling.is_some(),
-        elicitation: c.elicitation.is_some(),
-        roots: c.roots.is_some(),
-    })
 }
 
 /// A stable short hash of a project path, for file names (FNV-1a, 64 bits).

@@ -526,7 +526,9 @@ impl Backend {
     async fn initialize_child(&self) -> Result<(), Cause> {
         let params = serde_json::json!({
             "protocolVersion": CHILD_PROTOCOL_VERSION,
-            "capabilities": {"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}},
+            // Both elicitation modes: the mux sends each only to sessions
+            // that declared it, and refuses it when none did.
+            "capabilities": {"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {"listChanged": true}},
             "clientInfo": {"name": "mcp-session-manager", "version": env!("CARGO_PKG_VERSION")},
         });
         let (tx, rx) = oneshot::channel();

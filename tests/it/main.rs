@@ -8,7 +8,8 @@
 //! against `fake_daemon`), `failures` (each way the proxy cannot serve, as
 //! the client and `claude mcp list` see it), `restarts` (surviving daemon
 //! restarts), `host` (`mcp-manager host`), `host_failures` (a hosted server
-//! that fails at start), `manager` (the supervisor and its control API),
+//! that fails at start), `host_tasks` (issue 17: a session's MCP tasks and
+//! elicitations stay its own in a shared host), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `import_life` (issue 16:
 //! import, import --project, claude mcp add and undo, as the real
 //! `claude mcp list` sees them, never worse), `doctor_remote` (doctor and
@@ -40,6 +41,7 @@ mod faults;
 mod files;
 mod host;
 mod host_failures;
+mod host_tasks;
 #[cfg(unix)]
 mod import_life;
 mod manager;
