@@ -17,8 +17,10 @@
 //! left behind), `connections` (each new connection in a session checked), `sockets` (the hosts' and the manager's Unix sockets),
 //! `files` (the modes of the home and the size of what a
 //! status shows), `service` (`service install` in a throwaway HOME, and
-//! how a proxy starts the manager) and `sdk_clients` (the Python and
-//! TypeScript SDK clients).
+//! how a proxy starts the manager), `sdk_clients` (the Python and
+//! TypeScript SDK clients) and `protocol_2026` (issue 17: the 2026-07-28
+//! revision's negotiation at the host and its headers through the proxy,
+//! daemon errors passed through, a GET refused without a reconnect storm).
 //! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
@@ -43,6 +45,7 @@ mod managing;
 mod one_voice;
 mod pipes;
 mod process;
+mod protocol_2026;
 mod real_servers;
 mod refusal;
 mod reload;
