@@ -8,8 +8,17 @@
 //! right after initialization; without a stream they would be lost). A POST stream cut before its response is
 //! resumed with `Last-Event-ID`.
 //!
-//! A lost daemon (connection refused or reset, the GET stream gone, 404 or
-//! "no valid session" for our session id) is recovered from
+//! A client in the 2026-07-28 style (its messages declare their version in
+//! `_meta`, no `initialize`) gets that revision's headers on every POST
+//! (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) and no session
+//! machinery the server does not give: no GET stream, no replay. An HTTP
+//! error whose body is a JSON-RPC error for the request is the daemon's
+//! answer, passed on as written.
+//!
+//! A GET answered 400 or 404 is "no standalone stream" unless our session
+//! id is also refused a `ping`. A lost daemon (connection refused or reset,
+//! the GET stream gone, 404 or "no valid session" for our session id) is
+//! recovered from
 //! ([`StreamableHttp::recover`]): the daemon is found again (and started,
 //! for `--target`), a new session is opened with the client's own
 //! `initialize`, its state restored ([`super::recovery`]); requests that
