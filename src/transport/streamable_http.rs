@@ -1246,3 +1246,44 @@ fn is_error_response(answer: &[u8]) -> bool {
     }
     serde_json::from_slice::<Answer>(answer).is_ok_and(|a| a.result.is_none() && a.error.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(json: &str) -> RawId {
+        let raw = format!(r#"{{"jsonrpc":"2.0","id":{json},"method":"ping"}}"#);
+        jsonrpc::classify(Bytes::from(raw))
+            .ok()
+            .and_then(|m| m.id().cloned())
+            .expect("a request id")
+    }
+
+    #[test]
+    fn an_error_body_for_the_request_is_its_answer() {
+        let own = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32022,"message":"no","data":{"supported":["2026-07-28"]}}}"#,
+        );
+        assert_eq!(rpc_error_for(&own, &id("7")), Some(own.clone()));
+        assert_eq!(
+            rpc_error_for(&own, &id("8")),
+            None,
+            "another request's error"
+        );
+        let orphan = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"mismatch"}}"#,
+        );
+        let fixed = rpc_error_for(&orphan, &id(r#""a""#)).expect("given the request's id");
+        let fixed: serde_json::Value = serde_json::from_slice(&fixed).expect("json");
+        assert_eq!(fixed["id"], "a");
+        assert_eq!(fixed["error"]["code"], -32020);
+        for other in [
+            &b"Bad Request"[..],
+            br#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            br#"[{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}]"#,
+        ] {
+            assert_eq!(rpc_error_for(&Bytes::from_static(other), &id("7")), None);
+        }
+        assert_eq!(short_text("é".repeat(400).as_bytes()).chars().count(), 301);
+    }
+}
