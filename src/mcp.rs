@@ -120,6 +120,44 @@ impl Declared {
     }
 }
 
+/// A value as a 2026-07-28 header carries it (SEP-2243's value encoding):
+/// printable ASCII without surrounding whitespace as it is; anything else
+/// (non-ASCII, control characters, leading or trailing whitespace, or a
+/// value that looks like the sentinel) as `=?base64?{Base64 of UTF-8}?=`.
+pub fn header_value(value: &str) -> String {
+    const PREFIX: &str = "=?base64?";
+    const SUFFIX: &str = "?=";
+    let plain = value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with(PREFIX) && value.ends_with(SUFFIX));
+    if plain {
+        return value.to_owned();
+    }
+    format!("{PREFIX}{}{SUFFIX}", base64(value.as_bytes()))
+}
+
+/// Standard Base64 (RFC 4648 §4, padded).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The member of `params` that `Mcp-Name` mirrors for `method`, if any.
 fn name_key(method: &str) -> Option<&'static str> {
     match method {
@@ -270,6 +308,19 @@ mod tests {
         let data = unsupported_version_data(STATELESS_VERSION);
         assert_eq!(data["requested"], STATELESS_VERSION);
         assert_eq!(data["supported"][3], LATEST_VERSION);
+    }
+
+    #[test]
+    fn header_values_are_encoded_as_sep_2243_says() {
+        assert_eq!(header_value("get_weather"), "get_weather");
+        assert_eq!(header_value("file:///a b.txt"), "file:///a b.txt");
+        assert_eq!(header_value("café"), "=?base64?Y2Fmw6k=?=");
+        assert_eq!(header_value(" x"), "=?base64?IHg=?=");
+        assert_eq!(header_value("a\r\nb"), "=?base64?YQ0KYg==?=");
+        assert_eq!(
+            header_value("=?base64?literal?="),
+            "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+        );
     }
 
     #[test]

@@ -1151,15 +1151,11 @@ fn with_declared(request: RequestBuilder, session: &Session, message: &Message) 
     if let Ok(method) = HeaderValue::from_str(method) {
         request = request.header(MCP_METHOD, method);
     }
-    match declared.name.map(|name| HeaderValue::from_str(&name)) {
-        Some(Ok(name)) => request.header(MCP_NAME, name),
-        Some(Err(_)) => {
-            tracing::debug!(
-                method,
-                "a name that is not a header value: no Mcp-Name sent"
-            );
-            request
-        }
+    let name = declared
+        .name
+        .and_then(|name| HeaderValue::from_str(&crate::mcp::header_value(&name)).ok());
+    match name {
+        Some(name) => request.header(MCP_NAME, name),
         None => request,
     }
 }

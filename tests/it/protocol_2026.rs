@@ -222,7 +222,8 @@ fn post_of<'a>(requests: &'a [Recorded], method: &str) -> &'a Recorded {
 
 /// A 2026-07-28 exchange through the proxy, as a 2026 server sees it: every
 /// POST carries `MCP-Protocol-Version: 2026-07-28` and `Mcp-Method`;
-/// `tools/call`, `resources/read` and `prompts/get` carry `Mcp-Name`; no
+/// `tools/call`, `resources/read` and `prompts/get` carry `Mcp-Name`
+/// (encoded as SEP-2243 says when it is not printable ASCII); no
 /// `initialize` is sent on the client's behalf, no session id, no GET
 /// stream; the answers come back as the server wrote them.
 #[tokio::test]
@@ -245,6 +246,8 @@ async fn a_2026_exchange_carries_the_headers_it_requires() {
     proxy
         .request(json!(4), "tools/list", json!({"_meta": meta_2026()}))
         .await;
+    let odd = json!({"name": "café", "arguments": {}, "_meta": meta_2026()});
+    proxy.request(json!(5), "tools/call", odd).await;
     proxy
         .notify("notifications/roots/list_changed", json!({}))
         .await;
@@ -275,6 +278,12 @@ async fn a_2026_exchange_carries_the_headers_it_requires() {
         assert_eq!(post.header("mcp-name"), name, "{method}");
         assert_eq!(post.header("mcp-session-id"), None, "{method}");
     }
+    let odd = requests
+        .iter()
+        .find(|r| r.is_post_of("tools/call") && r.json().is_some_and(|v| v["id"] == 5))
+        .expect("the second call");
+    // SEP-2243: a value that is not printable ASCII goes as Base64 of its UTF-8.
+    assert_eq!(odd.header("mcp-name"), Some("=?base64?Y2Fmw6k=?="));
     assert_eq!(initializes(&daemon), 0);
     assert_eq!(gets(&daemon), 0);
 }
