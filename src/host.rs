@@ -323,6 +323,11 @@ impl Host {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
             }
             [Ok(message)]
+                if !is_batch && let Some(refusal) = unspoken_version(message, &headers) =>
+            {
+                return refusal;
+            }
+            [Ok(message)]
                 if !is_batch
                     && message.method() == Some("initialize")
                     && matches!(message.kind, Kind::Request { .. }) =>
@@ -649,6 +654,44 @@ fn rpc_error(status: StatusCode, message: &str) -> Response<Body> {
         jsonrpc::error_response(None, jsonrpc::code::SERVER_ERROR, message),
         None,
     )
+}
+
+/// The 2026-07-28 version negotiation: a request that declares a version
+/// the host does not speak (in `params._meta` or `MCP-Protocol-Version`),
+/// and any `server/discover` (a 2026-07-28 request), is answered HTTP 400
+/// with -32022, its own id and the versions the host speaks, so the client
+/// falls back to `initialize` as the spec says.
+fn unspoken_version(message: &Message, headers: &hyper::HeaderMap) -> Option<Response<Body>> {
+    let Kind::Request { id, method } = &message.kind else {
+        return None;
+    };
+    let header = headers
+        .get(crate::mcp::PROTOCOL_VERSION_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let requested = crate::mcp::Declared::of(method, &message.raw, false)
+        .version
+        .or(header);
+    let requested = match requested {
+        Some(version) if !SUPPORTED_VERSIONS.contains(&version.as_str()) => version,
+        Some(version) if method == crate::mcp::DISCOVER => version,
+        None if method == crate::mcp::DISCOVER => crate::mcp::STATELESS_VERSION.to_owned(),
+        _ => return None,
+    };
+    let data = crate::mcp::unsupported_version_data(&requested);
+    let text = format!(
+        "unsupported protocol version {requested:?}: this server speaks {}; initialize with one of them",
+        SUPPORTED_VERSIONS.join(", ")
+    );
+    Some(json_bytes(
+        StatusCode::BAD_REQUEST,
+        jsonrpc::error_response_with_data(
+            Some(id),
+            crate::mcp::UNSUPPORTED_PROTOCOL_VERSION,
+            &text,
+            Some(&data),
+        ),
+        None,
+    ))
 }
 
 /// `params.protocolVersion` of an `initialize` request.

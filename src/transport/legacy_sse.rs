@@ -35,6 +35,9 @@ use crate::jsonrpc::{Kind, Message, RawId};
 const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long closing waits for queued notifications to go out.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stream must have stayed open for its end to start the
+/// reconnect back-off over.
+const STREAM_UP_RESET: Duration = Duration::from_secs(5);
 
 /// A legacy SSE session with one daemon.
 pub struct LegacySse {
@@ -280,7 +283,7 @@ impl LegacySse {
             };
             match response {
                 Ok(r) if r.status() == StatusCode::OK => {
-                    backoff.reset();
+                    let opened = Instant::now();
                     streams += 1;
                     let reconnected = streams > 1;
                     if let Some(since) = lost_since.take() {
@@ -301,6 +304,11 @@ impl LegacySse {
                     };
                     if matches!(end, StreamEnd::ClientGone) {
                         return;
+                    }
+                    // A stream that stayed up a while starts the back-off
+                    // over; one closed at once does not (no reconnect storm).
+                    if opened.elapsed() >= STREAM_UP_RESET {
+                        backoff.reset();
                     }
                     self.endpoint.send_replace(None);
                     lost_since = Some(Instant::now());

@@ -8,8 +8,17 @@
 //! right after initialization; without a stream they would be lost). A POST stream cut before its response is
 //! resumed with `Last-Event-ID`.
 //!
-//! A lost daemon (connection refused or reset, the GET stream gone, 404 or
-//! "no valid session" for our session id) is recovered from
+//! A client in the 2026-07-28 style (its messages declare their version in
+//! `_meta`, no `initialize`) gets that revision's headers on every POST
+//! (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`) and no session
+//! machinery the server does not give: no GET stream, no replay. An HTTP
+//! error whose body is a JSON-RPC error for the request is the daemon's
+//! answer, passed on as written.
+//!
+//! A GET answered 400 or 404 is "no standalone stream" unless our session
+//! id is also refused a `ping`. A lost daemon (connection refused or reset,
+//! the GET stream gone, 404 or "no valid session" for our session id) is
+//! recovered from
 //! ([`StreamableHttp::recover`]): the daemon is found again (and started,
 //! for `--target`), a new session is opened with the client's own
 //! `initialize`, its state restored ([`super::recovery`]); requests that
@@ -36,8 +45,9 @@ use crate::http::{redacted, session_prefix};
 use crate::jsonrpc::{self, Kind, Message, RawId};
 
 use crate::mcp::{
-    EVENT_STREAM, LAST_EVENT_ID_HEADER as LAST_EVENT_ID,
-    PROTOCOL_VERSION_HEADER as MCP_PROTOCOL_VERSION, SESSION_ID_HEADER as MCP_SESSION_ID,
+    Declared, EVENT_STREAM, LAST_EVENT_ID_HEADER as LAST_EVENT_ID, METHOD_HEADER as MCP_METHOD,
+    NAME_HEADER as MCP_NAME, PROTOCOL_VERSION_HEADER as MCP_PROTOCOL_VERSION,
+    SESSION_ID_HEADER as MCP_SESSION_ID,
 };
 
 /// How often a cut POST stream is resumed before its request gets an error.
@@ -57,6 +67,15 @@ const GET_RETRY_FIRST: Duration = Duration::from_secs(1);
 /// requests it held are sent.
 const GET_ATTACH_WAIT: Duration = Duration::from_secs(2);
 const GET_RETRY_MAX: Duration = Duration::from_secs(30);
+/// The most of an HTTP error body read, to find the JSON-RPC error in it.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// Recoveries that follow each other closely wait first (250 ms, doubling
+/// to 10 s), so that a daemon which keeps losing the session cannot make
+/// the proxy re-initialize in a loop; after [`RECOVERY_CALM`] without one
+/// the wait starts over.
+const RECOVERY_PACE_FIRST: Duration = Duration::from_millis(250);
+const RECOVERY_PACE_MAX: Duration = Duration::from_secs(10);
+const RECOVERY_CALM: Duration = Duration::from_secs(30);
 
 /// A Streamable HTTP session with one daemon.
 pub struct StreamableHttp {
@@ -74,6 +93,8 @@ pub struct StreamableHttp {
     /// requests it held go out, so that what a restored subscription sends
     /// has a stream to arrive on.
     get_answered: watch::Sender<u64>,
+    /// When the last recovery ended, and the wait before the next one.
+    pace: std::sync::Mutex<(Option<Instant>, crate::backoff::Backoff)>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -85,6 +106,10 @@ struct Session {
     id: Option<HeaderValue>,
     /// The negotiated version, sent as `MCP-Protocol-Version` after `initialize`.
     protocol_version: Option<HeaderValue>,
+    /// The 2026-07-28 (or later) version the client's messages declare in
+    /// `_meta`, with no `initialize`: every POST then carries it and
+    /// `Mcp-Method` (and `Mcp-Name`), as that revision's transport requires.
+    declared: Option<HeaderValue>,
     /// Counts sessions, so a task can tell that the one it used is gone.
     generation: u64,
     /// The generation whose GET stream has been opened.
@@ -184,6 +209,10 @@ impl StreamableHttp {
             ordered,
             reinitializing: Mutex::new(()),
             get_answered: watch::Sender::new(0),
+            pace: std::sync::Mutex::new((
+                None,
+                crate::backoff::Backoff::new(RECOVERY_PACE_FIRST, RECOVERY_PACE_MAX),
+            )),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
@@ -194,6 +223,7 @@ impl StreamableHttp {
     /// See [`super::Upstream::send`].
     pub fn send(self: &Arc<Self>, message: Message) {
         self.shared.remember(&message);
+        self.note_declared(&message);
         match message.method() {
             Some(method) if matches!(message.kind, Kind::Request { .. }) => {
                 if method == "initialize" {
@@ -210,6 +240,28 @@ impl StreamableHttp {
                 let _ = self.ordered.send(message);
             }
         }
+    }
+
+    /// A client message that declares its protocol version in `_meta` (the
+    /// 2026-07-28 style) before any `initialize` puts the session in that
+    /// style: its POSTs carry the version and `Mcp-Method` headers.
+    fn note_declared(&self, message: &Message) {
+        let Some(method) = message.method() else {
+            return;
+        };
+        let Some(version) = Declared::of(method, &message.raw, false).version else {
+            return;
+        };
+        let Ok(version) = HeaderValue::from_str(&version) else {
+            return;
+        };
+        self.session.send_if_modified(|s| {
+            let changed = s.protocol_version.is_none() && s.declared.as_ref() != Some(&version);
+            if changed {
+                s.declared = Some(version);
+            }
+            changed
+        });
     }
 
     /// See [`super::Upstream::close`].
@@ -268,7 +320,7 @@ impl StreamableHttp {
         let message_is = message.method();
         for attempt in 0..2 {
             let session = self.session.borrow().clone();
-            let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
+            let request = self.post(&session, Some(message)).timeout(ONE_WAY_TIMEOUT);
             match self.shared.send(request.body(message.raw.clone())).await {
                 Ok(r) if r.status().is_success() => return true,
                 Ok(r)
@@ -402,7 +454,12 @@ impl StreamableHttp {
     ) -> Result<(), Failure> {
         let is_replay = is_initialize && self.shared.inbound.is_internal(id);
         let session = self.session.borrow().clone();
-        let request = self.post(&session, is_initialize).body(message.raw.clone());
+        let request = if is_initialize {
+            self.post_initialize()
+        } else {
+            self.post(&session, Some(message))
+        };
+        let request = request.body(message.raw.clone());
         let response = (self.shared.send(request).await).map_err(|e| self.unreachable(&e))?;
         let status = response.status();
         let new_session_id = if is_initialize && status.is_success() {
@@ -419,13 +476,16 @@ impl StreamableHttp {
             if status == StatusCode::BAD_REQUEST {
                 // Some servers (the TypeScript SDK's) answer an unknown
                 // session with 400 "No valid session ID provided".
-                let body = short_body(response).await;
-                if body.to_ascii_lowercase().contains("session") {
+                let body = error_body(response).await;
+                if String::from_utf8_lossy(&body)
+                    .to_ascii_lowercase()
+                    .contains("session")
+                {
                     return Err(Failure::SessionExpired {
                         generation: session.generation,
                     });
                 }
-                return Err(Failure::Status { status, body });
+                return self.refused(status, body, id).await;
             }
         }
         if let Some(session_id) = new_session_id.clone() {
@@ -434,8 +494,8 @@ impl StreamableHttp {
             self.session.send_modify(|s| s.id = Some(session_id));
         }
         if !status.is_success() {
-            let body = short_body(response).await;
-            return Err(Failure::Status { status, body });
+            let body = error_body(response).await;
+            return self.refused(status, body, id).await;
         }
         let answer = match media_type(&response).as_deref() {
             Some("application/json") => {
@@ -479,6 +539,9 @@ impl StreamableHttp {
                 };
                 s.id = new_session_id;
                 s.protocol_version = version;
+                // The client fell back to `initialize`: the session is in
+                // the negotiated version's style from here on.
+                s.declared = None;
                 s.generation += 1;
             });
             if !is_replay {
@@ -486,6 +549,24 @@ impl StreamableHttp {
             }
         }
         Ok(())
+    }
+
+    /// An HTTP error answer to request `id`. A body that is a JSON-RPC error
+    /// for it (its id, or `null`) is the daemon's answer: the client gets
+    /// it as written (code, message, data), with its own id. Anything else
+    /// is [`Failure::Status`].
+    async fn refused(&self, status: StatusCode, body: Bytes, id: &RawId) -> Result<(), Failure> {
+        if let Some(answer) = rpc_error_for(&body, id) {
+            tracing::debug!(%id, %status, "the daemon answered with a JSON-RPC error over HTTP");
+            return match self.shared.inbound.deliver(answer, Some(id)).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Failure::ClientGone),
+            };
+        }
+        Err(Failure::Status {
+            status,
+            body: short_text(&body),
+        })
     }
 
     /// Hands a JSON answer to the inbound; returns the response to `id`.
@@ -589,7 +670,7 @@ impl StreamableHttp {
     /// notifications outside any request arrive here.
     async fn run_get_stream(self: Arc<Self>, generation: u64) {
         let mut cursor = StreamCursor::default();
-        let mut delay = GET_RETRY_FIRST;
+        let mut backoff = crate::backoff::Backoff::new(GET_RETRY_FIRST, GET_RETRY_MAX);
         loop {
             let session = self.session.borrow().clone();
             if session.generation != generation {
@@ -614,15 +695,27 @@ impl StreamableHttp {
                     return;
                 }
                 Ok(r) if matches!(r.status(), StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
-                    let lost = format!("the GET stream's session is gone (HTTP {})", r.status());
-                    self.recover(generation, &lost).await.ok();
+                    // Without a session id there is no session to lose: the
+                    // daemon has no standalone stream (a stateless server,
+                    // the 2026-07-28 revision). With one, the session is
+                    // lost only if it no longer answers a `ping` either.
+                    let status = r.status();
+                    if session.id.is_some() {
+                        let lost = format!("the GET stream's session is gone (HTTP {status})");
+                        let recovered = self.recover_checked(generation, &lost, true).await;
+                        if recovered.is_err() || self.session.borrow().generation != generation {
+                            return; // lost, or the new session has its own stream
+                        }
+                    }
+                    tracing::debug!(%status, "the daemon offers no GET stream");
+                    self.get_answered.send_replace(generation);
                     return;
                 }
                 Ok(r)
                     if r.status().is_success()
                         && media_type(&r).as_deref() == Some(EVENT_STREAM) =>
                 {
-                    delay = GET_RETRY_FIRST;
+                    backoff.reset();
                     self.get_answered.send_replace(generation);
                     // Dropping a half-read stream on shutdown is fine: the
                     // session is ending and nothing else reads from it.
@@ -646,8 +739,8 @@ impl StreamableHttp {
                     tracing::debug!(error = %reqwest_reason(&error), "cannot open the GET stream")
                 }
             }
+            let delay = backoff.next_delay();
             let wait = cursor.retry.map_or(delay, clamp_retry);
-            delay = (delay.mul_f32(1.5)).min(GET_RETRY_MAX);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.cancel.cancelled() => return,
@@ -689,6 +782,10 @@ impl StreamableHttp {
         if check_alive && self.session_works().await {
             return Ok(()); // a passing hiccup: the daemon still knows us
         }
+        self.pace_recovery().await;
+        if self.cancel.is_cancelled() {
+            return Err("the session is ending".into());
+        }
         let started = Instant::now();
         tracing::warn!(reason, "daemon lost; reconnecting");
         self.session.send_modify(|s| {
@@ -723,6 +820,7 @@ impl StreamableHttp {
                         self.await_get_stream().await;
                         let ms = started.elapsed().as_millis();
                         tracing::warn!(ms, "reconnected to the daemon");
+                        crate::sync::lock(&self.pace).0 = Some(Instant::now());
                         return Ok(());
                     }
                     Err(failed) if failed.settled => {
@@ -757,6 +855,33 @@ impl StreamableHttp {
             s.lost = Some(lost.clone());
         });
         Err(lost)
+    }
+
+    /// Waits before a recovery that follows the last one closely: a step of
+    /// the pace back-off, which starts over after [`RECOVERY_CALM`].
+    async fn pace_recovery(&self) {
+        let wait = {
+            let mut pace = crate::sync::lock(&self.pace);
+            let (last, backoff) = &mut *pace;
+            match last {
+                Some(ended) if ended.elapsed() < RECOVERY_CALM => backoff.next_delay(),
+                _ => {
+                    backoff.reset();
+                    Duration::ZERO
+                }
+            }
+        };
+        if wait.is_zero() {
+            return;
+        }
+        tracing::debug!(
+            ms = wait.as_millis(),
+            "the last recovery was recent; waiting first"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.cancel.cancelled() => {}
+        }
     }
 
     /// Waits a back-off step for a lost daemon to come back before an
@@ -855,7 +980,7 @@ impl StreamableHttp {
             });
         }
         let session = self.session.borrow().clone();
-        let request = self.post(&session, false).timeout(ONE_WAY_TIMEOUT);
+        let request = self.post(&session, None).timeout(ONE_WAY_TIMEOUT);
         let sent = self.shared.send(request.body(initialized)).await;
         match sent {
             Ok(r) if r.status().is_success() => Ok(()),
@@ -912,18 +1037,26 @@ impl StreamableHttp {
         }
     }
 
-    fn post(&self, session: &Session, is_initialize: bool) -> RequestBuilder {
-        let request = self
-            .shared
+    /// A POST of `initialize`: no session headers.
+    fn post_initialize(&self) -> RequestBuilder {
+        self.shared
             .http
             .post(self.endpoint())
             .headers(self.shared.headers.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json, text/event-stream");
-        if is_initialize {
-            return request;
+            .header(ACCEPT, "application/json, text/event-stream")
+    }
+
+    /// A POST in `session` (of `message`, whose headers a 2026-07-28
+    /// exchange mirrors: [`with_declared`]).
+    fn post(&self, session: &Session, message: Option<&Message>) -> RequestBuilder {
+        let request = with_session(self.post_initialize(), session);
+        match message {
+            Some(message) if session.declared.is_some() || session.protocol_version.is_none() => {
+                with_declared(request, session, message)
+            }
+            _ => with_version(request, session),
         }
-        with_version(with_session(request, session), session)
     }
 
     fn get(&self, session: &Session, last_event_id: Option<&str>) -> RequestBuilder {
@@ -998,6 +1131,35 @@ fn with_session(request: RequestBuilder, session: &Session) -> RequestBuilder {
     }
 }
 
+/// The headers of the 2026-07-28 transport for `message`: its declared
+/// version (or the session's) as `MCP-Protocol-Version`, its method as
+/// `Mcp-Method`, its target as `Mcp-Name`. A message that declares nothing
+/// in a session that declared nothing gets only the negotiated version.
+fn with_declared(request: RequestBuilder, session: &Session, message: &Message) -> RequestBuilder {
+    let Some(method) = message.method() else {
+        return with_version(request, session);
+    };
+    let declared = Declared::of(method, &message.raw, session.declared.is_some());
+    let version = declared
+        .version
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+        .or_else(|| session.declared.clone());
+    let Some(version) = version else {
+        return with_version(request, session);
+    };
+    let mut request = request.header(MCP_PROTOCOL_VERSION, version);
+    if let Ok(method) = HeaderValue::from_str(method) {
+        request = request.header(MCP_METHOD, method);
+    }
+    let name = declared
+        .name
+        .and_then(|name| HeaderValue::from_str(&crate::mcp::header_value(&name)).ok());
+    match name {
+        Some(name) => request.header(MCP_NAME, name),
+        None => request,
+    }
+}
+
 fn with_version(request: RequestBuilder, session: &Session) -> RequestBuilder {
     match &session.protocol_version {
         Some(version) => request.header(MCP_PROTOCOL_VERSION, version.clone()),
@@ -1027,6 +1189,50 @@ fn media_type(response: &Response) -> Option<String> {
 
 fn ignore(_event: &str, _data: &str) {}
 
+/// At most [`ERROR_BODY_LIMIT`] of an HTTP error answer (bounded in time too).
+async fn error_body(response: Response) -> Bytes {
+    use futures_util::StreamExt;
+    let read = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(Ok(chunk)) = chunks.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() >= ERROR_BODY_LIMIT {
+                body.truncate(ERROR_BODY_LIMIT);
+                break;
+            }
+        }
+        body
+    })
+    .await
+    .unwrap_or_default();
+    Bytes::from(read)
+}
+
+/// Up to 300 characters of an error body, for [`Failure::Status`].
+fn short_text(body: &[u8]) -> String {
+    const LIMIT: usize = 300;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// `body` as the JSON-RPC error answering `id`: a single error response
+/// whose id is `id` or `null` (then given `id`). `None` for anything else.
+fn rpc_error_for(body: &Bytes, id: &RawId) -> Option<Bytes> {
+    let message = jsonrpc::classify(body.clone()).ok()?;
+    match &message.kind {
+        Kind::Response { id: answered } if answered == id && is_error_response(body) => {
+            Some(message.raw)
+        }
+        Kind::OrphanError => jsonrpc::rewrite::replace_id(&message.raw, id.as_json()),
+        _ => None,
+    }
+}
+
 /// Is `answer` a JSON-RPC error response (an `error`, no `result`)?
 fn is_error_response(answer: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
@@ -1035,4 +1241,45 @@ fn is_error_response(answer: &[u8]) -> bool {
         error: Option<serde::de::IgnoredAny>,
     }
     serde_json::from_slice::<Answer>(answer).is_ok_and(|a| a.result.is_none() && a.error.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(json: &str) -> RawId {
+        let raw = format!(r#"{{"jsonrpc":"2.0","id":{json},"method":"ping"}}"#);
+        jsonrpc::classify(Bytes::from(raw))
+            .ok()
+            .and_then(|m| m.id().cloned())
+            .expect("a request id")
+    }
+
+    #[test]
+    fn an_error_body_for_the_request_is_its_answer() {
+        let own = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32022,"message":"no","data":{"supported":["2026-07-28"]}}}"#,
+        );
+        assert_eq!(rpc_error_for(&own, &id("7")), Some(own.clone()));
+        assert_eq!(
+            rpc_error_for(&own, &id("8")),
+            None,
+            "another request's error"
+        );
+        let orphan = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"mismatch"}}"#,
+        );
+        let fixed = rpc_error_for(&orphan, &id(r#""a""#)).expect("given the request's id");
+        let fixed: serde_json::Value = serde_json::from_slice(&fixed).expect("json");
+        assert_eq!(fixed["id"], "a");
+        assert_eq!(fixed["error"]["code"], -32020);
+        for other in [
+            &b"Bad Request"[..],
+            br#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            br#"[{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}]"#,
+        ] {
+            assert_eq!(rpc_error_for(&Bytes::from_static(other), &id("7")), None);
+        }
+        assert_eq!(short_text("é".repeat(400).as_bytes()).chars().count(), 301);
+    }
 }

@@ -320,12 +320,13 @@ impl Shared {
         self.seen.send_replace(st.recorded.len());
     }
 
-    /// 400 for an unknown `MCP-Protocol-Version`; when stateful 400 without a session id, 404
-    /// for an unknown or expired one.
+    /// 400 for an unknown `MCP-Protocol-Version` (2026-07-28 is known: a 2026 client's
+    /// requests declare it); when stateful 400 without a session id, 404 for an unknown or
+    /// expired one.
     fn check_session(&self, b: &Behaviour, rec: &Recorded) -> Option<Resp> {
         let bad = |msg| Some(rpc_err(400, -32000, msg));
         let version = rec.header("mcp-protocol-version");
-        if version.is_some_and(|v| !VERSIONS.contains(&v)) {
+        if version.is_some_and(|v| !VERSIONS.contains(&v) && v != "2026-07-28") {
             return bad("Bad Request: unsupported protocol version");
         }
         let first = b.session_id.as_deref()?;

@@ -21,9 +21,12 @@
 //! how a proxy starts the manager), `sdk_clients` (the Python and
 //! TypeScript SDK clients), `sdk_v2` (issue 17: both SDK generations, the
 //! 2026-07-28 ones pinned and in auto mode, through the proxy and the host,
-//! each beside the same pair directly) and `conformance` (issue 17: the
+//! each beside the same pair directly), `conformance` (issue 17: the
 //! official conformance suite's server scenarios against the host, its
-//! client scenarios through the proxy).
+//! client scenarios through the proxy) and `protocol_2026` (issue 17: the
+//! 2026-07-28 revision's negotiation at the host and its headers through
+//! the proxy, daemon errors passed through, a GET refused without a
+//! reconnect storm).
 //! The helpers live in `util` (re-exported
 //! from `util.rs`, one file per concern under `util/`); what the tests share
 //! with the benchmark (binary and fixture paths, free ports, `/proc`
@@ -50,6 +53,7 @@ mod managing;
 mod one_voice;
 mod pipes;
 mod process;
+mod protocol_2026;
 mod real_servers;
 mod refusal;
 mod reload;
