@@ -129,6 +129,9 @@ impl User {
 /// → `claude mcp get` knows no such server, the other entry stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_registers_a_server_claude_code_connects_to_and_remove_undoes_it() {
+    // `add` picks the first free port of 3110–3189, as import does: two
+    // tests picking at once would pick the same one.
+    let _ports = crate::util::IMPORT_PORTS_IN_USE.lock().await;
     let user = User::new();
     let before = user.config_text();
     let everything = everything_js().to_string_lossy().into_owned();
@@ -153,8 +156,9 @@ async fn add_registers_a_server_claude_code_connects_to_and_remove_undoes_it() {
     assert!(value["mcpServers"]["kept"].is_object());
 
     let got = user.claude_get("everything", user.cwd.path()).await;
-    let manager = ManagerProcess::attach(&user.home, user.manager_port).await;
     assert_eq!(got.code, 0, "claude mcp get: {got}");
+    assert!(got.stdout.contains("✔ Connected"), "{got}");
+    let manager = ManagerProcess::attach(&user.home, user.manager_port).await;
     assert!(got.stdout.contains("User config"), "{got}");
     assert!(got.stdout.contains("✔ Connected"), "{got}");
     assert!(got.stdout.contains("mcp-proxy"), "{got}");

@@ -224,7 +224,7 @@ impl RealServer {
     }
 }
 
-/// Held by every test whose `import` hosts servers: `import` picks ports
-/// in 3110–3189 that nothing listens on *now*, so two imports in parallel
+/// Held by every test whose `import` or `add` hosts servers: both pick
+/// ports in 3110–3189 that nothing listens on *now*, so two in parallel
 /// (different homes, daemons not yet started) would pick the same ones.
 pub static IMPORT_PORTS_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
