@@ -27,6 +27,7 @@
 //!   once (the crash-loop rule), pure;
 //! - `failure`: why a start failed, as a session is told;
 //! - `health`: the child's state as `/health` reports it;
+//! - `modern`: the 2026-07-28 era's own process and its requests;
 //! - `mux`: the multiplexing state, pure (ids, pending requests,
 //!   subscriptions and log levels per session);
 //! - `sink`: where messages for a session go;
@@ -37,6 +38,7 @@ mod backend;
 mod child;
 mod failure;
 mod health;
+mod modern;
 mod mux;
 mod readiness;
 mod session;
@@ -318,6 +320,17 @@ impl Host {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
             }
         };
+        let wants_sse = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if let [Ok(message)] = messages.as_slice()
+            && !is_batch
+            && is_modern(message, &headers)
+            && let Some(answer) = self.modern_post(message, &headers, wants_sse).await
+        {
+            return answer;
+        }
         match messages.as_slice() {
             [Err(error)] if !is_batch => {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
@@ -362,10 +375,6 @@ impl Host {
                 )
             })
             .count();
-        let wants_sse = headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
         let (sink, rx) = Sink::new(wants_sse);
         let backend = Arc::clone(&session.backend);
         let session_id = Arc::clone(&session.id);
@@ -379,11 +388,37 @@ impl Host {
                 }
             }
         });
+        let answers = Answers {
+            requests,
+            is_batch,
+            wants_sse,
+            modern: false,
+        };
+        self.answer(Some(&session), rx, answers).await
+    }
+
+    /// The answer to a POST whose `requests` answers come on `rx`: JSON,
+    /// or an event stream when the client takes one and more than one
+    /// message comes (or the answer is slow).
+    async fn answer(
+        &self,
+        session: Option<&ClientSession>,
+        rx: SinkReceiver,
+        answers: Answers,
+    ) -> Response<Body> {
+        let Answers {
+            requests,
+            is_batch,
+            wants_sse,
+            modern,
+        } = answers;
         if requests == 0 {
             return empty(StatusCode::ACCEPTED);
         }
         if !wants_sse {
-            return self.json_answers(&session, rx, requests, is_batch).await;
+            return self
+                .json_answers(session, rx, requests, is_batch, modern)
+                .await;
         }
         if requests > 1 {
             return sse(answer_stream(rx, requests));
@@ -395,12 +430,13 @@ impl Host {
         let mut rx = rx;
         match tokio::time::timeout(QUICK_ANSWER, rx.recv()).await {
             Ok(Some(Outbound::Response(answer))) => {
+                let status = answer_status(&answer, modern);
                 let body = if is_batch {
                     jsonrpc::batch(&[answer])
                 } else {
                     answer
                 };
-                json_bytes(StatusCode::OK, body, None)
+                json_bytes(status, body, None)
             }
             Ok(Some(Outbound::Message(first))) => {
                 let rest = answer_stream(rx, 1);
@@ -415,10 +451,11 @@ impl Host {
     /// for a batch); anything else goes to its GET stream, if it has one.
     async fn json_answers(
         &self,
-        session: &ClientSession,
+        session: Option<&ClientSession>,
         mut rx: SinkReceiver,
         requests: usize,
         is_batch: bool,
+        modern: bool,
     ) -> Response<Body> {
         let mut answers = Vec::with_capacity(requests);
         let mut settled = 0;
@@ -430,7 +467,9 @@ impl Host {
                 }
                 Some(Outbound::Done) => settled += 1,
                 Some(Outbound::Message(message)) => {
-                    // A JSON answer cannot carry it: the GET stream can.
+                    // A JSON answer cannot carry it: the GET stream can
+                    // (a 2026-07-28 request has none: dropped).
+                    let Some(session) = session else { continue };
                     if !session.backend.send_to_stream(&session.id, message) {
                         tracing::debug!(session = %short(&session.id), "a message for a JSON-only client with no GET stream; dropped");
                     }
@@ -441,12 +480,62 @@ impl Host {
         if answers.is_empty() {
             return empty(StatusCode::ACCEPTED); // every request was cancelled
         }
+        let status = match answers.as_slice() {
+            [one] => answer_status(one, modern),
+            _ => StatusCode::OK,
+        };
         let body = if answers.len() == 1 && !is_batch {
             answers.remove(0)
         } else {
             jsonrpc::batch(&answers)
         };
-        json_bytes(StatusCode::OK, body, None)
+        json_bytes(status, body, None)
+    }
+
+    /// A 2026-07-28 message (no session; see [`is_modern`]) for a child
+    /// that speaks that era: forwarded to the backend's 2026-07-28 process
+    /// (see [`modern`]) and answered on this POST. `None` when the child
+    /// does not speak it, cannot be asked, or the scope is `session` (a
+    /// child per session needs a session): then it is handled as before
+    /// (-32022, so the client falls back to `initialize`).
+    async fn modern_post(
+        &self,
+        message: &Message,
+        headers: &hyper::HeaderMap,
+        wants_sse: bool,
+    ) -> Option<Response<Body>> {
+        let scope_key = match self.options.scope {
+            Scope::Shared => "shared".to_owned(),
+            Scope::Project => project_of(headers)
+                .ok()?
+                .unwrap_or_else(|| "default".to_owned()),
+            Scope::Session => return None,
+        };
+        let backend = self.backend_for(&scope_key).ok()?;
+        let modern = backend.modern();
+        if let Err(error) = modern.speaks().await {
+            tracing::debug!(%error, "a 2026-07-28 request answered as by a 2025 server");
+            return None;
+        }
+        let Kind::Request { id, method } = &message.kind else {
+            modern.notify(message).await;
+            return Some(empty(StatusCode::ACCEPTED));
+        };
+        if let Some(refusal) = header_mismatch(id, method, message, headers) {
+            return Some(refusal);
+        }
+        let (sink, rx) = Sink::new(wants_sse);
+        if let Err(error) = modern.request(message, id.as_json(), sink).await {
+            tracing::debug!(%error, "a 2026-07-28 request the server's process could not take");
+            return None;
+        }
+        let answers = Answers {
+            requests: 1,
+            is_batch: false,
+            wants_sse,
+            modern: true,
+        };
+        Some(self.answer(None, rx, answers).await)
     }
 
     async fn initialize(&self, message: &Message, headers: &hyper::HeaderMap) -> Response<Body> {
@@ -645,6 +734,127 @@ fn json_bytes(status: StatusCode, body: Bytes, session: Option<&str>) -> Respons
             .insert(crate::mcp::SESSION_ID_HEADER, value);
     }
     response
+}
+
+/// How a POST is to be answered.
+#[derive(Debug, Clone, Copy)]
+struct Answers {
+    /// How many answers are awaited.
+    requests: usize,
+    is_batch: bool,
+    /// The client takes an event stream.
+    wants_sse: bool,
+    /// A 2026-07-28 request: its transport errors are HTTP 400.
+    modern: bool,
+}
+
+/// Whether `message`, sent without a session, is of a 2026-07-28 exchange:
+/// a `server/discover`, or a message declaring 2026-07-28 in its `_meta` or
+/// its `MCP-Protocol-Version` header.
+fn is_modern(message: &Message, headers: &hyper::HeaderMap) -> bool {
+    if headers.contains_key(crate::mcp::SESSION_ID_HEADER) {
+        return false;
+    }
+    let method = match &message.kind {
+        Kind::Request { method, .. } | Kind::Notification { method } => method.as_str(),
+        _ => return false,
+    };
+    let stateless = crate::mcp::STATELESS_VERSION;
+    method == crate::mcp::DISCOVER
+        || headers
+            .get(crate::mcp::PROTOCOL_VERSION_HEADER)
+            .is_some_and(|v| v.as_bytes() == stateless.as_bytes())
+        || crate::mcp::Declared::of(method, &message.raw, false)
+            .version
+            .is_some_and(|v| v == stateless)
+}
+
+/// The headers a 2026-07-28 request must carry, checked as that revision's
+/// HTTP transport checks them (the stdio child cannot): `MCP-Protocol-Version`
+/// equal to the version in `_meta`, `Mcp-Method` equal to the method, and
+/// `Mcp-Name` equal to the name or URI of a `tools/call`, `prompts/get` or
+/// `resources/read`. A request that fails is answered HTTP 400 with -32020.
+fn header_mismatch(
+    id: &jsonrpc::RawId,
+    method: &str,
+    message: &Message,
+    headers: &hyper::HeaderMap,
+) -> Option<Response<Body>> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let declared = crate::mcp::Declared::of(method, &message.raw, true);
+    let version = match (
+        header(crate::mcp::PROTOCOL_VERSION_HEADER),
+        declared.version,
+    ) {
+        (None, _) => {
+            Some("the MCP-Protocol-Version header is required on a 2026-07-28 request".to_owned())
+        }
+        (Some(h), Some(b)) if h != b => Some(format!(
+            "the MCP-Protocol-Version header {h:?} disagrees with the body's {b:?}; send the same version in both"
+        )),
+        _ => None,
+    };
+    let method_problem = || match header(crate::mcp::METHOD_HEADER) {
+        None => Some(format!(
+            "the Mcp-Method header is required on a 2026-07-28 request; send Mcp-Method: {method}"
+        )),
+        Some(h) if h != method => Some(format!(
+            "the Mcp-Method header {h:?} disagrees with the body's method {method:?}"
+        )),
+        Some(_) => None,
+    };
+    let name_problem = || {
+        let name = declared.name.as_deref()?;
+        match header(crate::mcp::NAME_HEADER) {
+            None => Some(format!(
+                "the Mcp-Name header is required on a 2026-07-28 {method}; send the name the body names"
+            )),
+            Some(h) if h != crate::mcp::header_value(name) && h != name => Some(format!(
+                "the Mcp-Name header {h:?} disagrees with the body's {name:?}"
+            )),
+            Some(_) => None,
+        }
+    };
+    let problem = version.or_else(method_problem).or_else(name_problem)?;
+    Some(json_bytes(
+        StatusCode::BAD_REQUEST,
+        jsonrpc::error_response(Some(id), crate::mcp::HEADER_MISMATCH, &problem),
+        None,
+    ))
+}
+
+/// The HTTP status of a single answer: 200, but for a 2026-07-28 request
+/// whose answer is a transport error (-32022, -32020), 400 as that
+/// revision's HTTP transport answers them.
+fn answer_status(answer: &[u8], modern: bool) -> StatusCode {
+    #[derive(Deserialize)]
+    struct Answer {
+        error: Option<Error>,
+    }
+    #[derive(Deserialize)]
+    struct Error {
+        code: i64,
+    }
+    if !modern {
+        return StatusCode::OK;
+    }
+    let code = serde_json::from_slice::<Answer>(answer)
+        .ok()
+        .and_then(|a| a.error)
+        .map(|e| e.code);
+    match code {
+        Some(c)
+            if c == i64::from(crate::mcp::UNSUPPORTED_PROTOCOL_VERSION)
+                || c == i64::from(crate::mcp::HEADER_MISMATCH) =>
+        {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::OK,
+    }
 }
 
 /// An HTTP error whose body is a JSON-RPC error (what MCP clients read).
