@@ -748,9 +748,10 @@ struct Answers {
     modern: bool,
 }
 
-/// Whether `message`, sent without a session, is of a 2026-07-28 exchange:
-/// a `server/discover`, or a message declaring 2026-07-28 in its `_meta` or
-/// its `MCP-Protocol-Version` header.
+/// Whether `message`, sent without a session, is of a 2026-07-28 exchange
+/// (or a later one's): a `server/discover`, a message declaring a version
+/// in its `_meta`, or one whose `MCP-Protocol-Version` header names no
+/// session-era version.
 fn is_modern(message: &Message, headers: &hyper::HeaderMap) -> bool {
     if headers.contains_key(crate::mcp::SESSION_ID_HEADER) {
         return false;
@@ -759,21 +760,27 @@ fn is_modern(message: &Message, headers: &hyper::HeaderMap) -> bool {
         Kind::Request { method, .. } | Kind::Notification { method } => method.as_str(),
         _ => return false,
     };
-    let stateless = crate::mcp::STATELESS_VERSION;
+    // As the reference server tells the eras apart: a `_meta` version, or
+    // a header that names no session-era version.
     method == crate::mcp::DISCOVER
         || headers
             .get(crate::mcp::PROTOCOL_VERSION_HEADER)
-            .is_some_and(|v| v.as_bytes() == stateless.as_bytes())
+            .is_some_and(|v| {
+                v.to_str()
+                    .map_or(true, |v| !SUPPORTED_VERSIONS.contains(&v))
+            })
         || crate::mcp::Declared::of(method, &message.raw, false)
             .version
-            .is_some_and(|v| v == stateless)
+            .is_some()
 }
 
-/// The headers a 2026-07-28 request must carry, checked as that revision's
-/// HTTP transport checks them (the stdio child cannot): `MCP-Protocol-Version`
+/// What a 2026-07-28 request must carry, checked as that revision's HTTP
+/// transport checks it (a stdio child cannot), in the reference server's
+/// order: an `MCP-Protocol-Version` header (else -32020), the `_meta`
+/// envelope (version and client capabilities, else -32602), that header
 /// equal to the version in `_meta`, `Mcp-Method` equal to the method, and
 /// `Mcp-Name` equal to the name or URI of a `tools/call`, `prompts/get` or
-/// `resources/read`. A request that fails is answered HTTP 400 with -32020.
+/// `resources/read` (else -32020); each refusal is HTTP 400.
 fn header_mismatch(
     id: &jsonrpc::RawId,
     method: &str,
@@ -786,15 +793,28 @@ fn header_mismatch(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let declared = crate::mcp::Declared::of(method, &message.raw, true);
-    let version = match (
-        header(crate::mcp::PROTOCOL_VERSION_HEADER),
-        declared.version,
-    ) {
-        (None, _) => {
-            Some("the MCP-Protocol-Version header is required on a 2026-07-28 request".to_owned())
-        }
-        (Some(h), Some(b)) if h != b => Some(format!(
-            "the MCP-Protocol-Version header {h:?} disagrees with the body's {b:?}; send the same version in both"
+    let refuse = |code: i32, problem: &str| {
+        Some(json_bytes(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::error_response(Some(id), code, problem),
+            None,
+        ))
+    };
+    let Some(version_header) = header(crate::mcp::PROTOCOL_VERSION_HEADER) else {
+        return refuse(
+            crate::mcp::HEADER_MISMATCH,
+            "the MCP-Protocol-Version header is required on a 2026-07-28 request",
+        );
+    };
+    if !crate::mcp::has_envelope(&message.raw) {
+        return refuse(
+            jsonrpc::code::INVALID_PARAMS,
+            "invalid params: a 2026-07-28 request needs _meta with io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
+        );
+    }
+    let version = match declared.version {
+        Some(b) if b != version_header => Some(format!(
+            "the MCP-Protocol-Version header {version_header:?} disagrees with the body's {b:?}; send the same version in both"
         )),
         _ => None,
     };
@@ -820,16 +840,15 @@ fn header_mismatch(
         }
     };
     let problem = version.or_else(method_problem).or_else(name_problem)?;
-    Some(json_bytes(
-        StatusCode::BAD_REQUEST,
-        jsonrpc::error_response(Some(id), crate::mcp::HEADER_MISMATCH, &problem),
-        None,
-    ))
+    refuse(crate::mcp::HEADER_MISMATCH, &problem)
 }
 
+/// JSON-RPC's "method not found".
+const METHOD_NOT_FOUND: i64 = -32_601;
+
 /// The HTTP status of a single answer: 200, but for a 2026-07-28 request
-/// whose answer is a transport error (-32022, -32020), 400 as that
-/// revision's HTTP transport answers them.
+/// as that revision's HTTP transport answers: 400 for -32022, -32020 and
+/// -32021, 404 for -32601 (a method the server does not implement).
 fn answer_status(answer: &[u8], modern: bool) -> StatusCode {
     #[derive(Deserialize)]
     struct Answer {
@@ -846,13 +865,14 @@ fn answer_status(answer: &[u8], modern: bool) -> StatusCode {
         .ok()
         .and_then(|a| a.error)
         .map(|e| e.code);
+    let bad_request = [
+        crate::mcp::UNSUPPORTED_PROTOCOL_VERSION,
+        crate::mcp::HEADER_MISMATCH,
+        crate::mcp::MISSING_CLIENT_CAPABILITY,
+    ];
     match code {
-        Some(c)
-            if c == i64::from(crate::mcp::UNSUPPORTED_PROTOCOL_VERSION)
-                || c == i64::from(crate::mcp::HEADER_MISMATCH) =>
-        {
-            StatusCode::BAD_REQUEST
-        }
+        Some(c) if bad_request.iter().any(|b| i64::from(*b) == c) => StatusCode::BAD_REQUEST,
+        Some(METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
     }
 }
@@ -1040,6 +1060,98 @@ mod tests {
             project_hash("/home/a/other")
         );
         assert_eq!(project_hash("").len(), 16);
+    }
+
+    fn request(raw: &'static [u8]) -> Message {
+        jsonrpc::classify(Bytes::from_static(raw)).expect("a message")
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> hyper::HeaderMap {
+        let mut map = hyper::HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, hyper::header::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn a_session_less_2026_message_is_told_from_a_2025_one() {
+        let discover = request(br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#);
+        assert!(is_modern(&discover, &headers(&[])));
+        let meta = request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
+        assert!(is_modern(&meta, &headers(&[])));
+        assert!(!is_modern(&meta, &headers(&[("mcp-session-id", "abc")])));
+        let legacy = request(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        assert!(!is_modern(
+            &legacy,
+            &headers(&[("mcp-protocol-version", "2025-11-25")])
+        ));
+        assert!(is_modern(
+            &legacy,
+            &headers(&[("mcp-protocol-version", "2026-07-28")])
+        ));
+        let init = request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#,
+        );
+        assert!(!is_modern(&init, &headers(&[])));
+    }
+
+    #[test]
+    fn a_2026_request_is_checked_as_its_http_transport_checks_it() {
+        let call = request(
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+        );
+        let Kind::Request { id, method } = &call.kind else {
+            panic!("a request")
+        };
+        let good = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ];
+        assert!(header_mismatch(id, method, &call, &headers(&good)).is_none());
+        for bad in [
+            &good[1..],
+            &[good[0], good[2]][..],
+            &[good[0], good[1]][..],
+            &[good[0], ("mcp-method", "tools/list"), good[2]][..],
+            &[good[0], good[1], ("mcp-name", "other")][..],
+            &[("mcp-protocol-version", "2099-01-01"), good[1], good[2]][..],
+        ] {
+            let refusal = header_mismatch(id, method, &call, &headers(bad)).expect("refused");
+            assert_eq!(refusal.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let bare = request(br#"{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{}}"#);
+        let refusal = header_mismatch(
+            id,
+            "tools/list",
+            &bare,
+            &headers(&[good[0], ("mcp-method", "tools/list")]),
+        )
+        .expect("refused: no envelope");
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_2026_answer_has_the_status_its_http_transport_gives_it() {
+        let error = |code: i32| jsonrpc::error_response(None, code, "x").to_vec();
+        assert_eq!(
+            answer_status(&error(-32_022), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            answer_status(&error(-32_021), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(answer_status(&error(-32_601), true), StatusCode::NOT_FOUND);
+        assert_eq!(answer_status(&error(-32_602), true), StatusCode::OK);
+        assert_eq!(answer_status(&error(-32_601), false), StatusCode::OK);
+        assert_eq!(
+            answer_status(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, true),
+            StatusCode::OK
+        );
     }
 
     #[test]

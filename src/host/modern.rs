@@ -37,11 +37,16 @@ use crate::sync::lock;
 /// Requests waiting on the 2026-07-28 child at once, across its clients.
 const MAX_PENDING: usize = 4_096;
 
+/// From this many waiting requests on, each new one first drops those
+/// whose client went away.
+const SWEEP_FROM: usize = 64;
+
 /// JSON-RPC's "method not found".
 const METHOD_NOT_FOUND: i32 = -32_601;
 
 /// How long the child may take to answer the host's `server/discover`
-/// (the main child runs already, so its runner is warm).
+/// (the main child runs already, so its runner is warm); one that does
+/// not answer in time is taken not to speak 2026-07-28.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the backend knows of its child's 2026-07-28 era.
@@ -51,7 +56,8 @@ pub enum Era {
     Unknown,
     /// It speaks 2026-07-28: its `server/discover` result.
     Speaks(Bytes),
-    /// It does not (its `server/discover` answer lists no 2026-07-28).
+    /// It does not (its `server/discover` answer lists no 2026-07-28, or
+    /// it gave none in time).
     DoesNot,
 }
 
@@ -134,7 +140,16 @@ impl Modern {
         sink: Sink,
     ) -> Result<(), ModernError> {
         let stdin = self.ensure().await?;
-        let (upstream, line) = register(&self.table, message, id, sink)?;
+        let mut abandoned = Vec::new();
+        let registered = register(&self.table, message, id, sink, &mut abandoned);
+        for gone in abandoned {
+            let cancel = serde_json::json!({
+                "jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": gone, "reason": "the client went away"},
+            });
+            let _ = stdin.send(Bytes::from(cancel.to_string())).await;
+        }
+        let (upstream, line) = registered?;
         if stdin.send(line).await.is_err() {
             if let Some(p) = forget(&self.table, upstream) {
                 if let Some(sink) = p.sink {
@@ -263,14 +278,9 @@ impl Modern {
         forget(&self.table, upstream);
         let speaks = match answer {
             Ok(Ok(answer)) => speaks_2026(&answer),
-            _ => {
-                reader.abort();
-                child.terminate().await;
-                return Err(ModernError::Unavailable(format!(
-                    "the server did not answer server/discover within {:?}",
-                    self.timeout
-                )));
-            }
+            // A 2026-07-28 server answers at once; one that ignores an
+            // unknown method before `initialize` is a 2025 one.
+            Ok(Err(_)) | Err(_) => None,
         };
         if let Some(result) = speaks {
             tracing::info!(backend = %self.label, "the server speaks 2026-07-28: a second process serves that era");
@@ -345,7 +355,30 @@ fn on_line(table: &Mutex<Table>, label: &str, stdin: &Output, raw: Bytes) {
             }
         }
         Kind::Notification { method } => {
-            tracing::debug!(backend = %label, method, "a notification of no request on the 2026-07-28 connection; dropped");
+            // A `subscriptions/listen` stream's: its `_meta` names the
+            // request (by the host's id); to that request's POST only.
+            let target = subscription_of(&raw).and_then(|(part, upstream, quoted)| {
+                let table = lock(table);
+                let pending = table.pending.get(&upstream)?;
+                let sink = pending.sink.clone()?;
+                // A server that names it as a string gets the client's id
+                // as a string back (as it would have named it).
+                let id = &pending.client_id;
+                let id = if quoted && !id.starts_with('"') {
+                    format!("\"{id}\"")
+                } else {
+                    id.clone()
+                };
+                Some((splice(&raw, part, &id)?, sink))
+            });
+            match target {
+                Some((message, sink)) => {
+                    sink.send(Outbound::Message(message));
+                }
+                None => {
+                    tracing::debug!(backend = %label, method, "a notification of no request on the 2026-07-28 connection; dropped");
+                }
+            }
         }
         Kind::OrphanError => {
             tracing::warn!(backend = %label, "the server reported an error for an unreadable message");
@@ -360,8 +393,12 @@ fn register(
     message: &Message,
     id: &str,
     sink: Sink,
+    abandoned: &mut Vec<u64>,
 ) -> Result<(u64, Bytes), ModernError> {
     let mut table = lock(table);
+    if table.pending.len() >= SWEEP_FROM {
+        sweep(&mut table, abandoned);
+    }
     if table.pending.len() >= MAX_PENDING {
         return Err(ModernError::Unavailable(format!(
             "{MAX_PENDING} requests wait on the server already; retry when some are answered"
@@ -390,6 +427,68 @@ fn register(
         },
     );
     Ok((upstream, line))
+}
+
+/// The `_meta` subscription id of a notification: where it is in `raw`,
+/// the host id it names, and whether it names it as a string.
+fn subscription_of(raw: &Bytes) -> Option<(std::ops::Range<usize>, u64, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Notification<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
+        subscription: Option<&'a serde_json::value::RawValue>,
+    }
+    if !raw
+        .windows(crate::mcp::SUBSCRIPTION_ID_META.len())
+        .any(|w| w == crate::mcp::SUBSCRIPTION_ID_META.as_bytes())
+    {
+        return None;
+    }
+    let parsed: Notification<'_> = serde_json::from_slice(raw).ok()?;
+    let part = parsed.params?.meta?.subscription?.get();
+    let quoted = part.starts_with('"');
+    let upstream = part.trim_matches('"').parse::<u64>().ok()?;
+    let start = (part.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+    Some((start..start.checked_add(part.len())?, upstream, quoted))
+}
+
+/// `raw` with the bytes of `part` replaced by `text`.
+fn splice(raw: &Bytes, part: std::ops::Range<usize>, text: &str) -> Option<Bytes> {
+    let (head, tail) = (raw.get(..part.start)?, raw.get(part.end..)?);
+    let mut out = Vec::with_capacity(head.len() + text.len() + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(tail);
+    Some(Bytes::from(out))
+}
+
+/// Drops the requests whose client went away (its POST's answer is read
+/// by no one: a `subscriptions/listen` stream ends this way), naming them
+/// in `abandoned` so the child is told.
+fn sweep(table: &mut Table, abandoned: &mut Vec<u64>) {
+    let gone: Vec<u64> = table
+        .pending
+        .iter()
+        .filter(|(_, p)| p.sink.as_ref().is_some_and(|s| !s.is_open()))
+        .map(|(u, _)| *u)
+        .collect();
+    for upstream in gone {
+        if let Some(pending) = table.pending.remove(&upstream) {
+            if let Some((host_token, _)) = &pending.token {
+                table.tokens.remove(host_token);
+            }
+            abandoned.push(upstream);
+        }
+    }
 }
 
 /// Removes a waiting request (and its progress token).
@@ -456,5 +555,49 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2025-11-25"]}}"#,
         );
         assert!(speaks_2026(&other).is_none());
+    }
+
+    #[test]
+    fn a_listen_streams_notification_names_its_request_by_the_hosts_id() {
+        let number = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":7}}}"#,
+        );
+        let (part, upstream, quoted) = subscription_of(&number).expect("named");
+        assert_eq!((upstream, quoted), (7, false));
+        let back = splice(&number, part, r#""abc""#).expect("spliced");
+        assert!(back.ends_with(br#"{"io.modelcontextprotocol/subscriptionId":"abc"}}}"#));
+        let string = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"12"}}}"#,
+        );
+        assert_eq!(
+            subscription_of(&string).map(|s| (s.1, s.2)),
+            Some((12, true))
+        );
+        let none = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
+        );
+        assert!(subscription_of(&none).is_none());
+    }
+
+    #[test]
+    fn requests_whose_client_went_away_are_swept_and_named() {
+        let table = Mutex::new(Table::default());
+        let message = jsonrpc::classify(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":"a","method":"subscriptions/listen","params":{"_meta":{"progressToken":1}}}"#,
+        ))
+        .expect("a request");
+        let mut abandoned = Vec::new();
+        let (sink, rx) = Sink::new(true);
+        let (upstream, line) =
+            register(&table, &message, r#""a""#, sink, &mut abandoned).expect("entered");
+        assert!(line.starts_with(format!(r#"{{"jsonrpc":"2.0","id":{upstream},"#).as_bytes()));
+        assert!(
+            std::str::from_utf8(&line)
+                .is_ok_and(|l| l.contains(&format!(r#""progressToken":"m{upstream}""#)))
+        );
+        drop(rx);
+        sweep(&mut lock(&table), &mut abandoned);
+        assert_eq!(abandoned, vec![upstream]);
+        assert!(lock(&table).pending.is_empty() && lock(&table).tokens.is_empty());
     }
 }
