@@ -145,7 +145,10 @@ impl Modern {
         for gone in abandoned {
             let cancel = serde_json::json!({
                 "jsonrpc": "2.0", "method": "notifications/cancelled",
-                "params": {"requestId": gone, "reason": "the client went away"},
+                "params": {"requestId": gone, "reason": "the client went away", "_meta": {
+                    crate::mcp::PROTOCOL_VERSION_META: crate::mcp::STATELESS_VERSION,
+                    crate::mcp::CLIENT_CAPABILITIES_META: {},
+                }},
             });
             let _ = stdin.send(Bytes::from(cancel.to_string())).await;
         }
@@ -269,7 +272,7 @@ impl Modern {
             "jsonrpc": "2.0", "id": upstream, "method": crate::mcp::DISCOVER,
             "params": {"_meta": {
                 crate::mcp::PROTOCOL_VERSION_META: crate::mcp::STATELESS_VERSION,
-                "io.modelcontextprotocol/clientCapabilities": {},
+                crate::mcp::CLIENT_CAPABILITIES_META: {},
                 "io.modelcontextprotocol/clientInfo": {"name": "mcp-session-manager", "version": env!("CARGO_PKG_VERSION")},
             }},
         });
