@@ -27,6 +27,7 @@
 //!   once (the crash-loop rule), pure;
 //! - `failure`: why a start failed, as a session is told;
 //! - `health`: the child's state as `/health` reports it;
+//! - `modern`: the 2026-07-28 era's own process and its requests;
 //! - `mux`: the multiplexing state, pure (ids, pending requests,
 //!   subscriptions and log levels per session);
 //! - `sink`: where messages for a session go;
@@ -37,6 +38,7 @@ mod backend;
 mod child;
 mod failure;
 mod health;
+mod modern;
 mod mux;
 mod readiness;
 mod session;
@@ -318,6 +320,17 @@ impl Host {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
             }
         };
+        let wants_sse = headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        if let [Ok(message)] = messages.as_slice()
+            && !is_batch
+            && is_modern(message, &headers)
+            && let Some(answer) = self.modern_post(message, &headers, wants_sse).await
+        {
+            return answer;
+        }
         match messages.as_slice() {
             [Err(error)] if !is_batch => {
                 return json_bytes(StatusCode::BAD_REQUEST, error.to_response(), None);
@@ -362,10 +375,6 @@ impl Host {
                 )
             })
             .count();
-        let wants_sse = headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
         let (sink, rx) = Sink::new(wants_sse);
         let backend = Arc::clone(&session.backend);
         let session_id = Arc::clone(&session.id);
@@ -379,11 +388,37 @@ impl Host {
                 }
             }
         });
+        let answers = Answers {
+            requests,
+            is_batch,
+            wants_sse,
+            modern: false,
+        };
+        self.answer(Some(&session), rx, answers).await
+    }
+
+    /// The answer to a POST whose `requests` answers come on `rx`: JSON,
+    /// or an event stream when the client takes one and more than one
+    /// message comes (or the answer is slow).
+    async fn answer(
+        &self,
+        session: Option<&ClientSession>,
+        rx: SinkReceiver,
+        answers: Answers,
+    ) -> Response<Body> {
+        let Answers {
+            requests,
+            is_batch,
+            wants_sse,
+            modern,
+        } = answers;
         if requests == 0 {
             return empty(StatusCode::ACCEPTED);
         }
         if !wants_sse {
-            return self.json_answers(&session, rx, requests, is_batch).await;
+            return self
+                .json_answers(session, rx, requests, is_batch, modern)
+                .await;
         }
         if requests > 1 {
             return sse(answer_stream(rx, requests));
@@ -395,12 +430,13 @@ impl Host {
         let mut rx = rx;
         match tokio::time::timeout(QUICK_ANSWER, rx.recv()).await {
             Ok(Some(Outbound::Response(answer))) => {
+                let status = answer_status(&answer, modern);
                 let body = if is_batch {
                     jsonrpc::batch(&[answer])
                 } else {
                     answer
                 };
-                json_bytes(StatusCode::OK, body, None)
+                json_bytes(status, body, None)
             }
             Ok(Some(Outbound::Message(first))) => {
                 let rest = answer_stream(rx, 1);
@@ -415,10 +451,11 @@ impl Host {
     /// for a batch); anything else goes to its GET stream, if it has one.
     async fn json_answers(
         &self,
-        session: &ClientSession,
+        session: Option<&ClientSession>,
         mut rx: SinkReceiver,
         requests: usize,
         is_batch: bool,
+        modern: bool,
     ) -> Response<Body> {
         let mut answers = Vec::with_capacity(requests);
         let mut settled = 0;
@@ -430,7 +467,9 @@ impl Host {
                 }
                 Some(Outbound::Done) => settled += 1,
                 Some(Outbound::Message(message)) => {
-                    // A JSON answer cannot carry it: the GET stream can.
+                    // A JSON answer cannot carry it: the GET stream can
+                    // (a 2026-07-28 request has none: dropped).
+                    let Some(session) = session else { continue };
                     if !session.backend.send_to_stream(&session.id, message) {
                         tracing::debug!(session = %short(&session.id), "a message for a JSON-only client with no GET stream; dropped");
                     }
@@ -441,12 +480,62 @@ impl Host {
         if answers.is_empty() {
             return empty(StatusCode::ACCEPTED); // every request was cancelled
         }
+        let status = match answers.as_slice() {
+            [one] => answer_status(one, modern),
+            _ => StatusCode::OK,
+        };
         let body = if answers.len() == 1 && !is_batch {
             answers.remove(0)
         } else {
             jsonrpc::batch(&answers)
         };
-        json_bytes(StatusCode::OK, body, None)
+        json_bytes(status, body, None)
+    }
+
+    /// A 2026-07-28 message (no session; see [`is_modern`]) for a child
+    /// that speaks that era: forwarded to the backend's 2026-07-28 process
+    /// (see [`modern`]) and answered on this POST. `None` when the child
+    /// does not speak it, cannot be asked, or the scope is `session` (a
+    /// child per session needs a session): then it is handled as before
+    /// (-32022, so the client falls back to `initialize`).
+    async fn modern_post(
+        &self,
+        message: &Message,
+        headers: &hyper::HeaderMap,
+        wants_sse: bool,
+    ) -> Option<Response<Body>> {
+        let scope_key = match self.options.scope {
+            Scope::Shared => "shared".to_owned(),
+            Scope::Project => project_of(headers)
+                .ok()?
+                .unwrap_or_else(|| "default".to_owned()),
+            Scope::Session => return None,
+        };
+        let backend = self.backend_for(&scope_key).ok()?;
+        let modern = backend.modern();
+        if let Err(error) = modern.speaks().await {
+            tracing::debug!(%error, "a 2026-07-28 request answered as by a 2025 server");
+            return None;
+        }
+        let Kind::Request { id, method } = &message.kind else {
+            modern.notify(message).await;
+            return Some(empty(StatusCode::ACCEPTED));
+        };
+        if let Some(refusal) = header_mismatch(id, method, message, headers) {
+            return Some(refusal);
+        }
+        let (sink, rx) = Sink::new(wants_sse);
+        if let Err(error) = modern.request(message, id.as_json(), sink).await {
+            tracing::debug!(%error, "a 2026-07-28 request the server's process could not take");
+            return None;
+        }
+        let answers = Answers {
+            requests: 1,
+            is_batch: false,
+            wants_sse,
+            modern: true,
+        };
+        Some(self.answer(None, rx, answers).await)
     }
 
     async fn initialize(&self, message: &Message, headers: &hyper::HeaderMap) -> Response<Body> {
@@ -647,6 +736,147 @@ fn json_bytes(status: StatusCode, body: Bytes, session: Option<&str>) -> Respons
     response
 }
 
+/// How a POST is to be answered.
+#[derive(Debug, Clone, Copy)]
+struct Answers {
+    /// How many answers are awaited.
+    requests: usize,
+    is_batch: bool,
+    /// The client takes an event stream.
+    wants_sse: bool,
+    /// A 2026-07-28 request: its transport errors are HTTP 400.
+    modern: bool,
+}
+
+/// Whether `message`, sent without a session, is of a 2026-07-28 exchange
+/// (or a later one's): a `server/discover`, a message declaring a version
+/// in its `_meta`, or one whose `MCP-Protocol-Version` header names no
+/// session-era version.
+fn is_modern(message: &Message, headers: &hyper::HeaderMap) -> bool {
+    if headers.contains_key(crate::mcp::SESSION_ID_HEADER) {
+        return false;
+    }
+    let method = match &message.kind {
+        Kind::Request { method, .. } | Kind::Notification { method } => method.as_str(),
+        _ => return false,
+    };
+    // As the reference server tells the eras apart: a `_meta` version, or
+    // a header that names no session-era version.
+    method == crate::mcp::DISCOVER
+        || headers
+            .get(crate::mcp::PROTOCOL_VERSION_HEADER)
+            .is_some_and(|v| {
+                v.to_str()
+                    .map_or(true, |v| !SUPPORTED_VERSIONS.contains(&v))
+            })
+        || crate::mcp::Declared::of(method, &message.raw, false)
+            .version
+            .is_some()
+}
+
+/// What a 2026-07-28 request must carry, checked as that revision's HTTP
+/// transport checks it (a stdio child cannot), in the reference server's
+/// order: an `MCP-Protocol-Version` header (else -32020), the `_meta`
+/// envelope (version and client capabilities, else -32602), that header
+/// equal to the version in `_meta`, `Mcp-Method` equal to the method, and
+/// `Mcp-Name` equal to the name or URI of a `tools/call`, `prompts/get` or
+/// `resources/read` (else -32020); each refusal is HTTP 400.
+fn header_mismatch(
+    id: &jsonrpc::RawId,
+    method: &str,
+    message: &Message,
+    headers: &hyper::HeaderMap,
+) -> Option<Response<Body>> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let declared = crate::mcp::Declared::of(method, &message.raw, true);
+    let refuse = |code: i32, problem: &str| {
+        Some(json_bytes(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::error_response(Some(id), code, problem),
+            None,
+        ))
+    };
+    let Some(version_header) = header(crate::mcp::PROTOCOL_VERSION_HEADER) else {
+        return refuse(
+            crate::mcp::HEADER_MISMATCH,
+            "the MCP-Protocol-Version header is required on a 2026-07-28 request",
+        );
+    };
+    if !crate::mcp::has_envelope(&message.raw) {
+        return refuse(
+            jsonrpc::code::INVALID_PARAMS,
+            "invalid params: a 2026-07-28 request needs _meta with io.modelcontextprotocol/protocolVersion and io.modelcontextprotocol/clientCapabilities",
+        );
+    }
+    let version = match declared.version {
+        Some(b) if b != version_header => Some(format!(
+            "the MCP-Protocol-Version header {version_header:?} disagrees with the body's {b:?}; send the same version in both"
+        )),
+        _ => None,
+    };
+    let method_problem = || match header(crate::mcp::METHOD_HEADER) {
+        None => Some(format!(
+            "the Mcp-Method header is required on a 2026-07-28 request; send Mcp-Method: {method}"
+        )),
+        Some(h) if h != method => Some(format!(
+            "the Mcp-Method header {h:?} disagrees with the body's method {method:?}"
+        )),
+        Some(_) => None,
+    };
+    let name_problem = || {
+        let name = declared.name.as_deref()?;
+        match header(crate::mcp::NAME_HEADER) {
+            None => Some(format!(
+                "the Mcp-Name header is required on a 2026-07-28 {method}; send the name the body names"
+            )),
+            Some(h) if h != crate::mcp::header_value(name) && h != name => Some(format!(
+                "the Mcp-Name header {h:?} disagrees with the body's {name:?}"
+            )),
+            Some(_) => None,
+        }
+    };
+    let problem = version.or_else(method_problem).or_else(name_problem)?;
+    refuse(crate::mcp::HEADER_MISMATCH, &problem)
+}
+
+/// JSON-RPC's "method not found".
+const METHOD_NOT_FOUND: i64 = -32_601;
+
+/// The HTTP status of a single answer: 200, but for a 2026-07-28 request
+/// as that revision's HTTP transport answers: 400 for -32022, -32020 and
+/// -32021, 404 for -32601 (a method the server does not implement).
+fn answer_status(answer: &[u8], modern: bool) -> StatusCode {
+    #[derive(Deserialize)]
+    struct Answer {
+        error: Option<Error>,
+    }
+    #[derive(Deserialize)]
+    struct Error {
+        code: i64,
+    }
+    if !modern {
+        return StatusCode::OK;
+    }
+    let code = serde_json::from_slice::<Answer>(answer)
+        .ok()
+        .and_then(|a| a.error)
+        .map(|e| e.code);
+    let bad_request = [
+        crate::mcp::UNSUPPORTED_PROTOCOL_VERSION,
+        crate::mcp::HEADER_MISMATCH,
+        crate::mcp::MISSING_CLIENT_CAPABILITY,
+    ];
+    match code {
+        Some(c) if bad_request.iter().any(|b| i64::from(*b) == c) => StatusCode::BAD_REQUEST,
+        Some(METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
 /// An HTTP error whose body is a JSON-RPC error (what MCP clients read).
 fn rpc_error(status: StatusCode, message: &str) -> Response<Body> {
     json_bytes(
@@ -830,6 +1060,98 @@ mod tests {
             project_hash("/home/a/other")
         );
         assert_eq!(project_hash("").len(), 16);
+    }
+
+    fn request(raw: &'static [u8]) -> Message {
+        jsonrpc::classify(Bytes::from_static(raw)).expect("a message")
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> hyper::HeaderMap {
+        let mut map = hyper::HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, hyper::header::HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn a_session_less_2026_message_is_told_from_a_2025_one() {
+        let discover = request(br#"{"jsonrpc":"2.0","id":1,"method":"server/discover"}"#);
+        assert!(is_modern(&discover, &headers(&[])));
+        let meta = request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
+        assert!(is_modern(&meta, &headers(&[])));
+        assert!(!is_modern(&meta, &headers(&[("mcp-session-id", "abc")])));
+        let legacy = request(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        assert!(!is_modern(
+            &legacy,
+            &headers(&[("mcp-protocol-version", "2025-11-25")])
+        ));
+        assert!(is_modern(
+            &legacy,
+            &headers(&[("mcp-protocol-version", "2026-07-28")])
+        ));
+        let init = request(
+            br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#,
+        );
+        assert!(!is_modern(&init, &headers(&[])));
+    }
+
+    #[test]
+    fn a_2026_request_is_checked_as_its_http_transport_checks_it() {
+        let call = request(
+            br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+        );
+        let Kind::Request { id, method } = &call.kind else {
+            panic!("a request")
+        };
+        let good = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ];
+        assert!(header_mismatch(id, method, &call, &headers(&good)).is_none());
+        for bad in [
+            &good[1..],
+            &[good[0], good[2]][..],
+            &[good[0], good[1]][..],
+            &[good[0], ("mcp-method", "tools/list"), good[2]][..],
+            &[good[0], good[1], ("mcp-name", "other")][..],
+            &[("mcp-protocol-version", "2099-01-01"), good[1], good[2]][..],
+        ] {
+            let refusal = header_mismatch(id, method, &call, &headers(bad)).expect("refused");
+            assert_eq!(refusal.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        }
+        let bare = request(br#"{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{}}"#);
+        let refusal = header_mismatch(
+            id,
+            "tools/list",
+            &bare,
+            &headers(&[good[0], ("mcp-method", "tools/list")]),
+        )
+        .expect("refused: no envelope");
+        assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_2026_answer_has_the_status_its_http_transport_gives_it() {
+        let error = |code: i32| jsonrpc::error_response(None, code, "x").to_vec();
+        assert_eq!(
+            answer_status(&error(-32_022), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            answer_status(&error(-32_021), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(answer_status(&error(-32_601), true), StatusCode::NOT_FOUND);
+        assert_eq!(answer_status(&error(-32_602), true), StatusCode::OK);
+        assert_eq!(answer_status(&error(-32_601), false), StatusCode::OK);
+        assert_eq!(
+            answer_status(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, true),
+            StatusCode::OK
+        );
     }
 
     #[test]

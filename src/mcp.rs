@@ -46,6 +46,45 @@ pub const STATELESS_VERSION: &str = "2026-07-28";
 pub const DISCOVER: &str = "server/discover";
 /// The `params._meta` key under which a 2026-07-28 request declares its version.
 pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// The `params._meta` key under which a 2026-07-28 request declares what
+/// its client can do.
+pub const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
+/// The `params._meta` key by which a 2026-07-28 notification names the
+/// `subscriptions/listen` request (its id) whose stream it belongs to.
+pub const SUBSCRIPTION_ID_META: &str = "io.modelcontextprotocol/subscriptionId";
+/// The error for a 2026-07-28 request that needs a client capability its
+/// `_meta` does not declare (HTTP 400).
+pub const MISSING_CLIENT_CAPABILITY: i32 = -32021;
+
+/// Whether a 2026-07-28 request carries the `_meta` envelope that revision
+/// requires of every request: its version and its client's capabilities
+/// (`clientInfo` is a SHOULD, not required).
+pub fn has_envelope(raw: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow, rename = "_meta")]
+        meta: Option<Meta<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+        version: Option<&'a RawValue>,
+        #[serde(borrow, rename = "io.modelcontextprotocol/clientCapabilities")]
+        capabilities: Option<&'a RawValue>,
+    }
+    let meta = serde_json::from_slice::<Envelope<'_>>(raw)
+        .ok()
+        .and_then(|e| e.params)
+        .and_then(|p| p.meta);
+    let set = |v: Option<&RawValue>| v.is_some_and(|v| v.get() != "null");
+    meta.is_some_and(|m| set(m.version) && set(m.capabilities))
+}
+
 /// The error a server answers a request whose declared version it does not
 /// speak with (HTTP 400); its `data` is [`unsupported_version_data`].
 pub const UNSUPPORTED_PROTOCOL_VERSION: i32 = -32022;
@@ -308,6 +347,20 @@ mod tests {
         let data = unsupported_version_data(STATELESS_VERSION);
         assert_eq!(data["requested"], STATELESS_VERSION);
         assert_eq!(data["supported"][3], LATEST_VERSION);
+    }
+
+    #[test]
+    fn a_2026_request_needs_its_version_and_capabilities_in_meta() {
+        let full = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        assert!(has_envelope(full));
+        let no_caps = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert!(!has_envelope(no_caps));
+        assert!(!has_envelope(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#
+        ));
+        assert!(!has_envelope(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::child::{Child, ChildSpec, SpawnError};
 use super::failure::{Cause, StartFailure, refusal_excerpt};
 use super::health::{ChildHealth, ChildProcess, ChildState};
+use super::modern::Modern;
 use super::mux::{ClientCapabilities, Mux, ServerRequestRoute, SessionId};
 use super::readiness::{End, Readiness, Verdict};
 use super::sink::{Outbound, Sink};
@@ -79,6 +80,9 @@ pub struct Backend {
     cancel: CancellationToken,
     /// The supervising task; done once the child is stopped and reaped.
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The 2026-07-28 era's own process, started at its first request
+    /// (see [`super::modern`]).
+    modern: Modern,
 }
 
 /// How long, after a child exited at start, its stderr is still read for
@@ -92,9 +96,11 @@ const EXIT_GRACE: Duration = Duration::from_millis(300);
 impl Backend {
     /// Starts the child (in the background) and returns the handle.
     pub fn start(label: String, spec: ChildSpec, timing: SupervisionTiming) -> Arc<Backend> {
+        let modern = Modern::new(label.clone(), spec.clone(), timing.initialize);
         let backend = Arc::new(Backend {
             label,
             spec,
+            modern,
             timing,
             mux: Mutex::new(Mux::default()),
             stdin: Mutex::new(None),
@@ -125,6 +131,11 @@ impl Backend {
     /// Sends a message to the session's GET stream; false if none is open.
     pub fn send_to_stream(&self, session: &SessionId, message: Bytes) -> bool {
         lock(&self.mux).send_to_stream(session, message)
+    }
+
+    /// The 2026-07-28 side of this backend.
+    pub fn modern(&self) -> &Modern {
+        &self.modern
     }
 
     /// The child's health, for `/health`.
@@ -400,6 +411,7 @@ impl Backend {
                 if let Some(child) = child {
                     child.terminate().await;
                 }
+                self.modern.stop().await;
                 return;
             };
             if started.elapsed() > Duration::from_secs(60) {
@@ -416,7 +428,10 @@ impl Backend {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(next_try) => {}
-                () = self.cancel.cancelled() => return,
+                () = self.cancel.cancelled() => {
+                    self.modern.stop().await;
+                    return;
+                }
             }
         }
     }

@@ -7,7 +7,8 @@
 //! `process` (signals, end of input, framing), `faults` (fault injection
 //! against `fake_daemon`), `failures` (each way the proxy cannot serve, as
 //! the client and `claude mcp list` see it), `restarts` (surviving daemon
-//! restarts), `host` (`mcp-manager host`), `host_failures` (a hosted server
+//! restarts), `host` (`mcp-manager host`), `host_2026` (issue 17: a hosted
+//! 2026-07-28 server serving both eras, each request's stream its own), `host_failures` (a hosted server
 //! that fails at start), `host_tasks` (issue 17: a session's MCP tasks and
 //! elicitations stay its own in a shared host), `manager` (the supervisor and its control API),
 //! `adoption` (importing a Claude Code setup), `import_life` (issue 16:
@@ -43,6 +44,7 @@ mod fake_daemon;
 mod faults;
 mod files;
 mod host;
+mod host_2026;
 mod host_failures;
 mod host_tasks;
 #[cfg(unix)]
