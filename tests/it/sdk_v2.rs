@@ -172,7 +172,6 @@ async fn py2_auto_through_proxy_to_hosted_everything() {
 // ---- (b) a 2026-07-28 server hosted over stdio, through the proxy ------------------------
 
 #[tokio::test]
-#[ignore = "issue 17, open: the host does not yet pass 2026-07-28 through to a child that speaks it (it answers -32022, so clients fall back to 2025-11-25)"]
 async fn ts2_auto_through_proxy_to_hosted_2026_server() {
     same_through_proxy(
         V2Client::Ts2,
@@ -183,7 +182,6 @@ async fn ts2_auto_through_proxy_to_hosted_2026_server() {
 }
 
 #[tokio::test]
-#[ignore = "issue 17, open: the host does not yet pass 2026-07-28 through to a child that speaks it (it answers -32022, so clients fall back to 2025-11-25)"]
 async fn ts2_pinned_2026_through_proxy_to_hosted_2026_server() {
     same_through_proxy(
         V2Client::Ts2,
@@ -204,7 +202,6 @@ async fn ts2_pinned_2025_through_proxy_to_hosted_2026_server() {
 }
 
 #[tokio::test]
-#[ignore = "issue 17, open: the host does not yet pass 2026-07-28 through to a child that speaks it (it answers -32022, so clients fall back to 2025-11-25)"]
 async fn py2_auto_through_proxy_to_hosted_2026_server() {
     same_through_proxy(
         V2Client::Py2,
@@ -215,7 +212,6 @@ async fn py2_auto_through_proxy_to_hosted_2026_server() {
 }
 
 #[tokio::test]
-#[ignore = "issue 17, open: the host does not yet pass 2026-07-28 through to a child that speaks it (it answers -32022, so clients fall back to 2025-11-25)"]
 async fn py2_pinned_2026_through_proxy_to_hosted_2026_server() {
     same_through_proxy(
         V2Client::Py2,
