@@ -7,6 +7,8 @@
 //! checks, each listen stream's notifications on its own POST only, and
 //! scope `session` still answering -32022.
 
+#![cfg(unix)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -7,6 +7,8 @@
 //! body to the client unchanged; a GET answered 400 or 404 while POSTs work
 //! is "no standalone stream", never a re-initialize loop.
 
+#![cfg(unix)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
