@@ -360,7 +360,7 @@ fn on_line(table: &Mutex<Table>, label: &str, stdin: &Output, raw: Bytes) {
         Kind::Notification { method } => {
             // A `subscriptions/listen` stream's: its `_meta` names the
             // request (by the host's id); to that request's POST only.
-            let target = subscription_of(&raw).and_then(|(part, upstream, quoted)| {
+            let target = subscription_of(&raw).and_then(|(upstream, quoted)| {
                 let table = lock(table);
                 let pending = table.pending.get(&upstream)?;
                 let sink = pending.sink.clone()?;
@@ -372,7 +372,7 @@ fn on_line(table: &Mutex<Table>, label: &str, stdin: &Output, raw: Bytes) {
                 } else {
                     id.clone()
                 };
-                Some((splice(&raw, part, &id)?, sink))
+                Some((rewrite::replace_subscription_id(&raw, &id)?, sink))
             });
             match target {
                 Some((message, sink)) => {
@@ -432,46 +432,12 @@ fn register(
     Ok((upstream, line))
 }
 
-/// The `_meta` subscription id of a notification: where it is in `raw`,
-/// the host id it names, and whether it names it as a string.
-fn subscription_of(raw: &Bytes) -> Option<(std::ops::Range<usize>, u64, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Notification<'a> {
-        #[serde(borrow)]
-        params: Option<Params<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Params<'a> {
-        #[serde(borrow, rename = "_meta")]
-        meta: Option<Meta<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Meta<'a> {
-        #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
-        subscription: Option<&'a serde_json::value::RawValue>,
-    }
-    if !raw
-        .windows(crate::mcp::SUBSCRIPTION_ID_META.len())
-        .any(|w| w == crate::mcp::SUBSCRIPTION_ID_META.as_bytes())
-    {
-        return None;
-    }
-    let parsed: Notification<'_> = serde_json::from_slice(raw).ok()?;
-    let part = parsed.params?.meta?.subscription?.get();
-    let quoted = part.starts_with('"');
-    let upstream = part.trim_matches('"').parse::<u64>().ok()?;
-    let start = (part.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
-    Some((start..start.checked_add(part.len())?, upstream, quoted))
-}
-
-/// `raw` with the bytes of `part` replaced by `text`.
-fn splice(raw: &Bytes, part: std::ops::Range<usize>, text: &str) -> Option<Bytes> {
-    let (head, tail) = (raw.get(..part.start)?, raw.get(part.end..)?);
-    let mut out = Vec::with_capacity(head.len() + text.len() + tail.len());
-    out.extend_from_slice(head);
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(tail);
-    Some(Bytes::from(out))
+/// The host id a notification's `_meta` subscription id names, and
+/// whether it names it as a string.
+fn subscription_of(raw: &Bytes) -> Option<(u64, bool)> {
+    let text = rewrite::subscription_id(raw)?;
+    let upstream = text.trim_matches('"').parse::<u64>().ok()?;
+    Some((upstream, text.starts_with('"')))
 }
 
 /// Drops the requests whose client went away (its POST's answer is read
@@ -565,17 +531,13 @@ mod tests {
         let number = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":7}}}"#,
         );
-        let (part, upstream, quoted) = subscription_of(&number).expect("named");
-        assert_eq!((upstream, quoted), (7, false));
-        let back = splice(&number, part, r#""abc""#).expect("spliced");
+        assert_eq!(subscription_of(&number), Some((7, false)));
+        let back = rewrite::replace_subscription_id(&number, r#""abc""#).expect("spliced");
         assert!(back.ends_with(br#"{"io.modelcontextprotocol/subscriptionId":"abc"}}}"#));
         let string = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"12"}}}"#,
         );
-        assert_eq!(
-            subscription_of(&string).map(|s| (s.1, s.2)),
-            Some((12, true))
-        );
+        assert_eq!(subscription_of(&string), Some((12, true)));
         let none = Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
         );

@@ -52,6 +52,8 @@ struct RequestParams<'a> {
 struct Meta<'a> {
     #[serde(borrow, rename = "progressToken")]
     progress_token: Option<&'a RawValue>,
+    #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
+    subscription_id: Option<&'a RawValue>,
 }
 
 /// The `params._meta.progressToken` of a request, as JSON text.
@@ -64,6 +66,25 @@ pub fn request_progress_token(raw: &[u8]) -> Option<String> {
 pub fn replace_request_progress_token(raw: &Bytes, token: &str) -> Option<Bytes> {
     let parsed: RequestMeta<'_> = serde_json::from_slice(raw).ok()?;
     splice(raw, parsed.params?.meta?.progress_token?, token)
+}
+
+/// The `params._meta` subscription id of a message (a 2026-07-28
+/// `subscriptions/listen` stream's notification names its request so), as
+/// JSON text. A message without the key is not parsed.
+pub fn subscription_id(raw: &[u8]) -> Option<String> {
+    let key = crate::mcp::SUBSCRIPTION_ID_META.as_bytes();
+    if !raw.windows(key.len()).any(|w| w == key) {
+        return None;
+    }
+    let parsed: RequestMeta<'_> = serde_json::from_slice(raw).ok()?;
+    Some(parsed.params?.meta?.subscription_id?.get().to_owned())
+}
+
+/// The message with its `params._meta` subscription id replaced by `id`
+/// (JSON text).
+pub fn replace_subscription_id(raw: &Bytes, id: &str) -> Option<Bytes> {
+    let parsed: RequestMeta<'_> = serde_json::from_slice(raw).ok()?;
+    splice(raw, parsed.params?.meta?.subscription_id?, id)
 }
 
 #[derive(Deserialize)]

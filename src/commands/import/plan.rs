@@ -189,7 +189,7 @@ pub(super) fn definition(entry: &Value) -> Definition {
 }
 
 /// A URL fit to show: no user, password, query or fragment.
-pub(super) fn shown_url(text: &str) -> String {
+pub(crate) fn shown_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) => {
             let hidden = url.query().is_some() || !url.username().is_empty();

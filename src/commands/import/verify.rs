@@ -32,6 +32,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub(crate) use super::plan::shown_url;
 use super::remote::exchange;
 pub(crate) use super::remote::{Answer, Request, probe};
 use crate::config::{check_remote_url, expand_vars};
@@ -109,11 +110,6 @@ impl fmt::Display for Health {
             Health::Failed(cause) => write!(f, "✘ {cause}"),
         }
     }
-}
-
-/// A URL as a report may show it: no query, no credentials.
-pub(crate) fn shown_url(url: &str) -> String {
-    super::plan::shown_url(url)
 }
 
 /// Runs every probe, at most [`PARALLEL`] at once, each bounded by
